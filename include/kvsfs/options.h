@@ -1,0 +1,36 @@
+/*
+ * options: the mount's configuration, parsed from argv and "-o" options (fuse_opt syntax, so the
+ * same text works on the command line, with mount -t fuse.kvsfs and in /etc/fstab).
+ *
+ * Every string field is malloc'd and owned by struct kvsfs_options; options_free() releases them.
+ * Parsing validates values; a bad value or an unknown option fails with one sentence in err.
+ * Options that exist so far are listed by options_print_help(); the man page documents the same.
+ */
+#ifndef KVSFS_OPTIONS_H
+#define KVSFS_OPTIONS_H
+
+#include <stddef.h>
+
+struct kvsfs_options {
+	char *mountpoint;      /* the one non-option argument */
+	char *region;          /* region=R */
+	char *profile;         /* profile=P */
+	char *endpoint;        /* endpoint=URL: KVS control-plane endpoint override */
+	char *ca_file;         /* ca_file=PATH: extra trust anchor */
+	int no_verify_ssl;     /* no_verify_ssl: only for local test servers; warns */
+	int foreground;        /* -f */
+	int debug;             /* -d or debug: debug log (implies -f) */
+	int show_help;         /* -h, --help */
+	int show_version;      /* -V, --version */
+};
+
+/* Parses argv into opts (zeroed first). Returns 0, or -EINVAL with a one-sentence message in
+ * err (size errlen). Unknown options are errors; fstab-only options (_netdev, noauto, auto,
+ * user, users, nofail, defaults) are accepted and dropped. */
+int options_parse(int argc, char **argv, struct kvsfs_options *opts, char *err, size_t errlen);
+/* Frees the strings owned by opts. */
+void options_free(struct kvsfs_options *opts);
+/* Prints usage and the list of options to stdout. */
+void options_print_help(const char *progname);
+
+#endif

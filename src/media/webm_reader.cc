@@ -1,0 +1,2 @@
+// placeholder: this module is being written
+namespace kvsfs_placeholder {}
