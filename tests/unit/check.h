@@ -6,29 +6,32 @@
 #ifndef KVSFS_TEST_CHECK_H
 #define KVSFS_TEST_CHECK_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static int check_count_, check_failed_;
 
-static inline void check_point_(int ok, const char *what, const char *file, int line)
+static inline void check_point_(int ok, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static inline void check_point_(int ok, const char *file, int line, const char *fmt, ...)
 {
+	va_list ap;
 	check_count_++;
 	if (!ok)
 		check_failed_++;
-	printf("%s %d - %s", ok ? "ok" : "not ok", check_count_, what);
+	printf("%s %d - ", ok ? "ok" : "not ok", check_count_);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
 	if (!ok)
 		printf(" (%s:%d)", file, line);
 	printf("\n");
 	fflush(stdout);
 }
 
-#define CHECK(cond, ...) do { \
-		char check_msg_[512]; \
-		snprintf(check_msg_, sizeof(check_msg_), __VA_ARGS__); \
-		check_point_(!!(cond), check_msg_, __FILE__, __LINE__); \
-	} while (0)
+#define CHECK(cond, ...) check_point_(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
 #define CHECK_STR(got, want, ...) do { \
 		const char *g_ = (got), *w_ = (want); \
