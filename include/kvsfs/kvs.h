@@ -1,0 +1,110 @@
+/*
+ * kvs: the Kinesis Video Streams service client (control plane + archived media).
+ *
+ * Every call goes through awsreq (SigV4 service "kinesisvideo") and is shaped as in
+ * ../shared/docs/kvs-api.md. The client adds what the service expects of a good citizen:
+ *   - data endpoints (GetDataEndpoint) cached per (stream, API) for 45 minutes and dropped when
+ *     a data call fails with InvalidEndpointException or a transport error;
+ *   - per-stream quotas enforced on the client side (ratelimit): 5 TPS for ListFragments,
+ *     GetMediaForFragmentList, GetDataEndpoint and DescribeStream, 1 TPS for GetClip and HLS/DASH
+ *     session creation; throttling that still happens is retried by the HTTP layer;
+ *   - results normalised: ListStreams and ListFragments follow every NextToken page, fragments
+ *     are sorted (the service returns them in no order) by start time on the requested basis,
+ *     then by fragment number as a big integer.
+ * Strings returned inside result structs are owned by those structs (free functions below).
+ * Every function returns 0 or a negative errno and fills *err (optional) with the typed error.
+ * Thread-safe: any number of threads may use one client.
+ */
+#ifndef KVSFS_KVS_H
+#define KVSFS_KVS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvsfs/awsreq.h"
+
+struct kvs_client;
+
+struct kvs_client_opts {
+	const struct awsreq_ctx *aws;   /* borrowed, must outlive the client */
+	const char *control_endpoint;   /* e.g. https://kinesisvideo.us-east-1.amazonaws.com */
+	int no_quotas;                  /* 1: do not pace calls on the client side */
+	int endpoint_ttl_s;             /* data endpoint cache lifetime; 0: 2700 (45 min) */
+};
+
+struct kvs_stream {
+	char *name;
+	char *arn;
+	char *status;          /* CREATING, ACTIVE, UPDATING, DELETING */
+	char *media_type;      /* may be NULL */
+	int64_t creation_ms;
+	int64_t retention_hours;
+};
+
+struct kvs_stream_list {
+	struct kvs_stream *v;
+	size_t n, cap;
+};
+
+enum kvs_ts_type { KVS_TS_PRODUCER = 0, KVS_TS_SERVER = 1 };
+
+struct kvs_fragment {
+	char number[129];      /* decimal digits */
+	int64_t producer_ms;
+	int64_t server_ms;
+	int64_t duration_ms;
+	int64_t size;          /* FragmentSizeInBytes (NOT the GetMediaForFragmentList length) */
+};
+
+struct kvs_fragment_list {
+	struct kvs_fragment *v;
+	size_t n, cap;
+};
+
+/* Creates a client. Returns 0 and *out, -EINVAL (no endpoint), -ENOMEM. */
+int kvs_client_new(const struct kvs_client_opts *opts, struct kvs_client **out);
+void kvs_client_free(struct kvs_client *c);
+
+void kvs_stream_free(struct kvs_stream *s);
+void kvs_stream_list_free(struct kvs_stream_list *l);
+void kvs_fragment_list_free(struct kvs_fragment_list *l);
+
+/* ListStreams, every page; prefix (may be NULL) becomes a BEGINS_WITH StreamNameCondition. */
+int kvs_list_streams(struct kvs_client *c, const char *prefix, struct kvs_stream_list *out,
+		     struct awserr *err);
+/* DescribeStream by name. */
+int kvs_describe_stream(struct kvs_client *c, const char *name, struct kvs_stream *out,
+			struct awserr *err);
+/* GetDataEndpoint for (stream, api) from the cache or the service; *url is malloc'd. */
+int kvs_data_endpoint(struct kvs_client *c, const char *stream, const char *api, char **url,
+		      struct awserr *err);
+/* Drops the cached endpoint of (stream, api), after a failure. */
+void kvs_data_endpoint_forget(struct kvs_client *c, const char *stream, const char *api);
+
+/*
+ * ListFragments for [start_ms, end_ms] (inclusive, on the fragment start) with every page
+ * (MaxResults 1000), appended to *out and sorted. Fragments with an invalid number or
+ * timestamp in the reply fail the call with -EIO (one log line).
+ */
+int kvs_list_fragments(struct kvs_client *c, const char *stream, enum kvs_ts_type type,
+		       int64_t start_ms, int64_t end_ms, struct kvs_fragment_list *out,
+		       struct awserr *err);
+
+/*
+ * GetMediaForFragmentList for up to 1000 fragment numbers; the body streams to body_fn (see
+ * http.h; reset_fn is called before a retry). The request is retried as a whole.
+ */
+int kvs_get_media_for_fragment_list(struct kvs_client *c, const char *stream,
+				    const char *const *numbers, size_t n, http_body_fn body_fn,
+				    http_reset_fn reset_fn, void *arg, struct awserr *err);
+
+/* GetHLSStreamingSessionURL (LIVE, fMP4) / GetDASHStreamingSessionURL (LIVE) with Expires. */
+int kvs_get_hls_url(struct kvs_client *c, const char *stream, int expires_s, char **url,
+		    struct awserr *err);
+int kvs_get_dash_url(struct kvs_client *c, const char *stream, int expires_s, char **url,
+		     struct awserr *err);
+
+/* Sorts a fragment list by start time on the given basis, then by number (big integers). */
+void kvs_fragments_sort(struct kvs_fragment_list *l, enum kvs_ts_type type);
+
+#endif
