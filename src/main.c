@@ -1,19 +1,73 @@
 /*
- * kvsfs entry point: parses options, prints help/version, sets up the process-wide libraries
- * (curl_global_init is the one process-wide call) and hands over to the mount.
+ * kvsfs entry point: options, start-up checks, mount, serve, unmount.
+ *
+ * Order matters for error reporting: everything that can fail for a reason the user should see
+ * (options, region, credentials, endpoint reachability, cache folder, the mount itself) runs in
+ * the foreground process and prints one sentence on stderr with a non-zero exit status. Only
+ * then does kvsfs detach (unless -f or -d) and switch its log to syslog. SIGINT, SIGTERM and
+ * SIGHUP end the session loop, and the mount is removed on the way out.
+ *
+ * Process-wide state is limited to what libraries require (curl_global_init, libfuse's signal
+ * handlers); everything else hangs off the context structs created here and passed down.
  */
 #include "kvsfs_config.h"
-#include "kvsfs/options.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvsfs/awsconfig.h"
+#include "kvsfs/awsreq.h"
+#include "kvsfs/creds.h"
+#include "kvsfs/fcache.h"
+#include "kvsfs/fuse_ops.h"
+#include "kvsfs/http.h"
+#include "kvsfs/kvs.h"
+#include "kvsfs/log.h"
+#include "kvsfs/options.h"
+#include "kvsfs/sizeidx.h"
+#include "kvsfs/vfs.h"
+
+#define DEFAULT_CACHE_SIZE (4ULL << 30)
+
+/* The default cache folder: $XDG_CACHE_HOME/kvsfs, else ~/.cache/kvsfs. */
+static int default_cache_dir(char *out, size_t n)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	if (xdg && *xdg == '/')
+		snprintf(out, n, "%s/kvsfs", xdg);
+	else if (home && *home == '/')
+		snprintf(out, n, "%s/.cache/kvsfs", home);
+	else
+		return -ENOENT;
+	return 0;
+}
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "kvsfs: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	return 1;
+}
 
 int main(int argc, char **argv)
 {
 	struct kvsfs_options opts;
-	char err[512];
+	char err[1024];
 	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	int status = 1;
 
 	if (options_parse(argc, argv, &opts, err, sizeof(err)) != 0) {
 		fprintf(stderr, "kvsfs: %s\n", err);
@@ -25,7 +79,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (opts.show_version) {
-		printf("kvsfs %s (libcurl %s)\n", KVSFS_VERSION, curl_version_info(CURLVERSION_NOW)->version);
+		printf("kvsfs %s (libfuse %s, libcurl %s)\n", KVSFS_VERSION, fuse_pkgversion(),
+		       curl_version_info(CURLVERSION_NOW)->version);
 		options_free(&opts);
 		return 0;
 	}
@@ -34,7 +89,173 @@ int main(int argc, char **argv)
 		options_free(&opts);
 		return 2;
 	}
-	fprintf(stderr, "kvsfs: mounting is not available in this build yet\n");
+
+	struct log_ctx lg;
+	log_init(&lg, opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, stderr);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+
+	struct awsconfig_files files = { 0 };
+	struct awsconfig_settings settings = { 0 };
+	struct creds_provider *creds = NULL;
+	struct http_client *http = NULL;
+	struct kvs_client *kvs = NULL;
+	struct fcache *cache = NULL;
+	struct sizeidx *sizes = NULL;
+	struct vfs *vfs = NULL;
+	struct fuse_ops_ctx *fops = NULL;
+	struct fuse_session *se = NULL;
+	struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
+	int mounted = 0, handlers = 0;
+
+	if (opts.no_verify_ssl)
+		LOG_WARN(&lg, "main", "TLS certificate verification is off (no_verify_ssl): use it only "
+			 "with local test servers");
+	if (awsconfig_files_load(&files, opts.profile, NULL, &lg, err, sizeof(err)) ||
+	    awsconfig_resolve(&settings, &files, opts.region, opts.endpoint, NULL, NULL, err,
+			      sizeof(err))) {
+		fail("%s", err);
+		goto out;
+	}
+	struct creds_options co = { .profile = opts.profile, .ca_file = opts.ca_file,
+				    .no_verify_ssl = opts.no_verify_ssl };
+	if (creds_provider_new(&creds, &co, &files, &lg, err, sizeof(err))) {
+		fail("%s", err);
+		goto out;
+	}
+	struct http_client_opts ho;
+	http_client_opts_init(&ho);
+	ho.log = &lg;
+	ho.ca_file = opts.ca_file;
+	ho.no_verify_ssl = opts.no_verify_ssl;
+	int rc = http_client_new(&ho, &http);
+	if (rc) {
+		fail("cannot set up HTTPS (%s); check ca_file", strerror(-rc));
+		goto out;
+	}
+	struct awsreq_ctx aws = { .http = http, .creds = creds, .log = &lg };
+	snprintf(aws.region, sizeof(aws.region), "%s", settings.region);
+	struct kvs_client_opts ko = { .aws = &aws, .control_endpoint = settings.kvs_endpoint };
+	if (kvs_client_new(&ko, &kvs)) {
+		fail("%s", "out of memory");
+		goto out;
+	}
+
+	char cache_dir[PATH_MAX], media_dir[PATH_MAX + 16];
+	if (opts.cache_dir)
+		snprintf(cache_dir, sizeof(cache_dir), "%s", opts.cache_dir);
+	else if (default_cache_dir(cache_dir, sizeof(cache_dir))) {
+		fail("%s", "no cache folder: set HOME or give -o cache_dir=DIR");
+		goto out;
+	}
+	snprintf(media_dir, sizeof(media_dir), "%s/media", cache_dir);
+	struct fcache_opts fco = { .dir = media_dir, .log = &lg,
+				   .max_bytes = opts.cache_size ? opts.cache_size : DEFAULT_CACHE_SIZE };
+	if (fcache_open(&fco, &cache, err, sizeof(err))) {
+		fail("%s", err);
+		goto out;
+	}
+	struct sizeidx_opts so = { .dir = cache_dir, .log = &lg, .sync_ms = 1000 };
+	if (sizeidx_open(&so, &sizes, err, sizeof(err))) {
+		fail("%s", err);
+		goto out;
+	}
+
+	struct vfs_config vc = {
+		.kvs = kvs,
+		.cache = cache,
+		.sizes = sizes,
+		.log = &lg,
+		.streams = opts.streams,
+		.stream_prefix = opts.stream_prefix,
+		.ts = opts.timestamps_server ? KVS_TS_SERVER : KVS_TS_PRODUCER,
+		.meta_ttl_s = opts.meta_ttl >= 0 ? opts.meta_ttl : 5,
+		.hls_expires_s = opts.hls_expires ? opts.hls_expires : 3600,
+		.uid = opts.uid >= 0 ? (uid_t)opts.uid : getuid(),
+		.gid = opts.gid >= 0 ? (gid_t)opts.gid : getgid(),
+		.umask = opts.umask >= 0 ? (mode_t)opts.umask : 022,
+		.live_public = opts.live_public,
+		.readahead = opts.readahead,
+		.invalidate = fuse_ops_invalidate,
+	};
+	if (vc.meta_ttl_s == 0)
+		vc.meta_ttl_s = 1;
+	/* the adapter is the target of the vfs's kernel invalidations, the vfs serves the adapter */
+	fops = fuse_ops_new(&lg);
+	if (!fops) {
+		fail("%s", "out of memory");
+		goto out;
+	}
+	vc.invalidate_arg = fops;
+	if (vfs_new(&vc, &vfs, err, sizeof(err))) {
+		fail("%s", err);
+		goto out;
+	}
+	fuse_ops_set_vfs(fops, vfs);
+	if (vfs_check(vfs, err, sizeof(err))) {
+		fail("%s", err);
+		goto out;
+	}
+
+	/* FUSE arguments: only what kvsfs decides, never user text (nothing secret either) */
+	fuse_opt_add_arg(&fargs, prog);
+	fuse_opt_add_arg(&fargs, "-o");
+	fuse_opt_add_arg(&fargs, opts.allow_other ? "fsname=kvsfs,subtype=kvsfs,default_permissions,allow_other"
+						  : "fsname=kvsfs,subtype=kvsfs,default_permissions");
+	if (opts.debug)
+		fuse_opt_add_arg(&fargs, "-odebug");
+	se = fuse_session_new(&fargs, fuse_ops_table(), sizeof(struct fuse_lowlevel_ops), fops);
+	if (!se) {
+		fail("%s", "cannot create the FUSE session");
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se) != 0) {
+		fail("%s", "cannot install signal handlers");
+		goto out;
+	}
+	handlers = 1;
+	if (fuse_session_mount(se, opts.mountpoint) != 0) {
+		fail("cannot mount on %s (is it an existing, empty folder you may use, and is "
+		     "/dev/fuse available?)", opts.mountpoint);
+		goto out;
+	}
+	mounted = 1;
+	if (fuse_ops_start(fops, se)) {
+		fail("%s", "cannot start the invalidation thread");
+		goto out;
+	}
+	LOG_INFO(&lg, "main", "mounted Kinesis Video Streams of %s on %s (%s)", settings.region,
+		 opts.mountpoint, creds_provider_describe(creds));
+	if (!opts.foreground) {
+		if (fuse_daemonize(0) != 0) {
+			fail("%s", "cannot detach into the background");
+			goto out;
+		}
+		log_use_syslog(&lg);
+	}
+	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 16 };
+	rc = fuse_session_loop_mt(se, &lc);
+	status = rc == 0 ? 0 : 1;
+	LOG_INFO(&lg, "main", "unmounting %s", opts.mountpoint);
+out:
+	if (se) {
+		if (mounted)
+			fuse_session_unmount(se);
+		if (handlers)
+			fuse_remove_signal_handlers(se);
+		fuse_session_destroy(se);
+	}
+	fuse_opt_free_args(&fargs);
+	fuse_ops_free(fops);
+	vfs_free(vfs);
+	sizeidx_close(sizes);
+	fcache_close(cache);
+	kvs_client_free(kvs);
+	http_client_free(http);
+	creds_provider_free(creds);
+	awsconfig_settings_free(&settings);
+	awsconfig_files_free(&files);
 	options_free(&opts);
-	return 1;
+	curl_global_cleanup();
+	log_destroy(&lg);
+	return status;
 }

@@ -104,6 +104,15 @@ int kvs_get_hls_url(struct kvs_client *c, const char *stream, int expires_s, cha
 int kvs_get_dash_url(struct kvs_client *c, const char *stream, int expires_s, char **url,
 		     struct awserr *err);
 
+/*
+ * GETs a streaming-session document (HLS master playlist, DASH manifest) at url: no SigV4, the
+ * session token in the URL is the credential. The body (at most 1 MiB) is appended to out
+ * (a struct buf). The URL is never logged with its query.
+ */
+struct buf;
+int kvs_get_session_document(struct kvs_client *c, const char *url, struct buf *out,
+			     struct awserr *err);
+
 /* Sorts a fragment list by start time on the given basis, then by number (big integers). */
 void kvs_fragments_sort(struct kvs_fragment_list *l, enum kvs_ts_type type);
 

@@ -12,12 +12,26 @@
 #include <stddef.h>
 
 struct kvsfs_options {
-	char *mountpoint;      /* the one non-option argument */
+	char *mountpoint;      /* the non-option argument (of two, the second: mount.fuse3 passes
+	                        * "kvsfs MOUNTPOINT") */
+	int source_seen;
 	char *region;          /* region=R */
 	char *profile;         /* profile=P */
 	char *endpoint;        /* endpoint=URL: KVS control-plane endpoint override */
 	char *ca_file;         /* ca_file=PATH: extra trust anchor */
 	int no_verify_ssl;     /* no_verify_ssl: only for local test servers; warns */
+	char **streams;        /* streams=a:b (or a,b): NULL-terminated allow-list, NULL = all */
+	char *stream_prefix;   /* stream_prefix=P */
+	int timestamps_server; /* timestamps=server (default producer) */
+	char *cache_dir;       /* cache_dir=DIR (NULL: the default per-user cache folder) */
+	unsigned long long cache_size; /* cache_size=SIZE in bytes (0: default) */
+	int meta_ttl;          /* meta_ttl=SECONDS (-1: default) */
+	int hls_expires;       /* hls_expires=SECONDS, 300..43200 (0: default) */
+	long uid, gid;         /* uid=, gid= (-1: the mounting user) */
+	long umask;            /* umask=OCTAL (-1: 022) */
+	int allow_other;       /* allow_other */
+	int live_public;       /* live_public: live.m3u8/live.mpd 0444 (needs allow_other) */
+	int readahead;         /* readahead=N fragments per download batch (0: default) */
 	int foreground;        /* -f */
 	int debug;             /* -d or debug: debug log (implies -f) */
 	int show_help;         /* -h, --help */

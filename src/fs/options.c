@@ -21,11 +21,14 @@ struct parse_state {
 	char *err;
 	size_t errlen;
 	int failed;
+	int in_streams;   /* the previous option was streams=..., so a bare word continues it */
 };
 
 enum {
 	KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DROP,
 	KEY_REGION, KEY_PROFILE, KEY_ENDPOINT, KEY_CA_FILE, KEY_NO_VERIFY_SSL,
+	KEY_STREAMS, KEY_STREAM_PREFIX, KEY_TIMESTAMPS, KEY_CACHE_DIR, KEY_CACHE_SIZE, KEY_META_TTL,
+	KEY_HLS_EXPIRES, KEY_UID, KEY_GID, KEY_UMASK, KEY_ALLOW_OTHER, KEY_LIVE_PUBLIC, KEY_READAHEAD,
 };
 
 static const struct fuse_opt option_table[] = {
@@ -41,6 +44,19 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_KEY("endpoint=%s", KEY_ENDPOINT),
 	FUSE_OPT_KEY("ca_file=%s", KEY_CA_FILE),
 	FUSE_OPT_KEY("no_verify_ssl", KEY_NO_VERIFY_SSL),
+	FUSE_OPT_KEY("streams=%s", KEY_STREAMS),
+	FUSE_OPT_KEY("stream_prefix=%s", KEY_STREAM_PREFIX),
+	FUSE_OPT_KEY("timestamps=%s", KEY_TIMESTAMPS),
+	FUSE_OPT_KEY("cache_dir=%s", KEY_CACHE_DIR),
+	FUSE_OPT_KEY("cache_size=%s", KEY_CACHE_SIZE),
+	FUSE_OPT_KEY("meta_ttl=%s", KEY_META_TTL),
+	FUSE_OPT_KEY("hls_expires=%s", KEY_HLS_EXPIRES),
+	FUSE_OPT_KEY("uid=%s", KEY_UID),
+	FUSE_OPT_KEY("gid=%s", KEY_GID),
+	FUSE_OPT_KEY("umask=%s", KEY_UMASK),
+	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+	FUSE_OPT_KEY("live_public", KEY_LIVE_PUBLIC),
+	FUSE_OPT_KEY("readahead=%s", KEY_READAHEAD),
 	/* fstab-only options: accepted and dropped */
 	FUSE_OPT_KEY("_netdev", KEY_DROP),
 	FUSE_OPT_KEY("noauto", KEY_DROP),
@@ -94,11 +110,94 @@ static int valid_url(const char *u)
 	return strncmp(u, "https://", 8) == 0 || strncmp(u, "http://", 7) == 0;
 }
 
+static int valid_stream_name(const char *n)
+{
+	size_t len = strlen(n);
+	if (len == 0 || len > 256)
+		return 0;
+	for (const char *p = n; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '_' || *p == '.' || *p == '-'))
+			return 0;
+	return 1;
+}
+
+/* Appends the ':'- or ','-separated names of list to o->streams. */
+static int add_streams(struct parse_state *st, const char *list)
+{
+	struct kvsfs_options *o = st->opts;
+	size_t n = 0;
+	while (o->streams && o->streams[n])
+		n++;
+	char *copy = strdup(list);
+	if (!copy)
+		return fail(st, "out of memory");
+	char *save = NULL;
+	for (char *tok = strtok_r(copy, ":,", &save); tok; tok = strtok_r(NULL, ":,", &save)) {
+		if (!valid_stream_name(tok)) {
+			free(copy);
+			return fail(st, "'%s' is not a valid stream name", tok);
+		}
+		char **nv = realloc(o->streams, (n + 2) * sizeof(*nv));
+		if (!nv || !(nv[n] = strdup(tok))) {
+			if (nv)
+				o->streams = nv;
+			free(copy);
+			return fail(st, "out of memory");
+		}
+		nv[++n] = NULL;
+		o->streams = nv;
+	}
+	free(copy);
+	if (n == 0)
+		return fail(st, "streams= needs at least one stream name");
+	return 0;
+}
+
+/* Parses a non-negative decimal integer in [min, max]. */
+static int parse_long(struct parse_state *st, const char *arg, long min, long max, int base, long *out)
+{
+	const char *v = strchr(arg, '=') + 1;
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, base);
+	if (!*v || *end || errno || x < min || x > max)
+		return fail(st, "option '%s' needs a number from %ld to %ld", arg, min, max);
+	*out = x;
+	return 0;
+}
+
+/* Parses a size with an optional K/M/G/T suffix (powers of 1024). */
+static int parse_size(struct parse_state *st, const char *arg, unsigned long long *out)
+{
+	const char *v = strchr(arg, '=') + 1;
+	char *end;
+	errno = 0;
+	unsigned long long x = strtoull(v, &end, 10);
+	int shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default: break;
+	}
+	if (*end == 'i' || *end == 'B')
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (!*v || *v == '-' || *end || errno || x == 0 || (shift && x > (~0ULL >> shift)))
+		return fail(st, "option '%s' needs a size such as 512M or 10G", arg);
+	*out = x << shift;
+	return 0;
+}
+
 static int on_option(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	struct parse_state *st = data;
 	struct kvsfs_options *o = st->opts;
 	(void)outargs;
+	int continues = st->in_streams;
+	st->in_streams = 0;
+	long x;
 	switch (key) {
 	case KEY_HELP:
 		o->show_help = 1;
@@ -134,12 +233,69 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 	case KEY_NO_VERIFY_SSL:
 		o->no_verify_ssl = 1;
 		return 0;
+	case KEY_STREAMS:
+		st->in_streams = 1;
+		return add_streams(st, strchr(arg, '=') + 1);
+	case KEY_STREAM_PREFIX:
+		return set_value(st, &o->stream_prefix, arg);
+	case KEY_TIMESTAMPS:
+		if (!strcmp(arg, "timestamps=server"))
+			o->timestamps_server = 1;
+		else if (!strcmp(arg, "timestamps=producer"))
+			o->timestamps_server = 0;
+		else
+			return fail(st, "timestamps must be 'producer' or 'server'");
+		return 0;
+	case KEY_CACHE_DIR:
+		return set_value(st, &o->cache_dir, arg);
+	case KEY_CACHE_SIZE:
+		return parse_size(st, arg, &o->cache_size);
+	case KEY_META_TTL:
+		if (parse_long(st, arg, 0, 86400, 10, &x))
+			return -1;
+		o->meta_ttl = (int)x;
+		return 0;
+	case KEY_HLS_EXPIRES:
+		if (parse_long(st, arg, 300, 43200, 10, &x))
+			return -1;
+		o->hls_expires = (int)x;
+		return 0;
+	case KEY_UID:
+		return parse_long(st, arg, 0, 0x7fffffffL, 10, &o->uid);
+	case KEY_GID:
+		return parse_long(st, arg, 0, 0x7fffffffL, 10, &o->gid);
+	case KEY_UMASK:
+		return parse_long(st, arg, 0, 0777, 8, &o->umask);
+	case KEY_ALLOW_OTHER:
+		o->allow_other = 1;
+		return 0;
+	case KEY_LIVE_PUBLIC:
+		o->live_public = 1;
+		return 0;
+	case KEY_READAHEAD:
+		if (parse_long(st, arg, 1, 1000, 10, &x))
+			return -1;
+		o->readahead = (int)x;
+		return 0;
 	case FUSE_OPT_KEY_NONOPT:
+		/* mount.fuse3 passes "kvsfs MOUNTPOINT": the first of two is the source */
+		if (o->mountpoint && !o->source_seen) {
+			o->source_seen = 1;
+			free(o->mountpoint);
+			o->mountpoint = strdup(arg);
+			return o->mountpoint ? 0 : fail(st, "out of memory");
+		}
 		if (o->mountpoint)
 			return fail(st, "only one mount point may be given (extra argument '%s')", arg);
 		o->mountpoint = strdup(arg);
 		return o->mountpoint ? 0 : fail(st, "out of memory");
 	case FUSE_OPT_KEY_OPT:
+		/* "-o streams=a,b": fuse_opt splits at the comma, so bare names continue the list */
+		if (continues && !strchr(arg, '=') && valid_stream_name(arg)) {
+			st->in_streams = 1;
+			return add_streams(st, arg);
+		}
+		return fail(st, "unknown option '%s' (see kvsfs --help)", arg);
 	default:
 		return fail(st, "unknown option '%s' (see kvsfs --help)", arg);
 	}
@@ -150,9 +306,15 @@ int options_parse(int argc, char **argv, struct kvsfs_options *opts, char *err, 
 	memset(opts, 0, sizeof(*opts));
 	if (errlen)
 		err[0] = '\0';
-	struct parse_state st = { opts, err, errlen, 0 };
+	struct parse_state st = { opts, err, errlen, 0, 0 };
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	opts->uid = -1;
+	opts->gid = -1;
+	opts->umask = -1;
+	opts->meta_ttl = -1;
 	int rc = fuse_opt_parse(&args, &st, option_table, on_option);
+	if (rc == 0 && !st.failed && opts->live_public && !opts->allow_other)
+		fail(&st, "live_public needs allow_other (the playlists carry session URLs)");
 	fuse_opt_free_args(&args);
 	if (rc != 0 || st.failed) {
 		if (!st.failed)
@@ -170,6 +332,11 @@ void options_free(struct kvsfs_options *o)
 	free(o->profile);
 	free(o->endpoint);
 	free(o->ca_file);
+	for (char **p = o->streams; p && *p; p++)
+		free(*p);
+	free(o->streams);
+	free(o->stream_prefix);
+	free(o->cache_dir);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -195,6 +362,25 @@ void options_print_help(const char *prog)
 	       "                           server; http:// is allowed only here)\n"
 	       "    -o ca_file=PATH        extra trusted CA certificate(s), PEM\n"
 	       "    -o no_verify_ssl       do not verify TLS certificates (local test servers only)\n"
+	       "\n"
+	       "tree options:\n"
+	       "    -o streams=A:B         show only these streams (',' works too)\n"
+	       "    -o stream_prefix=P     show only streams whose name starts with P\n"
+	       "    -o timestamps=producer|server\n"
+	       "                           which KVS timestamp names, dates and selects\n"
+	       "                           fragments (default producer)\n"
+	       "    -o meta_ttl=SECONDS    how stale a listing of live data may be (default 5)\n"
+	       "    -o hls_expires=SECONDS lifetime of live.m3u8/live.mpd sessions, 300..43200\n"
+	       "                           (default 3600)\n"
+	       "    -o cache_dir=DIR       disk cache for media (default $XDG_CACHE_HOME/kvsfs)\n"
+	       "    -o cache_size=SIZE     bound of the disk cache, e.g. 2G (default 4G)\n"
+	       "    -o readahead=N         fragments fetched per GetMediaForFragmentList (default 8)\n"
+	       "\n"
+	       "FUSE options:\n"
+	       "    -o uid=N,gid=N         owner shown for every file (default: the mounting user)\n"
+	       "    -o umask=OCTAL         permission bits removed (default 022)\n"
+	       "    -o allow_other         let other users access the mount\n"
+	       "    -o live_public         make live.m3u8/live.mpd readable by all (needs allow_other)\n"
 	       "\n"
 	       "fstab options accepted and ignored: _netdev, noauto, auto, user, users, nofail, defaults\n"
 	       "\n"

@@ -551,3 +551,23 @@ int kvs_get_dash_url(struct kvs_client *c, const char *stream, int expires_s, ch
 {
 	return session_url(c, stream, 1, expires_s, url, err);
 }
+
+int kvs_get_session_document(struct kvs_client *c, const char *url, struct buf *out,
+			     struct awserr *err)
+{
+	struct http_sink sink = { .buf = out, .max = 1u << 20 };
+	struct http_request r = {
+		.method = "GET",
+		.url = url,
+		.body_fn = http_sink_buf,
+		.reset_fn = http_sink_buf_reset,
+		.body_arg = &sink,
+		.idempotent = 1,
+	};
+	struct http_response resp;
+	int rc = http_perform(c->aws->http, &r, &resp);
+	if (rc && err)
+		*err = resp.err;
+	http_response_free(&resp);
+	return rc;
+}

@@ -1,0 +1,112 @@
+/*
+ * vfs: the filesystem logic of kvsfs, independent of FUSE's wire protocol.
+ *
+ * The FUSE adapter (src/fuse/) translates requests into these calls; this layer owns the inode
+ * table, the kinds of directories and files, their listing caches, exact sizes, opens and reads,
+ * extended attributes and the live playlists, and calls the service clients (kvs) and the disk
+ * cache below it. See docs/SEMANTICS.md for what each operation does on each kind of entry and
+ * docs/SIZES.md for how sizes are exact.
+ *
+ * Inodes: numbers are allocated on first lookup and stay stable while the kernel holds a
+ * reference (lookup count); the root is 1. A node is forgotten when its count drops to 0.
+ * Thread-safety: every function may be called from any FUSE worker thread.
+ */
+#ifndef KVSFS_VFS_H
+#define KVSFS_VFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "kvsfs/kvs.h"
+
+struct fcache;
+struct sizeidx;
+struct log_ctx;
+struct vfs;
+struct vfs_file;
+
+#define VFS_ROOT_INO 1
+
+struct vfs_config {
+	struct kvs_client *kvs;      /* borrowed */
+	struct fcache *cache;        /* borrowed */
+	struct sizeidx *sizes;       /* borrowed */
+	struct log_ctx *log;         /* borrowed */
+	char *const *streams;        /* NULL-terminated allow-list, or NULL for all */
+	const char *stream_prefix;   /* NULL for all */
+	enum kvs_ts_type ts;         /* names, dates and selection by producer or server time */
+	int meta_ttl_s;              /* how stale a listing of live data may be */
+	int past_ttl_s;              /* listing cache of hours that have ended */
+	int hls_expires_s;           /* playback session lifetime asked for */
+	uid_t uid;
+	gid_t gid;
+	mode_t umask;
+	int live_public;             /* live.m3u8/live.mpd readable by all (needs allow_other) */
+	int readahead;               /* fragments per GetMediaForFragmentList batch */
+	/* Asks the kernel to drop cached attributes/data of an inode (set by the FUSE adapter). */
+	void (*invalidate)(void *arg, uint64_t ino);
+	void *invalidate_arg;
+};
+
+struct vfs_attr {
+	uint64_t ino;
+	mode_t mode;        /* type and permission bits */
+	uint64_t size;
+	int64_t mtime_ms;
+	unsigned nlink;
+	uid_t uid;
+	gid_t gid;
+	double timeout;     /* seconds the kernel may cache the entry and attributes */
+};
+
+struct vfs_dirent {
+	char *name;
+	struct vfs_attr attr;  /* ino 0 when the entry has no node yet (plain readdir) */
+};
+
+struct vfs_dir {
+	struct vfs_dirent *v;
+	size_t n;
+	uint64_t ino;
+};
+
+/* Creates the filesystem logic. Returns 0 and *out, or a negative errno with a sentence in err. */
+int vfs_new(const struct vfs_config *cfg, struct vfs **out, char *err, size_t errlen);
+/* Frees everything (waits for background downloads). */
+void vfs_free(struct vfs *v);
+
+/* Startup check: lists the streams once, so a mount that cannot work fails early. Returns 0 or
+ * a negative errno with a sentence in err. */
+int vfs_check(struct vfs *v, char *err, size_t errlen);
+
+/* Looks name up in parent; on success fills *a and counts one kernel reference. Errors: ENOENT,
+ * ENOTDIR, or the errno of a failed listing (never ENOENT for a 5xx or a timeout). */
+int vfs_lookup(struct vfs *v, uint64_t parent, const char *name, struct vfs_attr *a);
+/* Drops n kernel references. */
+void vfs_forget(struct vfs *v, uint64_t ino, uint64_t n);
+int vfs_getattr(struct vfs *v, uint64_t ino, struct vfs_attr *a);
+
+/* Lists a directory into a snapshot (with_nodes: create nodes and count one reference per
+ * entry, for readdirplus). Free with vfs_dir_free. */
+int vfs_opendir(struct vfs *v, uint64_t ino, int with_nodes, struct vfs_dir **out);
+void vfs_dir_free(struct vfs_dir *d);
+/* Takes a kernel reference on an entry returned by vfs_opendir(with_nodes) that the adapter
+ * could not pass to the kernel (buffer full): releases it again. */
+void vfs_dir_unref(struct vfs *v, const struct vfs_dirent *e);
+
+/* Opens a file for reading. *direct_io is set when reads must bypass the page cache (the size
+ * the kernel saw may be stale), *keep_cache when cached pages stay valid (immutable data). */
+int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int *direct_io,
+	     int *keep_cache);
+/* Reads up to size bytes at off; returns the count (0 at end of file) or a negative errno. */
+ssize_t vfs_read(struct vfs *v, struct vfs_file *f, char *buf, size_t size, off_t off);
+void vfs_release(struct vfs *v, struct vfs_file *f);
+
+/* Extended attributes: value of name into buf (size 0: just the length); returns the length or
+ * a negative errno (ENODATA when absent, ERANGE when buf is too small). */
+ssize_t vfs_getxattr(struct vfs *v, uint64_t ino, const char *name, char *buf, size_t size);
+/* NUL-separated list of names, same conventions. */
+ssize_t vfs_listxattr(struct vfs *v, uint64_t ino, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,1480 @@
+/*
+ * vfs: kvsfs's filesystem logic (see include/kvsfs/vfs.h, docs/SEMANTICS.md, docs/SIZES.md).
+ *
+ * Tree and node kinds:
+ *   ROOT                      one STREAM directory per ACTIVE stream (ListStreams, cached meta_ttl)
+ *   STREAM/                   FRAGMENTS, CLIPS, LIVE_HLS (live.m3u8), LIVE_DASH (live.mpd)
+ *   FRAGMENTS/                one DAY per UTC day that the retention window covers
+ *   DAY/                      one HOUR per UTC hour of that day inside the window
+ *   HOUR/                     one FRAGMENT file per fragment starting in that hour
+ * Directories and fragment names are computed, never stored: day and hour folders come from the
+ * stream's retention (no call), an hour's files from one ListFragments query (all pages) whose
+ * result is cached: meta_ttl for the hour that is still open (or just ended), past_ttl for older
+ * hours. Within an hour the fragments are sorted by start time then fragment number; the first
+ * of equal start times gets the plain name, the others carry their number (never renamed later,
+ * since numbers grow with ingestion).
+ *
+ * Inode table: nodes live in two hash tables (by inode number, and by parent+name) under one
+ * mutex. A node keeps what its kind needs (stream, time, fragment metadata), so every later
+ * request on an inode is answered without a path walk. The kernel's lookup count decides when a
+ * node is freed; streams (struct vstream) live until unmount.
+ *
+ * Sizes: a fragment's size is exact when its download was seen before (sizeidx, persistent);
+ * otherwise it is predicted from ListFragments' FragmentSizeInBytes plus the bytes
+ * GetMediaForFragmentList adds (Segment header and the KVS Tags, whose length follows from the
+ * fragment number and timestamps), corrected by what earlier downloads of the stream taught.
+ * Every download is checked against the prediction; a wrong one is recorded, the kernel's
+ * attributes are invalidated and that open reads with direct_io, so a reader always gets exactly
+ * the fragment's bytes and the next stat shows the true size (see docs/SIZES.md).
+ */
+#include "kvsfs/vfs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvsfs/awserr.h"
+#include "kvsfs/buf.h"
+#include "kvsfs/fcache.h"
+#include "kvsfs/fetch.h"
+#include "kvsfs/json.h"
+#include "kvsfs/log.h"
+#include "kvsfs/names.h"
+#include "kvsfs/sizeidx.h"
+
+enum kind {
+	K_ROOT, K_STREAM, K_FRAGMENTS, K_DAY, K_HOUR, K_FRAGMENT, K_CLIPS, K_LIVE_HLS, K_LIVE_DASH,
+};
+
+#define LIVE_HLS_NAME "live.m3u8"
+#define LIVE_DASH_NAME "live.mpd"
+#define FRAGMENTS_NAME "fragments"
+#define CLIPS_NAME "clips"
+#define IMMUTABLE_TIMEOUT 3600.0
+
+/* A refcounted immutable text (live playlists). */
+struct blob {
+	int refs;
+	size_t len;
+	char data[];
+};
+
+struct live {
+	struct blob *doc;        /* current document, NULL when none */
+	int64_t created_ms;
+	int64_t renew_ms;        /* renew the session after this time */
+	int not_live;            /* the last attempt found the stream not live */
+	int64_t checked_ms;      /* when not_live was decided */
+	uint64_t ino;            /* inode of the file, for invalidation (0: unknown) */
+};
+
+struct hour_entry {
+	char name[NAMES_FRAGMENT_LEN];
+	int64_t ts;              /* start on the mount's basis */
+	struct kvs_fragment frag;
+};
+
+struct hour_listing {
+	int refs;
+	int64_t hour_ms;
+	int64_t fetched_ms;
+	size_t n;
+	struct hour_entry *v;
+	struct hour_listing *link;
+};
+
+struct vstream {
+	char *name;
+	int64_t retention_hours;
+	int64_t creation_ms;
+	pthread_mutex_t lock;          /* guards hours, live, correction */
+	struct hour_listing *hours;
+	struct live hls, dash;
+	int correction_known;
+	int64_t correction;            /* learned: true size - predicted model size */
+	struct vstream *link;
+};
+
+struct node {
+	uint64_t ino;
+	uint64_t parent;
+	char *name;
+	enum kind kind;
+	uint64_t nlookup;
+	struct vstream *stream;        /* all but ROOT */
+	int64_t t0;                    /* DAY, HOUR: start ms */
+	int64_t ts;                    /* FRAGMENT: start on the mount's basis */
+	struct kvs_fragment frag;      /* FRAGMENT */
+	struct node *next_ino, *next_name;
+};
+
+struct vfs {
+	struct vfs_config c;
+	struct fetcher *fetch;
+	pthread_mutex_t lock;          /* nodes, streams list, root cache */
+	struct node **by_ino, **by_name;
+	size_t nbuckets, nnodes;
+	uint64_t next_ino;
+	struct vstream *streams;
+	char **root_names;             /* cached ListStreams result (names), NULL-terminated */
+	int64_t root_fetched_ms;
+	int64_t mount_ms;
+	pthread_mutex_t root_fill;     /* one ListStreams at a time */
+};
+
+struct vfs_file {
+	enum kind kind;
+	int fd;                        /* FRAGMENT: cache file */
+	uint64_t size;
+	struct fcache_pin *pin;
+	struct blob *doc;              /* LIVE */
+	struct vstream *stream;
+	struct kvs_fragment frag;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void blob_unref(struct blob *b)
+{
+	if (b && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(b);
+}
+
+static struct blob *blob_ref(struct blob *b)
+{
+	if (b)
+		__atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
+	return b;
+}
+
+/* ---------------------------------------------------------------- node table */
+
+static size_t hash_u64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return (size_t)x;
+}
+
+static size_t hash_name(uint64_t parent, const char *name)
+{
+	uint64_t h = 1469598103934665603ULL ^ parent;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return hash_u64(h);
+}
+
+static struct node *node_by_ino(struct vfs *v, uint64_t ino)
+{
+	for (struct node *n = v->by_ino[hash_u64(ino) & (v->nbuckets - 1)]; n; n = n->next_ino)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+static struct node *node_by_name(struct vfs *v, uint64_t parent, const char *name)
+{
+	for (struct node *n = v->by_name[hash_name(parent, name) & (v->nbuckets - 1)]; n;
+	     n = n->next_name)
+		if (n->parent == parent && strcmp(n->name, name) == 0)
+			return n;
+	return NULL;
+}
+
+static void table_insert(struct vfs *v, struct node *n)
+{
+	size_t a = hash_u64(n->ino) & (v->nbuckets - 1);
+	size_t b = hash_name(n->parent, n->name) & (v->nbuckets - 1);
+	n->next_ino = v->by_ino[a];
+	v->by_ino[a] = n;
+	n->next_name = v->by_name[b];
+	v->by_name[b] = n;
+	v->nnodes++;
+}
+
+static void table_grow(struct vfs *v)
+{
+	if (v->nnodes < v->nbuckets)
+		return;
+	size_t nb = v->nbuckets * 2;
+	struct node **bi = calloc(nb, sizeof(*bi)), **bn = calloc(nb, sizeof(*bn));
+	if (!bi || !bn) {
+		free(bi);
+		free(bn);
+		return; /* keep the smaller table: slower, still correct */
+	}
+	for (size_t i = 0; i < v->nbuckets; i++) {
+		struct node *n = v->by_ino[i];
+		while (n) {
+			struct node *nx = n->next_ino;
+			size_t a = hash_u64(n->ino) & (nb - 1);
+			n->next_ino = bi[a];
+			bi[a] = n;
+			n = nx;
+		}
+		n = v->by_name[i];
+		while (n) {
+			struct node *nx = n->next_name;
+			size_t b = hash_name(n->parent, n->name) & (nb - 1);
+			n->next_name = bn[b];
+			bn[b] = n;
+			n = nx;
+		}
+	}
+	free(v->by_ino);
+	free(v->by_name);
+	v->by_ino = bi;
+	v->by_name = bn;
+	v->nbuckets = nb;
+}
+
+static void table_remove(struct vfs *v, struct node *x)
+{
+	struct node **pp = &v->by_ino[hash_u64(x->ino) & (v->nbuckets - 1)];
+	while (*pp && *pp != x)
+		pp = &(*pp)->next_ino;
+	if (*pp)
+		*pp = x->next_ino;
+	pp = &v->by_name[hash_name(x->parent, x->name) & (v->nbuckets - 1)];
+	while (*pp && *pp != x)
+		pp = &(*pp)->next_name;
+	if (*pp)
+		*pp = x->next_name;
+	v->nnodes--;
+}
+
+/*
+ * Under v->lock: returns the node (parent, name), creating it from proto when absent, and adds
+ * refs kernel references. Returns NULL when out of memory.
+ */
+static struct node *node_get(struct vfs *v, uint64_t parent, const char *name,
+			     const struct node *proto, uint64_t refs)
+{
+	struct node *n = node_by_name(v, parent, name);
+	if (n) {
+		if (n->kind == K_FRAGMENT && proto->kind == K_FRAGMENT)
+			n->frag = proto->frag; /* refresh metadata (same number) */
+		n->nlookup += refs;
+		return n;
+	}
+	n = calloc(1, sizeof(*n));
+	if (!n || !(n->name = strdup(name))) {
+		free(n);
+		return NULL;
+	}
+	n->ino = v->next_ino++;
+	n->parent = parent;
+	n->kind = proto->kind;
+	n->stream = proto->stream;
+	n->t0 = proto->t0;
+	n->ts = proto->ts;
+	n->frag = proto->frag;
+	n->nlookup = refs;
+	table_grow(v);
+	table_insert(v, n);
+	return n;
+}
+
+/* Copies the node of ino (under the lock) so callers can work without holding it. */
+static int node_copy(struct vfs *v, uint64_t ino, struct node *out)
+{
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_by_ino(v, ino);
+	if (n) {
+		*out = *n;
+		out->name = NULL;
+	}
+	pthread_mutex_unlock(&v->lock);
+	return n ? 0 : -ESTALE;
+}
+
+/* ---------------------------------------------------------------- streams */
+
+static int stream_allowed(const struct vfs *v, const char *name)
+{
+	if (v->c.stream_prefix && strncmp(name, v->c.stream_prefix, strlen(v->c.stream_prefix)) != 0)
+		return 0;
+	if (!v->c.streams)
+		return 1;
+	for (char *const *s = v->c.streams; *s; s++)
+		if (strcmp(*s, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Under v->lock: finds or creates the vstream of name and updates its metadata. */
+static struct vstream *vstream_upsert(struct vfs *v, const struct kvs_stream *ks)
+{
+	struct vstream *s;
+	for (s = v->streams; s; s = s->link)
+		if (strcmp(s->name, ks->name) == 0)
+			break;
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s || !(s->name = strdup(ks->name))) {
+			free(s);
+			return NULL;
+		}
+		pthread_mutex_init(&s->lock, NULL);
+		s->link = v->streams;
+		v->streams = s;
+	}
+	s->retention_hours = ks->retention_hours;
+	s->creation_ms = ks->creation_ms;
+	return s;
+}
+
+static struct vstream *vstream_find(struct vfs *v, const char *name)
+{
+	for (struct vstream *s = v->streams; s; s = s->link)
+		if (strcmp(s->name, name) == 0)
+			return s;
+	return NULL;
+}
+
+static void free_names(char **names)
+{
+	if (!names)
+		return;
+	for (char **p = names; *p; p++)
+		free(*p);
+	free(names);
+}
+
+/* Refreshes the stream list when older than meta_ttl. Returns 0 or a negative errno. */
+static int root_refresh(struct vfs *v, int force)
+{
+	int64_t now = now_ms();
+	pthread_mutex_lock(&v->lock);
+	int fresh = v->root_names && now - v->root_fetched_ms < (int64_t)v->c.meta_ttl_s * 1000;
+	pthread_mutex_unlock(&v->lock);
+	if (fresh && !force)
+		return 0;
+
+	pthread_mutex_lock(&v->root_fill);
+	pthread_mutex_lock(&v->lock);
+	fresh = v->root_names && now_ms() - v->root_fetched_ms < (int64_t)v->c.meta_ttl_s * 1000;
+	pthread_mutex_unlock(&v->lock);
+	if (fresh && !force) {
+		pthread_mutex_unlock(&v->root_fill);
+		return 0;
+	}
+	struct kvs_stream_list list = { 0 };
+	struct awserr err;
+	awserr_clear(&err);
+	int rc = kvs_list_streams(v->c.kvs, v->c.stream_prefix, &list, &err);
+	if (rc) {
+		char msg[600];
+		LOG_ERROR(v->c.log, "vfs", "listing streams failed: %s", awserr_format(&err, msg, sizeof(msg)));
+		pthread_mutex_unlock(&v->root_fill);
+		/* keep serving a stale list rather than failing, when there is one */
+		pthread_mutex_lock(&v->lock);
+		int have = v->root_names != NULL;
+		pthread_mutex_unlock(&v->lock);
+		return have ? 0 : rc;
+	}
+	char **names = calloc(list.n + 1, sizeof(*names));
+	size_t k = 0;
+	pthread_mutex_lock(&v->lock);
+	for (size_t i = 0; names && i < list.n; i++) {
+		struct kvs_stream *ks = &list.v[i];
+		if (strcmp(ks->status, "ACTIVE") != 0 || !stream_allowed(v, ks->name))
+			continue;
+		if (!vstream_upsert(v, ks))
+			continue;
+		names[k] = strdup(ks->name);
+		if (names[k])
+			k++;
+	}
+	if (names) {
+		free_names(v->root_names);
+		v->root_names = names;
+		v->root_fetched_ms = now_ms();
+	}
+	pthread_mutex_unlock(&v->lock);
+	pthread_mutex_unlock(&v->root_fill);
+	kvs_stream_list_free(&list);
+	return names ? 0 : -ENOMEM;
+}
+
+/* Returns the vstream of an ACTIVE, allowed stream named name, or NULL. */
+static struct vstream *root_lookup(struct vfs *v, const char *name, int *err)
+{
+	*err = root_refresh(v, 0);
+	if (*err)
+		return NULL;
+	struct vstream *s = NULL;
+	pthread_mutex_lock(&v->lock);
+	for (char **p = v->root_names; p && *p; p++)
+		if (strcmp(*p, name) == 0) {
+			s = vstream_find(v, name);
+			break;
+		}
+	pthread_mutex_unlock(&v->lock);
+	*err = s ? 0 : -ENOENT;
+	return s;
+}
+
+/* ---------------------------------------------------------------- retention window */
+
+static void window_of(const struct vstream *s, int64_t now, int64_t *from, int64_t *to)
+{
+	*to = now;
+	*from = s->retention_hours > 0 ? now - s->retention_hours * NAMES_MS_PER_HOUR : now + 1;
+}
+
+static int day_in_window(const struct vstream *s, int64_t day_ms, int64_t now)
+{
+	int64_t from, to;
+	window_of(s, now, &from, &to);
+	return from <= to && day_ms + NAMES_MS_PER_DAY > from && day_ms <= to;
+}
+
+static int hour_in_window(const struct vstream *s, int64_t hour_ms, int64_t now)
+{
+	int64_t from, to;
+	window_of(s, now, &from, &to);
+	return from <= to && hour_ms + NAMES_MS_PER_HOUR > from && hour_ms <= to;
+}
+
+/* ---------------------------------------------------------------- hour listings */
+
+static void hour_unref(struct hour_listing *h)
+{
+	if (h && __atomic_sub_fetch(&h->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		free(h->v);
+		free(h);
+	}
+}
+
+static int64_t frag_ts(const struct vfs *v, const struct kvs_fragment *f)
+{
+	return v->c.ts == KVS_TS_SERVER ? f->server_ms : f->producer_ms;
+}
+
+/*
+ * Returns the (refcounted) listing of the hour starting at hour_ms, from the cache or from
+ * ListFragments. The caller releases it with hour_unref().
+ */
+static int hour_get(struct vfs *v, struct vstream *s, int64_t hour_ms, struct hour_listing **out)
+{
+	int64_t now = now_ms();
+	int open_hour = hour_ms + NAMES_MS_PER_HOUR + 60000 > now;
+	int64_t ttl = (int64_t)(open_hour ? v->c.meta_ttl_s : v->c.past_ttl_s) * 1000;
+
+	pthread_mutex_lock(&s->lock);
+	for (struct hour_listing *h = s->hours; h; h = h->link) {
+		if (h->hour_ms == hour_ms && now - h->fetched_ms < ttl) {
+			__atomic_add_fetch(&h->refs, 1, __ATOMIC_ACQ_REL);
+			*out = h;
+			pthread_mutex_unlock(&s->lock);
+			return 0;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+
+	struct kvs_fragment_list fl = { 0 };
+	struct awserr err;
+	awserr_clear(&err);
+	int rc = kvs_list_fragments(v->c.kvs, s->name, v->c.ts, hour_ms, hour_ms + NAMES_MS_PER_HOUR - 1,
+				    &fl, &err);
+	if (rc) {
+		char msg[600];
+		LOG_ERROR(v->c.log, "vfs", "%s: listing fragments failed: %s", s->name,
+			  awserr_format(&err, msg, sizeof(msg)));
+		return rc;
+	}
+	struct hour_listing *h = calloc(1, sizeof(*h));
+	if (!h || (fl.n && !(h->v = calloc(fl.n, sizeof(*h->v))))) {
+		free(h);
+		kvs_fragment_list_free(&fl);
+		return -ENOMEM;
+	}
+	h->refs = 2; /* the cache's and the caller's */
+	h->hour_ms = hour_ms;
+	h->fetched_ms = now;
+	int64_t retention_from, retention_to;
+	window_of(s, now, &retention_from, &retention_to);
+	for (size_t i = 0; i < fl.n; i++) {
+		struct kvs_fragment *f = &fl.v[i];
+		int64_t ts = frag_ts(v, f);
+		if (ts < hour_ms || ts >= hour_ms + NAMES_MS_PER_HOUR)
+			continue; /* outside the asked range: a lenient server */
+		if (h->n > 0 && strcmp(h->v[h->n - 1].frag.number, f->number) == 0)
+			continue; /* the same fragment twice (pages overlapped) */
+		int dup = h->n > 0 && h->v[h->n - 1].ts == ts;
+		struct hour_entry *e = &h->v[h->n];
+		if (names_format_fragment(ts, f->number, dup, e->name))
+			continue;
+		e->ts = ts;
+		e->frag = *f;
+		h->n++;
+	}
+	kvs_fragment_list_free(&fl);
+
+	pthread_mutex_lock(&s->lock);
+	for (struct hour_listing **pp = &s->hours; *pp;) {
+		struct hour_listing *o = *pp;
+		if (o->hour_ms == hour_ms || now - o->fetched_ms > (int64_t)v->c.past_ttl_s * 1000 * 2) {
+			*pp = o->link;
+			hour_unref(o);
+		} else {
+			pp = &o->link;
+		}
+	}
+	h->link = s->hours;
+	s->hours = h;
+	pthread_mutex_unlock(&s->lock);
+	*out = h;
+	return 0;
+}
+
+/* Index of the entry named name in h, or -1. */
+static long hour_find(const struct hour_listing *h, const char *name)
+{
+	int64_t ts;
+	const char *num;
+	size_t nlen;
+	if (names_parse_fragment(name, &ts, &num, &nlen))
+		return -1;
+	size_t lo = 0, hi = h->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (h->v[mid].ts < ts)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i < h->n && h->v[i].ts == ts; i++)
+		if (strcmp(h->v[i].name, name) == 0)
+			return (long)i;
+	return -1;
+}
+
+/* ---------------------------------------------------------------- sizes */
+
+static size_t digits_of_seconds(int64_t ms)
+{
+	char tmp[32];
+	return (size_t)snprintf(tmp, sizeof(tmp), "%lld.%03lld", (long long)(ms / 1000),
+				(long long)(ms % 1000));
+}
+
+/*
+ * Bytes GetMediaForFragmentList adds to a stored fragment: a Segment header with an 8-byte
+ * unknown size (12) and one Tags element as KVS writes it (4-byte sizes everywhere): Tags (8),
+ * one Tag (6), three SimpleTags (6 each) holding TagName (6 + name) and TagString (6 + value)
+ * for FRAGMENT_NUMBER, SERVER_TIMESTAMP and PRODUCER_TIMESTAMP (values: the number, and the
+ * timestamps as seconds with 3 decimals).
+ */
+static int64_t model_overhead(const struct kvs_fragment *f)
+{
+	static const size_t names_len = sizeof("AWS_KINESISVIDEO_FRAGMENT_NUMBER") - 1 +
+					sizeof("AWS_KINESISVIDEO_SERVER_TIMESTAMP") - 1 +
+					sizeof("AWS_KINESISVIDEO_PRODUCER_TIMESTAMP") - 1;
+	size_t values = strlen(f->number) + digits_of_seconds(f->server_ms) +
+			digits_of_seconds(f->producer_ms);
+	return (int64_t)(12 + 8 + 6 + 3 * (6 + 6 + 6) + names_len + values);
+}
+
+static void size_key(const char *stream, const char *number, char *out, size_t n)
+{
+	snprintf(out, n, "%s/%s", stream, number);
+}
+
+/* The size stat reports for a fragment; *exact tells whether a download confirmed it. */
+static uint64_t fragment_size(struct vfs *v, struct vstream *s, const struct kvs_fragment *f,
+			      int *exact)
+{
+	char key[FCACHE_KEY_MAX];
+	int64_t known;
+	size_key(s->name, f->number, key, sizeof(key));
+	if (v->c.sizes && sizeidx_get(v->c.sizes, key, &known) == 0 && known >= 0) {
+		*exact = 1;
+		return (uint64_t)known;
+	}
+	*exact = 0;
+	int64_t base = f->size > 0 ? f->size : 0;
+	pthread_mutex_lock(&s->lock);
+	int64_t corr = s->correction_known ? s->correction : 0;
+	pthread_mutex_unlock(&s->lock);
+	int64_t pred = base + model_overhead(f) + corr;
+	return pred > 0 ? (uint64_t)pred : 0;
+}
+
+/* Called by the fetcher for every stored fragment (any thread). */
+static void on_learned(void *arg, const char *stream, const char *number, uint64_t size)
+{
+	struct vfs *v = arg;
+	char key[FCACHE_KEY_MAX];
+	size_key(stream, number, key, sizeof(key));
+	if (v->c.sizes)
+		sizeidx_put(v->c.sizes, key, (int64_t)size);
+}
+
+/* ---------------------------------------------------------------- live playlists */
+
+/* Appends base + rel when rel is relative, else rel. */
+static int absolutize(struct buf *out, const char *base, size_t base_len, const char *rel, size_t n)
+{
+	if (n >= 7 && (strncmp(rel, "http://", 7) == 0 || strncmp(rel, "https://", 8) == 0))
+		return buf_append(out, rel, n);
+	int rc = buf_append(out, base, base_len);
+	return rc ? rc : buf_append(out, rel, n);
+}
+
+/* Rewrites an HLS playlist so every URI is absolute (URI lines and URI="..." attributes). */
+static int hls_absolute(const char *doc, size_t len, const char *url, struct buf *out)
+{
+	size_t qpos = strcspn(url, "?");
+	size_t base_len = qpos;
+	while (base_len > 0 && url[base_len - 1] != '/')
+		base_len--;
+	const char *p = doc, *end = doc + len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		size_t content = ll;
+		if (content > 0 && p[content - 1] == '\r')
+			content--;
+		int rc = 0;
+		if (content == 0) {
+			/* blank line */
+		} else if (p[0] != '#') {
+			rc = absolutize(out, url, base_len, p, content);
+		} else {
+			const char *u = NULL;
+			for (const char *q = p; q + 5 <= p + content; q++)
+				if (strncmp(q, "URI=\"", 5) == 0) {
+					u = q + 5;
+					break;
+				}
+			const char *ue = u ? memchr(u, '"', (size_t)(p + content - u)) : NULL;
+			if (u && ue) {
+				rc = buf_append(out, p, (size_t)(u - p));
+				if (!rc)
+					rc = absolutize(out, url, base_len, u, (size_t)(ue - u));
+				if (!rc)
+					rc = buf_append(out, ue, (size_t)(p + content - ue));
+			} else {
+				rc = buf_append(out, p, content);
+			}
+		}
+		if (!rc)
+			rc = buf_putc(out, '\n');
+		if (rc)
+			return rc;
+		p += ll + (nl ? 1 : 0);
+	}
+	return 0;
+}
+
+/* Adds <BaseURL> and <Location> right after the MPD start tag so the manifest works from a file. */
+static int dash_absolute(const char *doc, size_t len, const char *url, struct buf *out)
+{
+	const char *mpd = NULL;
+	for (const char *q = doc; q + 4 <= doc + len; q++)
+		if (strncmp(q, "<MPD", 4) == 0 && (q[4] == ' ' || q[4] == '>' || q[4] == '\n')) {
+			mpd = q;
+			break;
+		}
+	const char *gt = mpd ? memchr(mpd, '>', (size_t)(doc + len - mpd)) : NULL;
+	if (!gt)
+		return -EBADMSG;
+	size_t qpos = strcspn(url, "?"), base_len = qpos;
+	while (base_len > 0 && url[base_len - 1] != '/')
+		base_len--;
+	struct buf esc = BUF_INIT;
+	int rc = 0;
+	for (const char *c = url; *c && !rc; c++)
+		rc = *c == '&' ? buf_appendz(&esc, "&amp;") : buf_putc(&esc, *c);
+	if (!rc)
+		rc = buf_append(out, doc, (size_t)(gt + 1 - doc));
+	if (!rc)
+		rc = buf_printf(out, "<BaseURL>%.*s</BaseURL><Location>%s</Location>", (int)base_len,
+				url, buf_str(&esc));
+	if (!rc)
+		rc = buf_append(out, gt + 1, (size_t)(doc + len - gt - 1));
+	buf_free(&esc);
+	return rc;
+}
+
+/*
+ * Returns (a reference to) the current live document of s (HLS or DASH), creating or renewing
+ * the playback session when needed. -ENODATA when the stream is not live.
+ */
+static int live_get(struct vfs *v, struct vstream *s, int dash, struct blob **out)
+{
+	struct live *lv = dash ? &s->dash : &s->hls;
+	int64_t now = now_ms();
+	*out = NULL;
+	pthread_mutex_lock(&s->lock);
+	if (lv->doc && now < lv->renew_ms) {
+		*out = blob_ref(lv->doc);
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	if (lv->not_live && now - lv->checked_ms < 2000) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENODATA;
+	}
+	pthread_mutex_unlock(&s->lock);
+
+	char *url = NULL;
+	struct awserr err;
+	awserr_clear(&err);
+	int rc = dash ? kvs_get_dash_url(v->c.kvs, s->name, v->c.hls_expires_s, &url, &err)
+		      : kvs_get_hls_url(v->c.kvs, s->name, v->c.hls_expires_s, &url, &err);
+	if (rc == -ENOENT && err.http_status == 404) {
+		LOG_WARN(v->c.log, "vfs", "%s: stream is not live (no fragment in the last 30 s): %s",
+			 s->name, err.message);
+		pthread_mutex_lock(&s->lock);
+		lv->not_live = 1;
+		lv->checked_ms = now;
+		pthread_mutex_unlock(&s->lock);
+		return -ENODATA;
+	}
+	struct buf raw = BUF_INIT, doc = BUF_INIT;
+	if (rc == 0)
+		rc = kvs_get_session_document(v->c.kvs, url, &raw, &err);
+	if (rc) {
+		char msg[600];
+		LOG_ERROR(v->c.log, "vfs", "%s: %s playback session failed: %s", s->name,
+			  dash ? "DASH" : "HLS", awserr_format(&err, msg, sizeof(msg)));
+		free(url);
+		buf_free(&raw);
+		return rc;
+	}
+	rc = dash ? dash_absolute(raw.data ? raw.data : "", raw.len, url, &doc)
+		  : hls_absolute(raw.data ? raw.data : "", raw.len, url, &doc);
+	free(url);
+	buf_free(&raw);
+	if (rc) {
+		LOG_ERROR(v->c.log, "vfs", "%s: the %s session document is malformed", s->name,
+			  dash ? "DASH manifest" : "HLS playlist");
+		buf_free(&doc);
+		return rc == -ENOMEM ? rc : -EIO;
+	}
+	struct blob *b = malloc(sizeof(*b) + doc.len + 1);
+	if (!b) {
+		buf_free(&doc);
+		return -ENOMEM;
+	}
+	b->refs = 2;
+	b->len = doc.len;
+	memcpy(b->data, doc.data ? doc.data : "", doc.len);
+	b->data[doc.len] = '\0';
+	buf_free(&doc);
+
+	pthread_mutex_lock(&s->lock);
+	struct blob *old = lv->doc;
+	lv->doc = b;
+	lv->created_ms = now;
+	/* renew at 80 % of the lifetime, so a player always gets a URL with time left */
+	lv->renew_ms = now + (int64_t)v->c.hls_expires_s * 800;
+	lv->not_live = 0;
+	uint64_t ino = lv->ino;
+	pthread_mutex_unlock(&s->lock);
+	if (old) {
+		blob_unref(old);
+		if (ino && v->c.invalidate)
+			v->c.invalidate(v->c.invalidate_arg, ino);
+	}
+	LOG_INFO(v->c.log, "vfs", "%s: new %s playback session (expires in %d s)", s->name,
+		 dash ? "DASH" : "HLS", v->c.hls_expires_s);
+	*out = b;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- attributes */
+
+static void attr_fill(struct vfs *v, const struct node *n, struct vfs_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ino = n->ino;
+	a->uid = v->c.uid;
+	a->gid = v->c.gid;
+	a->nlink = 1;
+	a->timeout = v->c.meta_ttl_s;
+	mode_t dirmode = S_IFDIR | (0555 & ~v->c.umask);
+	switch (n->kind) {
+	case K_ROOT:
+		a->mode = dirmode;
+		a->nlink = 2;
+		a->mtime_ms = v->mount_ms;
+		break;
+	case K_STREAM:
+	case K_FRAGMENTS:
+	case K_CLIPS:
+		a->mode = dirmode;
+		a->nlink = 2;
+		a->mtime_ms = n->stream->creation_ms;
+		break;
+	case K_DAY:
+	case K_HOUR:
+		a->mode = dirmode;
+		a->nlink = 2;
+		a->mtime_ms = n->t0;
+		break;
+	case K_FRAGMENT: {
+		int exact;
+		a->mode = S_IFREG | (0444 & ~v->c.umask);
+		a->size = fragment_size(v, n->stream, &n->frag, &exact);
+		a->mtime_ms = n->ts;
+		a->timeout = IMMUTABLE_TIMEOUT;
+		break;
+	}
+	case K_LIVE_HLS:
+	case K_LIVE_DASH: {
+		struct blob *b = NULL;
+		a->mode = S_IFREG | ((v->c.live_public ? 0444 : 0400) & ~v->c.umask);
+		if (live_get(v, n->stream, n->kind == K_LIVE_DASH, &b) == 0) {
+			a->size = b->len;
+			blob_unref(b);
+		}
+		pthread_mutex_lock(&n->stream->lock);
+		struct live *lv = n->kind == K_LIVE_DASH ? &n->stream->dash : &n->stream->hls;
+		lv->ino = n->ino;
+		a->mtime_ms = lv->created_ms ? lv->created_ms : v->mount_ms;
+		pthread_mutex_unlock(&n->stream->lock);
+		a->timeout = 1;
+		break;
+	}
+	}
+}
+
+/* ---------------------------------------------------------------- lookup */
+
+/* Resolves (parent node p, name) into a prototype child. Returns 0 or a negative errno. */
+static int resolve_child(struct vfs *v, const struct node *p, const char *name, struct node *c)
+{
+	int64_t now = now_ms();
+	memset(c, 0, sizeof(*c));
+	c->stream = p->stream;
+	switch (p->kind) {
+	case K_ROOT: {
+		int err;
+		struct vstream *s = root_lookup(v, name, &err);
+		if (!s)
+			return err;
+		c->kind = K_STREAM;
+		c->stream = s;
+		return 0;
+	}
+	case K_STREAM:
+		if (!strcmp(name, FRAGMENTS_NAME))
+			c->kind = K_FRAGMENTS;
+		else if (!strcmp(name, CLIPS_NAME))
+			c->kind = K_CLIPS;
+		else if (!strcmp(name, LIVE_HLS_NAME))
+			c->kind = K_LIVE_HLS;
+		else if (!strcmp(name, LIVE_DASH_NAME))
+			c->kind = K_LIVE_DASH;
+		else
+			return -ENOENT;
+		return 0;
+	case K_FRAGMENTS: {
+		int64_t day;
+		if (names_parse_day(name, &day) || !day_in_window(p->stream, day, now))
+			return -ENOENT;
+		c->kind = K_DAY;
+		c->t0 = day;
+		return 0;
+	}
+	case K_DAY: {
+		int h;
+		if (names_parse_hour(name, &h))
+			return -ENOENT;
+		int64_t hour = p->t0 + h * NAMES_MS_PER_HOUR;
+		if (!hour_in_window(p->stream, hour, now))
+			return -ENOENT;
+		c->kind = K_HOUR;
+		c->t0 = hour;
+		return 0;
+	}
+	case K_HOUR: {
+		struct hour_listing *h;
+		int64_t ts;
+		const char *num;
+		size_t nlen;
+		if (names_parse_fragment(name, &ts, &num, &nlen) || ts < p->t0 ||
+		    ts >= p->t0 + NAMES_MS_PER_HOUR)
+			return -ENOENT;
+		int rc = hour_get(v, p->stream, p->t0, &h);
+		if (rc)
+			return rc;
+		long i = hour_find(h, name);
+		if (i >= 0) {
+			c->kind = K_FRAGMENT;
+			c->ts = h->v[i].ts;
+			c->frag = h->v[i].frag;
+		}
+		hour_unref(h);
+		return i >= 0 ? 0 : -ENOENT;
+	}
+	case K_CLIPS:
+		return -ENOENT;
+	default:
+		return -ENOTDIR;
+	}
+}
+
+int vfs_lookup(struct vfs *v, uint64_t parent, const char *name, struct vfs_attr *a)
+{
+	struct node p, proto;
+	int rc = node_copy(v, parent, &p);
+	if (rc)
+		return rc;
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return -ENOENT; /* the kernel resolves these itself */
+	if (strlen(name) > 255)
+		return -ENAMETOOLONG;
+	rc = resolve_child(v, &p, name, &proto);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_get(v, parent, name, &proto, 1);
+	struct node copy;
+	if (n) {
+		copy = *n;
+		copy.name = NULL;
+	}
+	pthread_mutex_unlock(&v->lock);
+	if (!n)
+		return -ENOMEM;
+	attr_fill(v, &copy, a);
+	return 0;
+}
+
+void vfs_forget(struct vfs *v, uint64_t ino, uint64_t nl)
+{
+	if (ino == VFS_ROOT_INO)
+		return;
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_by_ino(v, ino);
+	if (n) {
+		n->nlookup = n->nlookup > nl ? n->nlookup - nl : 0;
+		if (n->nlookup == 0) {
+			table_remove(v, n);
+			free(n->name);
+			free(n);
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+}
+
+int vfs_getattr(struct vfs *v, uint64_t ino, struct vfs_attr *a)
+{
+	struct node n;
+	int rc = node_copy(v, ino, &n);
+	if (rc)
+		return rc;
+	attr_fill(v, &n, a);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- directories */
+
+struct dir_builder {
+	struct vfs *v;
+	struct vfs_dir *d;
+	const struct node *parent;
+	int with_nodes;
+	size_t cap;
+};
+
+static int dir_add(struct dir_builder *b, const char *name, const struct node *proto)
+{
+	struct vfs_dir *d = b->d;
+	if (d->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 64;
+		struct vfs_dirent *nv = realloc(d->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		d->v = nv;
+		b->cap = cap;
+	}
+	struct vfs_dirent *e = &d->v[d->n];
+	memset(e, 0, sizeof(*e));
+	e->name = strdup(name);
+	if (!e->name)
+		return -ENOMEM;
+	struct node tmp = *proto;
+	tmp.ino = 0;
+	if (b->with_nodes) {
+		pthread_mutex_lock(&b->v->lock);
+		struct node *n = node_get(b->v, b->parent->ino, name, proto, 1);
+		if (n)
+			tmp = *n;
+		pthread_mutex_unlock(&b->v->lock);
+		if (!n) {
+			free(e->name);
+			return -ENOMEM;
+		}
+	}
+	tmp.name = NULL;
+	if (tmp.kind == K_LIVE_HLS || tmp.kind == K_LIVE_DASH) {
+		/* avoid creating playback sessions for a plain listing */
+		e->attr.mode = S_IFREG;
+		e->attr.ino = tmp.ino;
+		if (b->with_nodes)
+			attr_fill(b->v, &tmp, &e->attr);
+	} else {
+		attr_fill(b->v, &tmp, &e->attr);
+		e->attr.ino = tmp.ino;
+	}
+	d->n++;
+	return 0;
+}
+
+int vfs_opendir(struct vfs *v, uint64_t ino, int with_nodes, struct vfs_dir **out)
+{
+	struct node p;
+	int rc = node_copy(v, ino, &p);
+	if (rc)
+		return rc;
+	struct vfs_dir *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->ino = ino;
+	struct dir_builder b = { v, d, &p, with_nodes, 0 };
+	struct node proto;
+	memset(&proto, 0, sizeof(proto));
+	proto.stream = p.stream;
+	int64_t now = now_ms();
+
+	switch (p.kind) {
+	case K_ROOT: {
+		rc = root_refresh(v, 0);
+		if (rc)
+			break;
+		pthread_mutex_lock(&v->lock);
+		size_t n = 0;
+		for (char **q = v->root_names; q && *q; q++)
+			n++;
+		char **names = calloc(n + 1, sizeof(*names));
+		struct vstream **ss = calloc(n + 1, sizeof(*ss));
+		for (size_t i = 0; names && ss && i < n; i++) {
+			names[i] = strdup(v->root_names[i]);
+			ss[i] = vstream_find(v, v->root_names[i]);
+		}
+		pthread_mutex_unlock(&v->lock);
+		if (!names || !ss) {
+			free_names(names);
+			free(ss);
+			rc = -ENOMEM;
+			break;
+		}
+		for (size_t i = 0; i < n && rc == 0; i++) {
+			if (!names[i] || !ss[i])
+				continue;
+			proto.kind = K_STREAM;
+			proto.stream = ss[i];
+			rc = dir_add(&b, names[i], &proto);
+		}
+		free_names(names);
+		free(ss);
+		break;
+	}
+	case K_STREAM: {
+		static const struct { const char *name; enum kind kind; } fixed[] = {
+			{ FRAGMENTS_NAME, K_FRAGMENTS }, { CLIPS_NAME, K_CLIPS },
+			{ LIVE_HLS_NAME, K_LIVE_HLS }, { LIVE_DASH_NAME, K_LIVE_DASH },
+		};
+		for (size_t i = 0; i < 4 && rc == 0; i++) {
+			proto.kind = fixed[i].kind;
+			rc = dir_add(&b, fixed[i].name, &proto);
+		}
+		break;
+	}
+	case K_FRAGMENTS: {
+		int64_t from, to;
+		window_of(p.stream, now, &from, &to);
+		if (from > to)
+			break;
+		for (int64_t day = from - from % NAMES_MS_PER_DAY; day <= to && rc == 0;
+		     day += NAMES_MS_PER_DAY) {
+			char name[NAMES_DAY_LEN];
+			if (names_format_day(day, name))
+				continue;
+			proto.kind = K_DAY;
+			proto.t0 = day;
+			rc = dir_add(&b, name, &proto);
+		}
+		break;
+	}
+	case K_DAY:
+		for (int h = 0; h < 24 && rc == 0; h++) {
+			int64_t hour = p.t0 + h * NAMES_MS_PER_HOUR;
+			if (!hour_in_window(p.stream, hour, now))
+				continue;
+			char name[4];
+			snprintf(name, sizeof(name), "%02d", h);
+			proto.kind = K_HOUR;
+			proto.t0 = hour;
+			rc = dir_add(&b, name, &proto);
+		}
+		break;
+	case K_HOUR: {
+		struct hour_listing *h;
+		rc = hour_get(v, p.stream, p.t0, &h);
+		if (rc)
+			break;
+		for (size_t i = 0; i < h->n && rc == 0; i++) {
+			proto.kind = K_FRAGMENT;
+			proto.ts = h->v[i].ts;
+			proto.frag = h->v[i].frag;
+			rc = dir_add(&b, h->v[i].name, &proto);
+		}
+		hour_unref(h);
+		break;
+	}
+	case K_CLIPS:
+		break;
+	default:
+		rc = -ENOTDIR;
+	}
+	if (rc) {
+		if (with_nodes)
+			for (size_t i = 0; i < d->n; i++)
+				vfs_dir_unref(v, &d->v[i]);
+		vfs_dir_free(d);
+		return rc;
+	}
+	*out = d;
+	return 0;
+}
+
+void vfs_dir_unref(struct vfs *v, const struct vfs_dirent *e)
+{
+	if (e->attr.ino)
+		vfs_forget(v, e->attr.ino, 1);
+}
+
+void vfs_dir_free(struct vfs_dir *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i].name);
+	free(d->v);
+	free(d);
+}
+
+/* ---------------------------------------------------------------- files */
+
+/* Read-ahead: the fragments that follow n in its hour (they are what cp -r / rsync read next). */
+static size_t following(struct vfs *v, const struct node *n, struct fetch_item *items, size_t max,
+			char numbers[][129])
+{
+	struct node parent;
+	struct hour_listing *h;
+	size_t k = 0;
+	if (node_copy(v, n->parent, &parent) || parent.kind != K_HOUR)
+		return 0;
+	if (hour_get(v, n->stream, parent.t0, &h))
+		return 0;
+	size_t i = 0;
+	while (i < h->n && strcmp(h->v[i].frag.number, n->frag.number) != 0)
+		i++;
+	for (i++; i < h->n && k < max; i++, k++) {
+		memcpy(numbers[k], h->v[i].frag.number, sizeof(numbers[k]));
+		items[k].number = numbers[k];
+		items[k].kvs_size = h->v[i].frag.size;
+	}
+	hour_unref(h);
+	return k;
+}
+
+int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int *direct_io,
+	     int *keep_cache)
+{
+	struct node n;
+	int rc = node_copy(v, ino, &n);
+	if (rc)
+		return rc;
+	*direct_io = 0;
+	*keep_cache = 0;
+	if (n.kind != K_FRAGMENT && n.kind != K_LIVE_HLS && n.kind != K_LIVE_DASH)
+		return -EISDIR;
+	if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND | O_CREAT)))
+		return -EROFS;
+	struct vfs_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->kind = n.kind;
+	f->fd = -1;
+	f->stream = n.stream;
+
+	if (n.kind == K_LIVE_HLS || n.kind == K_LIVE_DASH) {
+		rc = live_get(v, n.stream, n.kind == K_LIVE_DASH, &f->doc);
+		if (rc) {
+			free(f);
+			return rc;
+		}
+		f->size = f->doc->len;
+		*direct_io = 1; /* each open reads the document it got, whatever the kernel cached */
+		*out = f;
+		return 0;
+	}
+
+	int exact;
+	uint64_t reported = fragment_size(v, n.stream, &n.frag, &exact);
+	enum { MAXNEXT = 64 };
+	struct fetch_item next[MAXNEXT];
+	static __thread char numbers[MAXNEXT][129];
+	size_t want_next = v->c.readahead > 0 ? (size_t)v->c.readahead * 2 : 16;
+	if (want_next > MAXNEXT)
+		want_next = MAXNEXT;
+	size_t nn = following(v, &n, next, want_next, numbers);
+	struct fetch_item want = { n.frag.number, n.frag.size };
+	rc = fetch_fragment(v->fetch, n.stream->name, &want, next, nn, &f->fd, &f->size, &f->pin);
+	if (rc) {
+		free(f);
+		return rc;
+	}
+	/* keep the pipeline full for sequential readers */
+	if (nn > 0)
+		fetch_prefetch(v->fetch, n.stream->name, next, nn);
+
+	if (f->size != reported) {
+		int64_t model = (n.frag.size > 0 ? n.frag.size : 0) + model_overhead(&n.frag);
+		pthread_mutex_lock(&n.stream->lock);
+		int first = !n.stream->correction_known || n.stream->correction != (int64_t)f->size - model;
+		n.stream->correction_known = 1;
+		n.stream->correction = (int64_t)f->size - model;
+		pthread_mutex_unlock(&n.stream->lock);
+		if (first)
+			LOG_INFO(v->c.log, "vfs", "%s fragment %s: size predicted %llu, true %llu; "
+				 "learned (later sizes of this stream are corrected)", n.stream->name,
+				 n.frag.number, (unsigned long long)reported, (unsigned long long)f->size);
+		if (v->c.invalidate)
+			v->c.invalidate(v->c.invalidate_arg, ino);
+		*direct_io = 1;
+	} else {
+		*keep_cache = 1;
+	}
+	f->frag = n.frag;
+	*out = f;
+	return 0;
+}
+
+ssize_t vfs_read(struct vfs *v, struct vfs_file *f, char *buf, size_t size, off_t off)
+{
+	(void)v;
+	if (off < 0)
+		return -EINVAL;
+	if ((uint64_t)off >= f->size)
+		return 0;
+	if ((uint64_t)off + size > f->size)
+		size = (size_t)(f->size - (uint64_t)off);
+	if (f->doc) {
+		memcpy(buf, f->doc->data + off, size);
+		return (ssize_t)size;
+	}
+	size_t done = 0;
+	while (done < size) {
+		ssize_t r = pread(f->fd, buf + done, size - done, off + (off_t)done);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			LOG_ERROR(v->c.log, "vfs", "reading cached fragment %s failed: %s",
+				  f->frag.number, strerror(errno));
+			return -EIO;
+		}
+		if (r == 0) {
+			LOG_ERROR(v->c.log, "vfs", "cached fragment %s is shorter than recorded",
+				  f->frag.number);
+			return -EIO;
+		}
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+void vfs_release(struct vfs *v, struct vfs_file *f)
+{
+	if (!f)
+		return;
+	if (f->fd >= 0)
+		close(f->fd);
+	if (f->pin)
+		fcache_unpin(v->c.cache, f->pin);
+	blob_unref(f->doc);
+	free(f);
+}
+
+/* ---------------------------------------------------------------- xattrs */
+
+static const char *const xattr_names[] = {
+	"user.kvs.fragment_number", "user.kvs.producer_timestamp", "user.kvs.server_timestamp",
+	"user.kvs.duration_ms", "user.kvs.kvs_size", "user.kvs.stream",
+};
+
+static void fmt_seconds(int64_t ms, char *out, size_t n)
+{
+	snprintf(out, n, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
+}
+
+ssize_t vfs_getxattr(struct vfs *v, uint64_t ino, const char *name, char *buf, size_t size)
+{
+	struct node n;
+	int rc = node_copy(v, ino, &n);
+	if (rc)
+		return rc;
+	char val[256];
+	if (n.kind == K_FRAGMENT) {
+		if (!strcmp(name, xattr_names[0]))
+			snprintf(val, sizeof(val), "%s", n.frag.number);
+		else if (!strcmp(name, xattr_names[1]))
+			fmt_seconds(n.frag.producer_ms, val, sizeof(val));
+		else if (!strcmp(name, xattr_names[2]))
+			fmt_seconds(n.frag.server_ms, val, sizeof(val));
+		else if (!strcmp(name, xattr_names[3]))
+			snprintf(val, sizeof(val), "%lld", (long long)n.frag.duration_ms);
+		else if (!strcmp(name, xattr_names[4]))
+			snprintf(val, sizeof(val), "%lld", (long long)n.frag.size);
+		else if (!strcmp(name, xattr_names[5]))
+			snprintf(val, sizeof(val), "%s", n.stream->name);
+		else
+			return -ENODATA;
+	} else if (n.kind != K_ROOT && !strcmp(name, xattr_names[5])) {
+		snprintf(val, sizeof(val), "%s", n.stream->name);
+	} else {
+		return -ENODATA;
+	}
+	size_t len = strlen(val);
+	if (size == 0)
+		return (ssize_t)len;
+	if (size < len)
+		return -ERANGE;
+	memcpy(buf, val, len);
+	return (ssize_t)len;
+}
+
+ssize_t vfs_listxattr(struct vfs *v, uint64_t ino, char *buf, size_t size)
+{
+	struct node n;
+	int rc = node_copy(v, ino, &n);
+	if (rc)
+		return rc;
+	size_t first = n.kind == K_FRAGMENT ? 0 : 5, len = 0;
+	if (n.kind == K_ROOT)
+		return 0;
+	for (size_t i = first; i < 6; i++)
+		len += strlen(xattr_names[i]) + 1;
+	if (size == 0)
+		return (ssize_t)len;
+	if (size < len)
+		return -ERANGE;
+	char *p = buf;
+	for (size_t i = first; i < 6; i++) {
+		size_t l = strlen(xattr_names[i]) + 1;
+		memcpy(p, xattr_names[i], l);
+		p += l;
+	}
+	return (ssize_t)len;
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+int vfs_new(const struct vfs_config *cfg, struct vfs **out, char *err, size_t errlen)
+{
+	struct vfs *v = calloc(1, sizeof(*v));
+	if (!v) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	v->c = *cfg;
+	if (v->c.meta_ttl_s <= 0)
+		v->c.meta_ttl_s = 5;
+	if (v->c.past_ttl_s <= 0)
+		v->c.past_ttl_s = 3600;
+	if (v->c.hls_expires_s < 300 || v->c.hls_expires_s > 43200)
+		v->c.hls_expires_s = 3600;
+	v->nbuckets = 1024;
+	v->by_ino = calloc(v->nbuckets, sizeof(*v->by_ino));
+	v->by_name = calloc(v->nbuckets, sizeof(*v->by_name));
+	v->next_ino = VFS_ROOT_INO;
+	v->mount_ms = now_ms();
+	pthread_mutex_init(&v->lock, NULL);
+	pthread_mutex_init(&v->root_fill, NULL);
+	struct fetch_opts fo = {
+		.kvs = cfg->kvs, .cache = cfg->cache, .log = cfg->log,
+		.batch_max = cfg->readahead > 0 ? cfg->readahead : 8,
+		.learned = on_learned, .learned_arg = v,
+	};
+	struct node root = { .kind = K_ROOT };
+	if (!v->by_ino || !v->by_name || fetch_new(&fo, &v->fetch) ||
+	    !node_get(v, 0, "/", &root, 1)) {
+		vfs_free(v);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	*out = v;
+	return 0;
+}
+
+int vfs_check(struct vfs *v, char *err, size_t errlen)
+{
+	struct kvs_stream_list list = { 0 };
+	struct awserr e;
+	awserr_clear(&e);
+	int rc = kvs_list_streams(v->c.kvs, v->c.stream_prefix, &list, &e);
+	if (rc) {
+		char msg[600];
+		snprintf(err, errlen, "cannot list Kinesis Video streams: %s",
+			 awserr_format(&e, msg, sizeof(msg)));
+		return rc;
+	}
+	kvs_stream_list_free(&list);
+	return 0;
+}
+
+void vfs_free(struct vfs *v)
+{
+	if (!v)
+		return;
+	fetch_free(v->fetch);
+	for (size_t i = 0; v->by_ino && i < v->nbuckets; i++) {
+		struct node *n = v->by_ino[i];
+		while (n) {
+			struct node *nx = n->next_ino;
+			free(n->name);
+			free(n);
+			n = nx;
+		}
+	}
+	while (v->streams) {
+		struct vstream *s = v->streams;
+		v->streams = s->link;
+		while (s->hours) {
+			struct hour_listing *h = s->hours;
+			s->hours = h->link;
+			hour_unref(h);
+		}
+		blob_unref(s->hls.doc);
+		blob_unref(s->dash.doc);
+		pthread_mutex_destroy(&s->lock);
+		free(s->name);
+		free(s);
+	}
+	free_names(v->root_names);
+	free(v->by_ino);
+	free(v->by_name);
+	pthread_mutex_destroy(&v->lock);
+	pthread_mutex_destroy(&v->root_fill);
+	free(v);
+}

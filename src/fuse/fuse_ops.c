@@ -1,0 +1,507 @@
+/*
+ * fuse_ops: libfuse low-level adapter over vfs (see include/kvsfs/fuse_ops.h).
+ *
+ * Directory handles: opendir takes a snapshot of the listing (vfs_opendir) that readdir and
+ * readdirplus page through by offset, so a listing is consistent even while the cache behind it
+ * is refreshed. readdirplus looks every emitted entry up (one kernel reference each), and gives
+ * the reference back when the reply buffer is full.
+ */
+#include "kvsfs/fuse_ops.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "kvsfs/log.h"
+#include "kvsfs/vfs.h"
+
+struct inval {
+	uint64_t ino;
+	struct inval *next;
+};
+
+struct fuse_ops_ctx {
+	struct vfs *vfs;
+	struct log_ctx *log;
+	struct fuse_session *se;
+	pthread_t thread;
+	int started, stopping;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct inval *queue;
+};
+
+static struct fuse_ops_ctx *CTX(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void to_stat(const struct vfs_attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_size = (off_t)a->size;
+	st->st_blksize = 65536;
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_mtim.tv_sec = a->mtime_ms / 1000;
+	st->st_mtim.tv_nsec = (long)(a->mtime_ms % 1000) * 1000000;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+static void to_entry(const struct vfs_attr *a, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = a->ino;
+	e->generation = 1;
+	e->attr_timeout = a->timeout;
+	e->entry_timeout = a->timeout;
+	to_stat(a, &e->attr);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
+		conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; /* always plus: ls -l, rsync need attributes */
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	conn->max_readahead = 1u << 20;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vfs_attr a;
+	int rc = vfs_lookup(CTX(req)->vfs, parent, name, &a);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	struct fuse_entry_param e;
+	to_entry(&a, &e);
+	if (fuse_reply_entry(req, &e) != 0)
+		vfs_forget(CTX(req)->vfs, a.ino, 1);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	vfs_forget(CTX(req)->vfs, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		vfs_forget(CTX(req)->vfs, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct vfs_attr a;
+	int rc = vfs_getattr(CTX(req)->vfs, ino, &a);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	struct stat st;
+	to_stat(&a, &st);
+	fuse_reply_attr(req, &st, a.timeout);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)attr;
+	(void)to_set;
+	(void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_readonly_entry(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void)mode;
+	(void)rdev;
+	op_readonly_entry(req, parent, name);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)mode;
+	op_readonly_entry(req, parent, name);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link;
+	op_readonly_entry(req, parent, name);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	op_readonly_entry(req, parent, name);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	op_readonly_entry(req, newparent, newname);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	(void)mode;
+	(void)fi;
+	op_readonly_entry(req, parent, name);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vfs_file *f;
+	int direct_io, keep_cache;
+	int rc = vfs_open(CTX(req)->vfs, ino, fi->flags, &f, &direct_io, &keep_cache);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)f;
+	fi->direct_io = direct_io ? 1 : 0;
+	fi->keep_cache = keep_cache ? 1 : 0;
+	if (fuse_reply_open(req, fi) != 0)
+		vfs_release(CTX(req)->vfs, f);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct vfs_file *f = (struct vfs_file *)(uintptr_t)fi->fh;
+	char *buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t n = vfs_read(CTX(req)->vfs, f, buf, size, off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)buf;
+	(void)size;
+	(void)off;
+	(void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	vfs_release(CTX(req)->vfs, (struct vfs_file *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vfs_dir *d;
+	int rc = vfs_opendir(CTX(req)->vfs, ino, 0, &d);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(req, fi) != 0)
+		vfs_dir_free(d);
+}
+
+/* Offsets: 1 = ".", 2 = "..", 3 + i = entry i. */
+static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi, int plus)
+{
+	struct fuse_ops_ctx *c = CTX(req);
+	struct vfs_dir *d = (struct vfs_dir *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	size_t used = 0;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (off_t o = off; (size_t)o < d->n + 2; o++) {
+		const char *name;
+		struct stat st;
+		struct fuse_entry_param e;
+		memset(&st, 0, sizeof(st));
+		memset(&e, 0, sizeof(e));
+		int looked_up = 0;
+		if (o == 0) {
+			name = ".";
+			st.st_ino = ino;
+			st.st_mode = S_IFDIR;
+		} else if (o == 1) {
+			name = "..";
+			st.st_mode = S_IFDIR;
+		} else {
+			const struct vfs_dirent *de = &d->v[o - 2];
+			name = de->name;
+			if (plus) {
+				struct vfs_attr a;
+				if (vfs_lookup(c->vfs, ino, name, &a) != 0)
+					continue; /* vanished since the snapshot */
+				to_entry(&a, &e);
+				looked_up = 1;
+			} else {
+				to_stat(&de->attr, &st);
+			}
+		}
+		size_t need;
+		if (plus) {
+			if (!looked_up)
+				e.attr = st;
+			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, o + 1);
+		} else {
+			need = fuse_add_direntry(req, buf + used, size - used, name, &st, o + 1);
+		}
+		if (need > size - used) {
+			if (looked_up)
+				vfs_forget(c->vfs, e.ino, 1);
+			break;
+		}
+		used += need;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	readdir_common(req, ino, size, off, fi, 0);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	readdir_common(req, ino, size, off, fi, 1);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	vfs_dir_free((struct vfs_dir *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	(void)ino;
+	struct statvfs s;
+	memset(&s, 0, sizeof(s));
+	s.f_bsize = 65536;
+	s.f_frsize = 65536;
+	s.f_namemax = 255;
+	s.f_flag = ST_NOSUID | ST_NODEV;
+	fuse_reply_statfs(req, &s);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t n = vfs_getxattr(CTX(req)->vfs, ino, name, buf, size);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t n = vfs_listxattr(CTX(req)->vfs, ino, buf, size);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	(void)ino;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	(void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_readonly_entry,
+	.rmdir = op_readonly_entry,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.create = op_create,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.release = op_release,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.setxattr = op_setxattr,
+	.removexattr = op_removexattr,
+};
+
+const struct fuse_lowlevel_ops *fuse_ops_table(void)
+{
+	return &ops;
+}
+
+static void *inval_thread(void *arg)
+{
+	struct fuse_ops_ctx *c = arg;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (!c->queue && !c->stopping)
+			pthread_cond_wait(&c->cond, &c->lock);
+		if (!c->queue && c->stopping)
+			break;
+		struct inval *q = c->queue;
+		c->queue = q->next;
+		pthread_mutex_unlock(&c->lock);
+		int rc = fuse_lowlevel_notify_inval_inode(c->se, q->ino, 0, 0);
+		if (rc && rc != -ENOENT)
+			LOG_DEBUG(c->log, "fuse", "invalidating inode %llu: %s",
+				  (unsigned long long)q->ino, strerror(-rc));
+		free(q);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+void fuse_ops_set_vfs(struct fuse_ops_ctx *c, struct vfs *vfs)
+{
+	c->vfs = vfs;
+}
+
+struct fuse_ops_ctx *fuse_ops_new(struct log_ctx *log)
+{
+	struct fuse_ops_ctx *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->log = log;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	return c;
+}
+
+int fuse_ops_start(struct fuse_ops_ctx *c, struct fuse_session *se)
+{
+	c->se = se;
+	if (pthread_create(&c->thread, NULL, inval_thread, c) != 0)
+		return -EAGAIN;
+	c->started = 1;
+	return 0;
+}
+
+void fuse_ops_invalidate(void *arg, uint64_t ino)
+{
+	struct fuse_ops_ctx *c = arg;
+	struct inval *q = malloc(sizeof(*q));
+	if (!q)
+		return;
+	q->ino = ino;
+	pthread_mutex_lock(&c->lock);
+	if (!c->started || c->stopping) {
+		pthread_mutex_unlock(&c->lock);
+		free(q);
+		return;
+	}
+	q->next = c->queue;
+	c->queue = q;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void fuse_ops_free(struct fuse_ops_ctx *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->stopping = 1;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	if (c->started)
+		pthread_join(c->thread, NULL);
+	while (c->queue) {
+		struct inval *q = c->queue;
+		c->queue = q->next;
+		free(q);
+	}
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
