@@ -127,6 +127,12 @@ int main(int argc, char **argv)
 	ho.log = &lg;
 	ho.ca_file = opts.ca_file;
 	ho.no_verify_ssl = opts.no_verify_ssl;
+	/* throttling by KVS clears within seconds: retry long enough that a busy stream never
+	 * surfaces as an error, but give up within a minute */
+	ho.retry.max_attempts = 12;
+	ho.retry.base_delay_ms = 200;
+	ho.retry.max_delay_ms = 5000;
+	ho.retry.max_total_ms = 60000;
 	int rc = http_client_new(&ho, &http);
 	if (rc) {
 		fail("cannot set up HTTPS (%s); check ca_file", strerror(-rc));

@@ -4,7 +4,7 @@
  * relying on throttling errors and retries.
  *
  * A window remembers the start times of the last `rate` calls; a caller may start when the
- * oldest of them is at least one second old, otherwise it sleeps until then. Waiting happens
+ * oldest of them is at least 1.1 seconds old (a margin for network jitter), otherwise it sleeps until then. Waiting happens
  * outside the lock. Keys are created on first use and kept (a mount has few streams).
  * Thread-safe.
  */

@@ -68,6 +68,7 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_END
 };
 
+static int fail(struct parse_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(struct parse_state *st, const char *fmt, ...)
 {
 	if (!st->failed) {

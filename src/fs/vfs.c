@@ -94,6 +94,7 @@ struct vstream {
 	int64_t retention_hours;
 	int64_t creation_ms;
 	pthread_mutex_t lock;          /* guards hours, live, correction */
+	pthread_mutex_t fill;          /* one ListFragments per stream at a time (no stampede) */
 	struct hour_listing *hours;
 	struct live hls, dash;
 	int correction_known;
@@ -328,6 +329,7 @@ static struct vstream *vstream_upsert(struct vfs *v, const struct kvs_stream *ks
 			return NULL;
 		}
 		pthread_mutex_init(&s->lock, NULL);
+		pthread_mutex_init(&s->fill, NULL);
 		s->link = v->streams;
 		v->streams = s;
 	}
@@ -468,6 +470,20 @@ static int64_t frag_ts(const struct vfs *v, const struct kvs_fragment *f)
  * Returns the (refcounted) listing of the hour starting at hour_ms, from the cache or from
  * ListFragments. The caller releases it with hour_unref().
  */
+/* Under s->lock: a fresh cached listing of hour_ms (with a new reference), or NULL. */
+static struct hour_listing *hour_cached(struct vstream *s, int64_t hour_ms, int64_t now, int64_t ttl)
+{
+	for (struct hour_listing *h = s->hours; h; h = h->link) {
+		if (h->hour_ms == hour_ms && now - h->fetched_ms < ttl) {
+			__atomic_add_fetch(&h->refs, 1, __ATOMIC_ACQ_REL);
+			return h;
+		}
+	}
+	return NULL;
+}
+
+static int hour_fetch(struct vfs *v, struct vstream *s, int64_t hour_ms, struct hour_listing **out);
+
 static int hour_get(struct vfs *v, struct vstream *s, int64_t hour_ms, struct hour_listing **out)
 {
 	int64_t now = now_ms();
@@ -475,16 +491,24 @@ static int hour_get(struct vfs *v, struct vstream *s, int64_t hour_ms, struct ho
 	int64_t ttl = (int64_t)(open_hour ? v->c.meta_ttl_s : v->c.past_ttl_s) * 1000;
 
 	pthread_mutex_lock(&s->lock);
-	for (struct hour_listing *h = s->hours; h; h = h->link) {
-		if (h->hour_ms == hour_ms && now - h->fetched_ms < ttl) {
-			__atomic_add_fetch(&h->refs, 1, __ATOMIC_ACQ_REL);
-			*out = h;
-			pthread_mutex_unlock(&s->lock);
-			return 0;
-		}
-	}
+	*out = hour_cached(s, hour_ms, now, ttl);
 	pthread_mutex_unlock(&s->lock);
+	if (*out)
+		return 0;
+	/* single flight: whoever waited here finds the listing the first caller made */
+	pthread_mutex_lock(&s->fill);
+	pthread_mutex_lock(&s->lock);
+	*out = hour_cached(s, hour_ms, now_ms(), ttl);
+	pthread_mutex_unlock(&s->lock);
+	int rc = *out ? 0 : hour_fetch(v, s, hour_ms, out);
+	pthread_mutex_unlock(&s->fill);
+	return rc;
+}
 
+/* Lists the hour with ListFragments and caches the result. */
+static int hour_fetch(struct vfs *v, struct vstream *s, int64_t hour_ms, struct hour_listing **out)
+{
+	int64_t now = now_ms();
 	struct kvs_fragment_list fl = { 0 };
 	struct awserr err;
 	awserr_clear(&err);
@@ -1468,6 +1492,7 @@ void vfs_free(struct vfs *v)
 		blob_unref(s->hls.doc);
 		blob_unref(s->dash.doc);
 		pthread_mutex_destroy(&s->lock);
+		pthread_mutex_destroy(&s->fill);
 		free(s->name);
 		free(s);
 	}

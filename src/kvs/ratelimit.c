@@ -14,6 +14,8 @@
 #include <time.h>
 
 #define RATELIMIT_MAX_RATE 64
+/* One second plus a margin for network jitter, so the server never counts rate+1 in a second. */
+#define RATELIMIT_WINDOW_NS 1100000000LL
 
 struct rl_key {
 	char *key;
@@ -85,7 +87,7 @@ long ratelimit_acquire(struct ratelimit *rl, const char *key, int rate)
 	unsigned newest = (k->next + RATELIMIT_MAX_RATE - 1) % RATELIMIT_MAX_RATE;
 	unsigned idx = (newest + RATELIMIT_MAX_RATE - (unsigned)rate + 1) % RATELIMIT_MAX_RATE;
 	int64_t now = now_ns();
-	int64_t start = k->starts[idx] + 1000000000;
+	int64_t start = k->starts[idx] + RATELIMIT_WINDOW_NS;
 	if (start < now)
 		start = now;
 	/* also never before the newest reservation (keeps order) */

@@ -465,21 +465,36 @@ def fragment_span_ms(doc: MkvDoc) -> int:
     return last + frame_step_ms(doc)
 
 
+def video_extent_ms(doc: MkvDoc) -> tuple[int, int]:
+    """(first video presentation time, end of the last video frame) in ms from the fragment's zero."""
+    vt = {t["number"] for t in doc.tracks if t.get("type") == "video"}
+    z = local_zero(doc)
+    pts = [_to_out_ticks(doc, f.ts - z) for f in doc.frames if f.track in vt]
+    if not pts:
+        return 0, fragment_span_ms(doc)
+    return min(pts), max(pts) + frame_step_ms(doc)
+
+
 def timed_frames(parts: list[tuple[int, MkvDoc]]):
     """Yield (out_ts_ms, Frame) for [(offset_ms, doc), ...]: each fragment's frames re-based so that
-    the fragment starts at offset_ms.  Offsets are pushed forward if fragments would overlap, so
-    the output is always monotonic."""
-    prev_end = None
+    the fragment's time zero lies at offset_ms.  If a fragment would overlap the previous one on
+    some track, it is pushed forward just enough, so every track stays monotonic."""
+    prev_max: dict[int, int] = {}
     for offset, doc in parts:
         z = local_zero(doc)
-        if prev_end is not None and offset < prev_end:
-            offset = prev_end
-        last = offset
+        first: dict[int, int] = {}
+        for f in doc.frames:
+            r = _to_out_ticks(doc, f.ts - z)
+            if f.track not in first or r < first[f.track]:
+                first[f.track] = r
+        push = max((prev_max[t] + 1 - (offset + r) for t, r in first.items() if t in prev_max), default=0)
+        if push > 0:
+            offset += push
         for f in doc.frames:
             ts = offset + _to_out_ticks(doc, f.ts - z)
-            last = max(last, ts)
+            if ts > prev_max.get(f.track, -1 << 62):
+                prev_max[f.track] = ts
             yield ts, f
-        prev_end = last + frame_step_ms(doc)
 
 
 def write_merged_mkv(path: str, parts: list[tuple[int, MkvDoc]], tracks: list[dict]) -> None:
@@ -816,3 +831,42 @@ class FragmentCache:
                 f.write(data)
             os.replace(tmp, p)
             return data
+
+
+def _find_box(buf: bytes, start: int, end: int, path: list[str]):
+    for typ, s, h, e in iter_boxes(buf, start, end):
+        if typ == path[0]:
+            if len(path) == 1:
+                return s, h, e
+            r = _find_box(buf, s + h, e, path[1:])
+            if r:
+                return r
+    return None
+
+
+def visual_size(init: bytes) -> tuple[int, int] | None:
+    """(width, height) of the first visual sample entry (avc1/hvc1/...) of an init segment; these come
+    from ffmpeg's parsing of the SPS, so they are right even when the producer's track header is not."""
+    r = _find_box(init, 0, len(init), ["moov", "trak", "mdia", "minf", "stbl", "stsd"])
+    if not r:
+        return None
+    s, h, e = r
+    entry = s + h + 8            # full box header (4) + entry_count (4)
+    if entry + 36 > e:
+        return None
+    w, hgt = struct.unpack(">HH", init[entry + 32:entry + 36])
+    return (w, hgt) if w and hgt else None
+
+
+def fmp4_sample_count(media: bytes) -> int:
+    n = 0
+    for typ, s, h, e in iter_boxes(media):
+        if typ != "moof":
+            continue
+        for t2, s2, h2, e2 in iter_boxes(media, s + h, e):
+            if t2 != "traf":
+                continue
+            for t3, s3, h3, e3 in iter_boxes(media, s2 + h2, e2):
+                if t3 == "trun":
+                    n += struct.unpack(">I", media[s3 + h3 + 4:s3 + h3 + 8])[0]
+    return n

@@ -506,24 +506,19 @@ class ProducerMkvWriter:
 
 # ---------------------------------------------------------------- H.264 helpers (Annex-B -> AVCC)
 def split_annexb(data: bytes) -> list[bytes]:
+    """NAL units of an Annex-B byte stream (3- or 4-byte start codes)."""
     nals = []
-    i = 0
-    n = len(data)
-    starts = []
-    while i < n - 3:
-        if data[i] == 0 and data[i + 1] == 0 and (data[i + 2] == 1 or (data[i + 2] == 0 and i + 3 < n and data[i + 3] == 1)):
-            sc = 3 if data[i + 2] == 1 else 4
-            starts.append((i, i + sc))
-            i += sc
-        else:
-            i += 1
-    for k, (s, d) in enumerate(starts):
-        e = starts[k + 1][0] if k + 1 < len(starts) else n
-        nal = data[d:e]
-        while nal.endswith(b"\x00") and k + 1 < len(starts):
-            nal = nal[:-1]
+    pos = data.find(b"\x00\x00\x01")
+    while pos != -1:
+        start = pos + 3
+        nxt = data.find(b"\x00\x00\x01", start)
+        end = len(data) if nxt == -1 else nxt
+        nal = data[start:end]
+        if nxt != -1:
+            nal = nal.rstrip(b"\x00")  # trailing zero of a 4-byte start code / trailing_zero_8bits
         if nal:
             nals.append(nal)
+        pos = nxt
     return nals
 
 
