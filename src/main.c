@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,6 +208,8 @@ int main(int argc, char **argv)
 	fuse_opt_add_arg(&fargs, "-o");
 	fuse_opt_add_arg(&fargs, opts.allow_other ? "fsname=kvsfs,subtype=kvsfs,default_permissions,allow_other"
 						  : "fsname=kvsfs,subtype=kvsfs,default_permissions");
+	if (opts.read_only)
+		fuse_opt_add_arg(&fargs, "-oro");
 	if (opts.debug)
 		fuse_opt_add_arg(&fargs, "-odebug");
 	se = fuse_session_new(&fargs, fuse_ops_table(), sizeof(struct fuse_lowlevel_ops), fops);
@@ -240,7 +243,8 @@ int main(int argc, char **argv)
 	}
 	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 16 };
 	rc = fuse_session_loop_mt(se, &lc);
-	status = rc == 0 ? 0 : 1;
+	/* libfuse's signal handler leaves the signal number as the loop's result */
+	status = (rc == 0 || rc == SIGINT || rc == SIGTERM || rc == SIGHUP) ? 0 : 1;
 	LOG_INFO(&lg, "main", "unmounting %s", opts.mountpoint);
 out:
 	if (se) {

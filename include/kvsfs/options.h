@@ -30,6 +30,7 @@ struct kvsfs_options {
 	long uid, gid;         /* uid=, gid= (-1: the mounting user) */
 	long umask;            /* umask=OCTAL (-1: 022) */
 	int allow_other;       /* allow_other */
+	int read_only;         /* ro: the whole mount read-only (the KVS tree always is) */
 	int live_public;       /* live_public: live.m3u8/live.mpd 0444 (needs allow_other) */
 	int readahead;         /* readahead=N fragments per download batch (0: default) */
 	int foreground;        /* -f */

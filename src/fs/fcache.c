@@ -536,8 +536,8 @@ static struct fcache_pin *load_pair(struct fcache *c, int subfd, const char *hex
 		if (n <= 0)
 			break;
 		len += (size_t)n;
-		if (len == sizeof(data))
-			break;
+		if (len == sizeof(data) || (size_t)n < (size_t)st->st_blksize)
+			break; /* a short read of a regular file is its end */
 	}
 	close(fd);
 	const char *key;
@@ -597,7 +597,29 @@ static void remove_broken(struct fcache *c, int subfd, const char *sub, const ch
 	}
 }
 
-/* Scans one objects/<xx> directory. Returns 0 or -ENOMEM. */
+struct name_item {
+	char *name;
+	unsigned char type; /* d_type */
+};
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(((const struct name_item *)a)->name, ((const struct name_item *)b)->name);
+}
+
+static bool is_dir_entry(int dirfd, const struct name_item *it)
+{
+	struct stat st;
+	if (it->type == DT_DIR)
+		return true;
+	if (it->type != DT_UNKNOWN)
+		return false;
+	return fstatat(dirfd, it->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Scans one objects/<xx> directory: reads all names, sorts them and pairs "<h>" with "<h>.key"
+ * in memory (binary search), so each entry costs one stat and one sidecar read.
+ * Returns 0 or -ENOMEM. */
 static int scan_subdir(struct fcache *c, const char *sub, struct scan *s)
 {
 	int subfd = open_subdir(c->objfd, sub, false);
@@ -613,47 +635,74 @@ static int scan_subdir(struct fcache *c, const char *sub, struct scan *s)
 		close(subfd);
 		return 0;
 	}
+	struct name_item *v = NULL;
+	size_t n = 0, cap = 0;
 	int r = 0;
 	struct dirent *de;
-	while (r == 0 && (de = readdir(d))) {
-		const char *name = de->d_name;
-		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		size_t n = strlen(name);
-		struct stat st;
-		if (fstatat(subfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-			continue; /* deleted meanwhile (a sidecar handled with its data file) */
-		if (!S_ISREG(st.st_mode)) {
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 256;
+			struct name_item *p = realloc(v, ncap * sizeof(*p));
+			if (!p) {
+				r = -ENOMEM;
+				break;
+			}
+			v = p;
+			cap = ncap;
+		}
+		v[n].name = strdup(de->d_name);
+		if (!v[n].name) {
+			r = -ENOMEM;
+			break;
+		}
+		v[n++].type = de->d_type;
+	}
+	closedir(d);
+	if (r == 0 && n)
+		qsort(v, n, sizeof(*v), cmp_name);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		const char *name = v[i].name;
+		size_t len = strlen(name);
+		bool hexed = len >= 64 && is_hex_name(name, 64) && memcmp(name, sub, 2) == 0;
+		bool is_key = hexed && len == 68 && strcmp(name + 64, ".key") == 0;
+		char other[80];
+		struct name_item probe = { other, 0 };
+		if (hexed && (len == 64 || is_key))
+			snprintf(other, sizeof(other), "%.64s%s", name, is_key ? "" : ".key");
+		bool paired = hexed && (len == 64 || is_key) &&
+				bsearch(&probe, v, n, sizeof(*v), cmp_name) != NULL;
+		if (is_dir_entry(subfd, &v[i])) {
 			LOG_WARN(c->log, MOD, "ignoring unexpected %s/objects/%s/%s", c->dir, sub, name);
 			continue;
 		}
-		bool hexed = n >= 64 && is_hex_name(name, 64) && memcmp(name, sub, 2) == 0;
-		if (hexed && n == 64) {
-			bool bad;
-			struct fcache_pin *e = load_pair(c, subfd, name, &st, &bad);
-			if (e) {
-				r = scan_push(s, e);
-				if (r)
-					free(e);
-			} else if (bad) {
-				char kname[300];
-				snprintf(kname, sizeof(kname), "%s.key", name);
-				remove_broken(c, subfd, sub, name, s);
-				remove_broken(c, subfd, sub, kname, s);
-			} else {
-				r = -ENOMEM;
-			}
-		} else if (hexed && n == 68 && strcmp(name + 64, ".key") == 0) {
-			char dname[65];
-			memcpy(dname, name, 64);
-			dname[64] = '\0';
-			if (fstatat(subfd, dname, &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT)
-				remove_broken(c, subfd, sub, name, s);
-		} else {
+		if (is_key && paired)
+			continue; /* handled with its data file */
+		if (!paired) {
+			/* data without sidecar, sidecar without data, or a stray name */
 			remove_broken(c, subfd, sub, name, s);
+			continue;
+		}
+		struct stat st;
+		if (fstatat(subfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			continue;
+		bool bad = true;
+		struct fcache_pin *e = S_ISREG(st.st_mode) ? load_pair(c, subfd, name, &st, &bad) : NULL;
+		if (e) {
+			r = scan_push(s, e);
+			if (r)
+				free(e);
+		} else if (bad) {
+			remove_broken(c, subfd, sub, name, s);
+			remove_broken(c, subfd, sub, other, s);
+		} else {
+			r = -ENOMEM;
 		}
 	}
-	closedir(d);
+	for (size_t i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
 	close(subfd);
 	return r;
 }

@@ -28,7 +28,7 @@ enum {
 	KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DROP,
 	KEY_REGION, KEY_PROFILE, KEY_ENDPOINT, KEY_CA_FILE, KEY_NO_VERIFY_SSL,
 	KEY_STREAMS, KEY_STREAM_PREFIX, KEY_TIMESTAMPS, KEY_CACHE_DIR, KEY_CACHE_SIZE, KEY_META_TTL,
-	KEY_HLS_EXPIRES, KEY_UID, KEY_GID, KEY_UMASK, KEY_ALLOW_OTHER, KEY_LIVE_PUBLIC, KEY_READAHEAD,
+	KEY_RO, KEY_HLS_EXPIRES, KEY_UID, KEY_GID, KEY_UMASK, KEY_ALLOW_OTHER, KEY_LIVE_PUBLIC, KEY_READAHEAD,
 };
 
 static const struct fuse_opt option_table[] = {
@@ -65,6 +65,20 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_KEY("users", KEY_DROP),
 	FUSE_OPT_KEY("nofail", KEY_DROP),
 	FUSE_OPT_KEY("defaults", KEY_DROP),
+	/* generic options mount(8) passes along: the kernel side is decided by kvsfs */
+	FUSE_OPT_KEY("rw", KEY_DROP),
+	FUSE_OPT_KEY("dev", KEY_DROP),
+	FUSE_OPT_KEY("nodev", KEY_DROP),
+	FUSE_OPT_KEY("suid", KEY_DROP),
+	FUSE_OPT_KEY("nosuid", KEY_DROP),
+	FUSE_OPT_KEY("exec", KEY_DROP),
+	FUSE_OPT_KEY("noexec", KEY_DROP),
+	FUSE_OPT_KEY("async", KEY_DROP),
+	FUSE_OPT_KEY("atime", KEY_DROP),
+	FUSE_OPT_KEY("noatime", KEY_DROP),
+	FUSE_OPT_KEY("relatime", KEY_DROP),
+	FUSE_OPT_KEY("nodiratime", KEY_DROP),
+	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_END
 };
 
@@ -214,6 +228,9 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 		o->foreground = 1;
 		return 0;
 	case KEY_DROP:
+		return 0;
+	case KEY_RO:
+		o->read_only = 1;
 		return 0;
 	case KEY_REGION:
 		if (set_value(st, &o->region, arg))
@@ -383,7 +400,8 @@ void options_print_help(const char *prog)
 	       "    -o allow_other         let other users access the mount\n"
 	       "    -o live_public         make live.m3u8/live.mpd readable by all (needs allow_other)\n"
 	       "\n"
-	       "fstab options accepted and ignored: _netdev, noauto, auto, user, users, nofail, defaults\n"
+	       "mount(8) and fstab options: ro is honoured; _netdev, noauto, auto, user, users, nofail,\n"
+	       "defaults, rw, (no)dev, (no)suid, (no)exec, async, (no|rel)atime are accepted and ignored\n"
 	       "\n"
 	       "Credentials come from the standard AWS chain: environment, shared files (with\n"
 	       "credential_process), container credentials, then IMDSv2. No secret is accepted on\n"

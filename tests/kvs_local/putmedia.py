@@ -99,6 +99,7 @@ class Ingest:
         self.fragments = 0
         self.errors = 0
         self.last_data = time.monotonic()
+        self.last_stored = None
 
     # -------------------------------------------------------------- acks
     def ack(self, event: str, number: str | None = None, tc: int | None = None, error_id: int | None = None):
@@ -138,26 +139,26 @@ class Ingest:
                 if eid in (mkv.EBML, mkv.SEGMENT):
                     raise MkvError("more than one Segment in a PutMedia request")
                 if eid == mkv.CLUSTER:
-                    if pending is not None:
-                        self.finish(pending)
-                        pending = None
                     if self.header_id is None:
                         self.commit_header(bytes(children))
                     number = self.store.next_fragment_number()
                     tc = None
                     pending = self.read_cluster(reader, size, hl, number)
                     tc = pending["tc"]
+                    # the fragment is complete when its Cluster is: known size read, or unknown size ended by
+                    # the next top-level element / end of body
+                    self.last_stored = number if self.finish(pending) else None
+                    pending = None
+                    number = tc = None
                     continue
                 if size is None:
                     raise MkvError(f"unknown-size element 0x{eid:X} outside a Cluster")
                 data = reader.read(hl + size)
                 if self.header_id is None:
                     children += data
-                elif pending is not None:
-                    pending["trailer"] += data
-            if pending is not None:
-                self.finish(pending)
-                pending = None
+                elif self.last_stored is not None:
+                    # elements between Clusters (producer Tags, Cues) stay with the fragment before them
+                    self.store.extend_fragment(self.stream, self.last_stored, data)
         except StreamGone:
             raise
         except MkvError as e:
@@ -165,7 +166,7 @@ class Ingest:
             self.errors += 1
             if number is None:
                 number = self.store.next_fragment_number()
-            self.ack("ERROR", number, tc if tc is not None else (pending or {}).get("tc"), 4006)
+            self.ack("ERROR", number, tc, 4006)
             raise
 
     def commit_header(self, children: bytes):
@@ -248,7 +249,7 @@ class Ingest:
             self.errors += 1
             self.ctx.log.info("PutMedia %s: fragment %s rejected with %d", self.stream.name, number, err)
             self.ack("ERROR", number, tc, err)
-            return
+            return False
         with _last_lock:
             _last_frame[self.stream.uid] = last_ns
         # duration: last frame + one average frame interval of the first video track (or of all blocks)
@@ -263,6 +264,7 @@ class Ingest:
         self.ack("RECEIVED", number, tc)
         if self.stream.retention_hours > 0:
             self.ack("PERSISTED", number, tc)
+        return True
 
 
 def reset_stream_state(uid: int):

@@ -260,6 +260,23 @@ class Store:
                              size, header_id, fname, off, len(body)))
         return Fragment(number, round(producer_ts, 3), round(server_ts, 3), duration_ms, size)
 
+    def extend_fragment(self, stream: Stream, number: str, data: bytes) -> bool:
+        """Appends elements that followed a fragment's Cluster (producer Tags, Cues) to its stored bytes,
+        if they are still the last bytes of the stream's media file."""
+        with self.lock:
+            r = self.db.execute("SELECT file, off, len, seq FROM fragments WHERE stream_uid=? AND number=?",
+                                (stream.uid, number)).fetchone()
+            if not r:
+                return False
+            fname, off, ln, seq = r
+            fd = self._fd(fname)
+            if os.lseek(fd, 0, os.SEEK_END) != off + ln:
+                return False
+            os.write(fd, data)
+            self.db.execute("UPDATE fragments SET len=len+?, size=size+? WHERE stream_uid=? AND seq=?",
+                            (len(data), len(data), stream.uid, seq))
+        return True
+
     def bulk_clone(self, stream: Stream, count: int, start_ts: float, interval_ms: int = 2000,
                    server_delay_ms: int = 500, templates: list[str] | None = None, keep_templates: bool = False) -> dict:
         """Builds `count` index rows that reference the stream's existing fragments (the templates) with

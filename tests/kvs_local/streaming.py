@@ -619,12 +619,12 @@ def _handle_get(ctx, path: str, query: dict) -> tuple:
         return _resp(200, "video/mp4", _init_fragment(ctx, sess, stream, tn))
     if name == "getMP4MediaFragment.mp4":
         tn = _track_no(query, sess)
-        f = _fragment_for(sess, query)
+        f = _fragment_for(sess, query, ctx, stream)
         part = _m(ctx).fmp4(ctx, stream, f.number, tn)
         start = round(sess.offset(f) * part.timescale)
         return _resp(200, "video/mp4", part.placed(start))
     if name == "getTSFragment.ts" and sess.kind == "HLS":
-        f = _fragment_for(sess, query)
+        f = _fragment_for(sess, query, ctx, stream)
         m = _m(ctx)
         doc = m.doc(ctx, stream, f.number)
         off = sess.offset(f)
@@ -637,7 +637,23 @@ def _handle_get(ctx, path: str, query: dict) -> tuple:
     raise _err(404, "ResourceNotFoundException", "Unknown resource.")
 
 
-def _fragment_for(sess: Session, query: dict):
+def _fragment_for(sess: Session, query: dict, ctx=None, stream=None):
+    try:
+        return _lookup_fragment(sess, query)
+    except KvsError as e:
+        if e.status != 404 or sess.mode == "ON_DEMAND" or ctx is None:
+            raise
+    # a live client may ask for the next fragment before it has re-read the playlist/manifest
+    _refresh(ctx, sess, stream)
+    try:
+        return _lookup_fragment(sess, query)
+    except KvsError:
+        ctx.log.info("%s session: fragment %s not (yet) in the session (%d listed)", sess.kind,
+                     query.get("FragmentNumber") or "sequence " + str(query.get("SequenceNumber")), len(sess.order))
+        raise
+
+
+def _lookup_fragment(sess: Session, query: dict):
     fn = query.get("FragmentNumber")
     sn = query.get("SequenceNumber")
     with sess.lock:
@@ -645,7 +661,7 @@ def _fragment_for(sess: Session, query: dict):
             i = sess.index.get(fn)
         elif sn is not None:
             try:
-                i = int(sn)
+                i = int(sn) - 1          # DASH $Number$ is 1-based (startNumber defaults to 1)
             except ValueError:
                 raise invalid_argument("SequenceNumber must be an integer.")
             if not 0 <= i < len(sess.order):
@@ -829,7 +845,7 @@ def _dash_mpd(ctx, sess: Session, stream) -> str:
         init_url = _xml_escape(f"getMP4InitFragment.mp4?{_qs(sess, TrackNumber=tn)}")
         media_url = _xml_escape(f"getMP4MediaFragment.mp4?{_qs(sess, TrackNumber=tn)}&SequenceNumber=$Number$")
         out.append(f'        <SegmentTemplate timescale="{ts}" presentationTimeOffset="{round(BIAS_S * ts)}" '
-                   f'startNumber="{seq}" initialization="{init_url}" media="{media_url}">')
+                   f'startNumber="{seq + 1}" initialization="{init_url}" media="{media_url}">')
         out.append("          <SegmentTimeline>")
         for i, f in enumerate(frs):
             t0 = round(sess.offset(f) * ts)

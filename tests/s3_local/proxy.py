@@ -443,7 +443,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def _upstream_closed(self) -> bool:
         try:
-            readable, _, _ = select.select([self.up], [], [], 0)
+            poller = select.poll()
+            poller.register(self.up, select.POLLIN | select.POLLHUP | select.POLLERR)
+            readable = poller.poll(0)
         except (OSError, ValueError):
             return True
         # between requests an open connection has nothing to read: readable means EOF (or

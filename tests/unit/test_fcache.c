@@ -528,6 +528,8 @@ static void test_persistence_and_cleanup(void)
 	/* stray files */
 	obj_path(dir, "frag/s/4", p, sizeof(p), ".tmp");
 	write_file(p, "stray", 5);
+	obj_path(dir, "frag/s/4", p, sizeof(p), "-x"); /* sorts between data and sidecar */
+	write_file(p, "stray", 5);
 	snprintf(p, sizeof(p), "%s/objects/stray", dir);
 	write_file(p, "stray", 5);
 	/* a file outside objects/ and tmp/ is left alone */

@@ -295,3 +295,30 @@ def test_stream_deleted_during_putmedia(srv, am):
     t.join(20)
     errs = [a for a in out["r"].acks if a["EventType"] == "ERROR"]
     assert errs and errs[0]["ErrorId"] == 4008
+
+
+def test_known_size_cluster_acked_before_next_cluster(srv, am):
+    """A known-size Cluster is a complete fragment as soon as its last byte arrives: RECEIVED/PERSISTED come
+    back (and ListFragments shows it) while the producer is still streaming."""
+    srv.create_stream("put-ack")
+    hdr = mkv.ProducerMkvWriter([VIDEO]).header()
+
+    def known(tc, frames):
+        c = mkv.ProducerMkvWriter.cluster(tc, frames)
+        body = c[5:]  # strip id (4) + unknown size (1)
+        return mkv.element(mkv.CLUSTER, body, 8)
+    persisted = threading.Event()
+    seen_before_second = {}
+
+    def on_ack(a):
+        if a["EventType"] == "PERSISTED":
+            persisted.set()
+
+    def gen():
+        yield hdr + known(0, gop_frames(0))
+        assert persisted.wait(5)
+        seen_before_second["n"] = len(am.list_fragments(StreamName="put-ack")["Fragments"])
+        yield known(1800, gop_frames(1))
+    r = srv.put_media("put-ack", gen(), on_ack=on_ack)
+    assert seen_before_second["n"] == 1
+    assert len(r.by_type("PERSISTED")) == 2

@@ -10,7 +10,6 @@ import http.client
 import http.server
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
