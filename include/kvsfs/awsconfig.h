@@ -93,8 +93,8 @@ int awsconfig_parse(struct awsconfig *cfg, enum awsconfig_kind kind, const char 
 /*
  * Reads and parses the file at path. Returns 0; -ENOENT when the file does not exist (cfg is
  * then empty and nothing is logged: missing files are normal); -EINVAL/-EFBIG/-EACCES/-EIO/
- * -ENOMEM otherwise, with one sentence "FILE line N: REASON" in err (errlen bytes, may be 0) and
- * one error log line (lg may be NULL).
+ * -ENOMEM otherwise, with one sentence "FILE line N: REASON" in err (errlen bytes, may be 0).
+ * The caller reports err (it is logged here only at debug level; lg may be NULL).
  */
 int awsconfig_load(struct awsconfig *cfg, enum awsconfig_kind kind, const char *path,
 		   struct log_ctx *lg, char *err, size_t errlen);
@@ -134,7 +134,8 @@ struct awsconfig_files {
  * ~/.aws/credentials); "~" and $VAR/${VAR} in those paths are expanded as the CLI does. Missing
  * files are fine. Returns 0, or a negative errno with one sentence in err: a malformed or
  * unreadable file (see awsconfig_load), or a profile given by option or AWS_PROFILE that
- * neither file defines (-ENOENT), -EINVAL for an empty profile name. On error f is freed.
+ * neither file defines (-ENOENT), -EINVAL for an empty profile name. On error f is freed. As
+ * for awsconfig_load, the caller reports err; nothing is logged above debug level.
  */
 int awsconfig_files_load(struct awsconfig_files *f, const char *opt_profile,
 			 char *const *env, struct log_ctx *lg, char *err, size_t errlen);

@@ -114,6 +114,8 @@ struct creds_stats {
  * -ETIMEDOUT / -EIO / -ECONNREFUSED for an unreachable container endpoint; -ETIMEDOUT / -EFBIG
  * for a credential_process that hangs or floods its output; -ENOMEM. (An unreachable instance
  * metadata service is the end of the chain: -ENOKEY, the sentence says why.)
+ * The caller reports err once (the mount prints it); the provider logs failures here only at
+ * debug level, and the winning source at info level.
  */
 int creds_provider_new(struct creds_provider **out, const struct creds_options *opts,
 		       const struct awsconfig_files *files, struct log_ctx *lg, char *err,

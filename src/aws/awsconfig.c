@@ -399,7 +399,7 @@ int awsconfig_parse(struct awsconfig *cfg, enum awsconfig_kind kind, const char 
 			for (size_t k = 0; k < cfg->n; k++) {
 				if (strlen(cfg->sections[k].name) == hl &&
 				    memcmp(cfg->sections[k].name, vs + 1, hl) == 0) {
-					why = "duplicate section";
+					why = "duplicate section (the AWS CLI refuses this too)";
 					rc = -EINVAL;
 					goto out;
 				}
@@ -461,7 +461,7 @@ int awsconfig_parse(struct awsconfig *cfg, enum awsconfig_kind kind, const char 
 				*p = (char)(*p - 'A' + 'a');
 		if (section_find(sect_at(cfg, cur), key)) {
 			free(key);
-			why = "duplicate key in section";
+			why = "duplicate key in a section (the AWS CLI refuses this too)";
 			rc = -EINVAL;
 			goto out;
 		}
@@ -505,7 +505,7 @@ int awsconfig_load(struct awsconfig *cfg, enum awsconfig_kind kind, const char *
 			return -ENOENT;
 		if (errlen)
 			snprintf(err, errlen, "cannot read %s: %s", path, strerror(e));
-		LOG_ERROR(lg, "awsconfig", "cannot read %s: %s", path, strerror(e));
+		LOG_DEBUG(lg, "awsconfig", "cannot read %s: %s", path, strerror(e));
 		return e == EACCES || e == EPERM ? -EACCES : -EIO;
 	}
 	struct stat st;
@@ -543,12 +543,12 @@ int awsconfig_load(struct awsconfig *cfg, enum awsconfig_kind kind, const char *
 			if (errlen)
 				snprintf(err, errlen, "%s is larger than %d bytes, refusing to read it",
 					 path, AWSCONFIG_MAX_SIZE);
-			LOG_ERROR(lg, "awsconfig", "%s is larger than %d bytes, refusing to read it",
+			LOG_DEBUG(lg, "awsconfig", "%s is larger than %d bytes, refusing to read it",
 				  path, AWSCONFIG_MAX_SIZE);
 		} else {
 			if (errlen)
 				snprintf(err, errlen, "cannot read %s: %s", path, strerror(-rc));
-			LOG_ERROR(lg, "awsconfig", "cannot read %s: %s", path, strerror(-rc));
+			LOG_DEBUG(lg, "awsconfig", "cannot read %s: %s", path, strerror(-rc));
 		}
 		explicit_bzero(b.data, b.cap);
 		buf_free(&b);
@@ -563,7 +563,7 @@ int awsconfig_load(struct awsconfig *cfg, enum awsconfig_kind kind, const char *
 	if (rc) {
 		if (errlen)
 			snprintf(err, errlen, "%s line %d: %s", path, line, why);
-		LOG_ERROR(lg, "awsconfig", "malformed file %s line %d: %s", path, line, why);
+		LOG_DEBUG(lg, "awsconfig", "malformed file %s line %d: %s", path, line, why);
 	}
 	return rc;
 }
@@ -776,7 +776,7 @@ int awsconfig_files_load(struct awsconfig_files *f, const char *opt_profile,
 	if (!*prof) {
 		if (errlen)
 			snprintf(err, errlen, "the profile name is empty");
-		LOG_ERROR(lg, "awsconfig", "the profile name is empty");
+		LOG_DEBUG(lg, "awsconfig", "the profile name is empty");
 		return -EINVAL;
 	}
 	const char *cp = awsconfig_getenv(env, "AWS_CONFIG_FILE");
@@ -804,7 +804,7 @@ int awsconfig_files_load(struct awsconfig_files *f, const char *opt_profile,
 			snprintf(err, errlen, "the profile \"%s\" (from %s) is not defined in %s or %s",
 				 f->profile, f->profile_explicit ? "the profile option" : "AWS_PROFILE",
 				 f->config_path, f->credentials_path);
-		LOG_ERROR(lg, "awsconfig", "profile \"%s\" is not defined in %s or %s", f->profile,
+		LOG_DEBUG(lg, "awsconfig", "profile \"%s\" is not defined in %s or %s", f->profile,
 			  f->config_path, f->credentials_path);
 		rc = -ENOENT;
 		goto fail;

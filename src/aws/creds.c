@@ -1304,7 +1304,8 @@ fail:
 		snprintf(ebuf, sizeof(ebuf), "out of memory");
 	if (!ebuf[0])
 		snprintf(ebuf, sizeof(ebuf), "getting AWS credentials failed: %s", strerror(-rc));
-	LOG_ERROR(lg, MOD, "%s", ebuf);
+	/* The caller reports err once (the mount prints it); only a debug trace here. */
+	LOG_DEBUG(lg, MOD, "resolving credentials failed: %s", ebuf);
 	if (errlen)
 		snprintf(err, errlen, "%s", ebuf);
 	creds_provider_free(p);

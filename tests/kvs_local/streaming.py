@@ -648,8 +648,9 @@ def _fragment_for(sess: Session, query: dict, ctx=None, stream=None):
     try:
         return _lookup_fragment(sess, query)
     except KvsError:
-        ctx.log.info("%s session: fragment %s not (yet) in the session (%d listed)", sess.kind,
-                     query.get("FragmentNumber") or "sequence " + str(query.get("SequenceNumber")), len(sess.order))
+        ctx.log.info("%s session: fragment %s (track %s) is not (yet) in the session (%d listed)", sess.kind,
+                     query.get("FragmentNumber") or "sequence " + str(query.get("SequenceNumber")),
+                     query.get("TrackNumber"), len(sess.order))
         raise
 
 

@@ -91,17 +91,21 @@ class _PayloadHash(S3SigV4Auth):
 
 
 def signed_request(rgw, method, path, body=b"", headers=None, *, endpoint=None,
-                   secret_key=None, payload_hash=None):
-    """Send one SigV4-signed request with http.client; returns (status, headers, body)."""
+                   secret_key=None, payload_hash=None, signed_host=None, sent_host=None):
+    """Send one SigV4-signed request with http.client; returns (status, headers, body).
+    signed_host: the host:port to sign for; sent_host: the Host header to send (both default
+    to the endpoint's)."""
     ep = endpoint or rgw.endpoint
     host = ep.split("//", 1)[1]
-    req = AWSRequest(method=method, url=ep + path, data=body, headers=dict(headers or {}))
+    signed_host = signed_host or host
+    req = AWSRequest(method=method, url=f"http://{signed_host}{path}", data=body,
+                     headers=dict(headers or {}))
     _PayloadHash(Credentials(rgw.access_key, secret_key or rgw.secret_key), rgw.region,
                  payload_hash).add_auth(req)
     conn = http.client.HTTPConnection(host, timeout=30)
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        conn.putheader("Host", host)
+        conn.putheader("Host", sent_host or signed_host)
         conn.putheader("Content-Length", str(len(body)))
         for k, v in req.headers.items():
             if k.lower() not in ("host", "content-length"):
@@ -354,6 +358,23 @@ def test_wrong_content_sha256_rejected(rgw, s3, bucket):
     # a signed header changed after signing breaks the signature
     st, _, resp = signed_request(rgw, "PUT", f"/{bucket}/sha3", body, secret_key="x" * 40)
     assert st == 403 and xml_code(resp) == "SignatureDoesNotMatch"
+
+
+def test_signature_covers_the_host_header_not_the_address(rgw, s3, bucket):
+    """RGW checks SigV4 against the Host header it receives, whatever its own address: a
+    proxy that forwards Host unchanged keeps signatures valid; a changed Host breaks them.
+    (Host names: an IP or "localhost" means path-style, "BUCKET.localhost" virtual-host style;
+    any other name is taken as a bucket name, see README.)"""
+    for host in ("127.0.0.1:9999", "localhost:9999"):
+        st, _, resp = signed_request(rgw, "PUT", f"/{bucket}/h", host.encode(), signed_host=host)
+        assert st == 200, resp
+        assert s3.get_object(Bucket=bucket, Key="h")["Body"].read() == host.encode()
+    st, _, resp = signed_request(rgw, "GET", f"/{bucket}/h", signed_host="127.0.0.1:9999",
+                                 sent_host="127.0.0.1:9998")
+    assert st == 403 and xml_code(resp) == "SignatureDoesNotMatch"
+    # virtual-host style: bucket in the Host
+    st, _, resp = signed_request(rgw, "GET", "/h", signed_host=f"{bucket}.localhost:{rgw.port}")
+    assert (st, resp) == (200, b"localhost:9999")
 
 
 # --- the proxy ------------------------------------------------------------------------------------
