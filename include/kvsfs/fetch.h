@@ -71,9 +71,10 @@ int fetch_fragment(struct fetcher *f, const char *stream, const struct fetch_ite
 		   const struct fetch_item *next, size_t n_next, int *fd, uint64_t *size,
 		   struct fcache_pin **pin);
 
-/* Starts a background batch for those of items that are neither cached nor in flight. Never
- * blocks on the download. */
+/* Starts a background batch for those of items that are neither cached nor in flight, when
+ * there are at least min_new of them (so a reader moving one file at a time does not cause a
+ * call per file). Never blocks on the download. */
 void fetch_prefetch(struct fetcher *f, const char *stream, const struct fetch_item *items,
-		    size_t n);
+		    size_t n, size_t min_new);
 
 #endif

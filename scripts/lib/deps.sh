@@ -12,6 +12,7 @@ KVSFS_TEST_PACKAGES=(
   clang libclang-rt-14-dev
   python3-pytest python3-botocore python3-boto3 awscli
   mpv rsync attr openssl procps psmisc
+  radosgw ceph-mon ceph-osd ceph-common
   chromium
 )
 
@@ -29,4 +30,10 @@ kvsfs_install_packages() {
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# kvsfs_ensure_npm: npm (for hls.js in the browser tests), from Debian when no node is installed.
+kvsfs_ensure_npm() {
+  command -v npm >/dev/null 2>&1 && return 0
+  kvsfs_install_packages nodejs npm
 }

@@ -377,7 +377,8 @@ static void evict_locked(struct fcache *c, const struct fcache_pin *keep, struct
 	if (c->bytes > c->max_bytes) {
 		if (!c->overfull_warned)
 			LOG_WARN(c->log, MOD, "cache %s holds %" PRIu64 " bytes, above its limit of %"
-					PRIu64 ": the rest is pinned by open files; it shrinks as they are closed",
+					PRIu64 ": what is left is pinned by open files or was just stored; "
+					"it shrinks as files are closed and new entries come",
 					c->dir, c->bytes, c->max_bytes);
 		c->overfull_warned = true;
 	} else {

@@ -462,9 +462,18 @@ int fetch_fragment(struct fetcher *f, const char *stream, const struct fetch_ite
 }
 
 void fetch_prefetch(struct fetcher *f, const char *stream, const struct fetch_item *items,
-		    size_t n)
+		    size_t n, size_t min_new)
 {
 	pthread_mutex_lock(&f->lock);
-	start_batch_locked(f, stream, NULL, items, n);
+	size_t fresh = 0;
+	for (size_t i = 0; i < n && fresh < min_new; i++) {
+		char key[FCACHE_KEY_MAX];
+		fetch_key(stream, items[i].number, key, sizeof(key));
+		if (!flight_find(f, key) && !fcache_contains(f->o.cache, key, NULL))
+			fresh++;
+	}
+	/* the tail of a folder (fewer than min_new left) is fetched when opened */
+	if (fresh >= min_new || fresh == n)
+		start_batch_locked(f, stream, NULL, items, n);
 	pthread_mutex_unlock(&f->lock);
 }

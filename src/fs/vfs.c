@@ -99,6 +99,9 @@ struct vstream {
 	struct live hls, dash;
 	int correction_known;
 	int64_t correction;            /* learned: true size - predicted model size */
+	int64_t seq_hour;              /* read-ahead: hour and index of the last fragment opened */
+	long seq_index;
+	size_t window;                 /* read-ahead window, doubled while reads stay sequential */
 	struct vstream *link;
 };
 
@@ -1199,13 +1202,21 @@ void vfs_dir_free(struct vfs_dir *d)
 
 /* ---------------------------------------------------------------- files */
 
-/* Read-ahead: the fragments that follow n in its hour (they are what cp -r / rsync read next). */
-static size_t following(struct vfs *v, const struct node *n, struct fetch_item *items, size_t max,
-			char numbers[][129])
+#define READAHEAD_MAX 256
+
+/*
+ * Read-ahead: the fragments that follow n in its hour (they are what cp -r, rsync and cat *
+ * read next). The window starts at `readahead` fragments and doubles, up to READAHEAD_MAX,
+ * while the stream's opens move forward one fragment at a time; any jump resets it. Returns the
+ * number of items filled (at most 2 * window: the second half is the background batch).
+ */
+static size_t following(struct vfs *v, const struct node *n, struct fetch_item *items,
+			char (*numbers)[129], size_t *window)
 {
 	struct node parent;
 	struct hour_listing *h;
-	size_t k = 0;
+	size_t k = 0, base = v->c.readahead > 0 ? (size_t)v->c.readahead : 8;
+	*window = base;
 	if (node_copy(v, n->parent, &parent) || parent.kind != K_HOUR)
 		return 0;
 	if (hour_get(v, n->stream, parent.t0, &h))
@@ -1213,6 +1224,18 @@ static size_t following(struct vfs *v, const struct node *n, struct fetch_item *
 	size_t i = 0;
 	while (i < h->n && strcmp(h->v[i].frag.number, n->frag.number) != 0)
 		i++;
+	pthread_mutex_lock(&n->stream->lock);
+	struct vstream *s = n->stream;
+	if (s->seq_hour == parent.t0 && (long)i > s->seq_index && (long)i <= s->seq_index + 2 &&
+	    s->window >= base)
+		s->window = s->window * 2 > READAHEAD_MAX ? READAHEAD_MAX : s->window * 2;
+	else if (!(s->seq_hour == parent.t0 && (long)i == s->seq_index))
+		s->window = base;
+	s->seq_hour = parent.t0;
+	s->seq_index = (long)i;
+	*window = s->window;
+	pthread_mutex_unlock(&n->stream->lock);
+	size_t max = *window * 2;
 	for (i++; i < h->n && k < max; i++, k++) {
 		memcpy(numbers[k], h->v[i].frag.number, sizeof(numbers[k]));
 		items[k].number = numbers[k];
@@ -1256,22 +1279,28 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 
 	int exact;
 	uint64_t reported = fragment_size(v, n.stream, &n.frag, &exact);
-	enum { MAXNEXT = 64 };
-	struct fetch_item next[MAXNEXT];
-	static __thread char numbers[MAXNEXT][129];
-	size_t want_next = v->c.readahead > 0 ? (size_t)v->c.readahead * 2 : 16;
-	if (want_next > MAXNEXT)
-		want_next = MAXNEXT;
-	size_t nn = following(v, &n, next, want_next, numbers);
+	struct fetch_item *next = calloc(2 * READAHEAD_MAX, sizeof(*next));
+	char (*numbers)[129] = calloc(2 * READAHEAD_MAX, sizeof(*numbers));
+	if (!next || !numbers) {
+		free(next);
+		free(numbers);
+		free(f);
+		return -ENOMEM;
+	}
+	size_t window;
+	size_t nn = following(v, &n, next, numbers, &window);
 	struct fetch_item want = { n.frag.number, n.frag.size };
-	rc = fetch_fragment(v->fetch, n.stream->name, &want, next, nn, &f->fd, &f->size, &f->pin);
+	rc = fetch_fragment(v->fetch, n.stream->name, &want, next, nn < window ? nn : window,
+			    &f->fd, &f->size, &f->pin);
+	/* keep the pipeline full for sequential readers: the batch after the current one */
+	if (rc == 0 && nn > 0)
+		fetch_prefetch(v->fetch, n.stream->name, next, nn, window / 2 ? window / 2 : 1);
+	free(next);
+	free(numbers);
 	if (rc) {
 		free(f);
 		return rc;
 	}
-	/* keep the pipeline full for sequential readers */
-	if (nn > 0)
-		fetch_prefetch(v->fetch, n.stream->name, next, nn);
 
 	if (f->size != reported) {
 		int64_t model = (n.frag.size > 0 ? n.frag.size : 0) + model_overhead(&n.frag);
@@ -1437,7 +1466,8 @@ int vfs_new(const struct vfs_config *cfg, struct vfs **out, char *err, size_t er
 	pthread_mutex_init(&v->root_fill, NULL);
 	struct fetch_opts fo = {
 		.kvs = cfg->kvs, .cache = cfg->cache, .log = cfg->log,
-		.batch_max = cfg->readahead > 0 ? cfg->readahead : 8,
+		.batch_max = READAHEAD_MAX,
+		.batch_bytes = 256ull << 20,
 		.learned = on_learned, .learned_arg = v,
 	};
 	struct node root = { .kind = K_ROOT };

@@ -380,7 +380,8 @@ class LiveSeeder:
         self.thread.start()
 
     def persisted(self) -> int:
-        return sum(1 for a in list(self.acks) if a.get("EventType") in ("PERSISTED", "RECEIVED"))
+        """Fragments accepted so far (RECEIVED ACKs)."""
+        return sum(1 for a in list(self.acks) if a.get("EventType") == "RECEIVED")
 
     def stop(self, timeout=10):
         if self.proc.poll() is None:

@@ -398,7 +398,9 @@ class Store:
     def _frag_row(self, stream: Stream, number: str):
         with self.lock:
             return self.db.execute(
-                f"SELECT {_FCOLS}, header_id, file, off, len, tc, seq FROM fragments"
+                # INDEXED BY: with the server_ts condition sqlite may otherwise scan the timestamp
+                # index (every fragment of the stream) for each lookup
+                f"SELECT {_FCOLS}, header_id, file, off, len, tc, seq FROM fragments INDEXED BY frag_num"
                 " WHERE stream_uid=? AND number=? AND server_ts>=?",
                 (stream.uid, number, self.retention_cutoff(stream))).fetchone()
 

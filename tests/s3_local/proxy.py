@@ -10,6 +10,7 @@
         proxy.reset_after(1 << 20, kind="UploadPart")  # forward 1 MiB of the body, then RST
         proxy.pass_through()                           # drop every rule
         proxy.counts["UploadPart"], proxy.faults["UploadPart"], proxy.log[-1]
+        proxy.wait_for("UploadPart", 2, timeout=30)   # True once 2 UploadParts were seen
 
 Requests are forwarded verbatim: request line, every header (Host included, so the client's SigV4
 signature, made for the proxy's host:port, still holds: RGW checks the signature against the Host
@@ -191,6 +192,7 @@ class FaultProxy:
             raise ValueError(f"upstream must be http://host:port, not {upstream!r}")
         self.upstream = (u.hostname, u.port or 80)
         self._lock = threading.Lock()
+        self._seen_cond = threading.Condition(self._lock)
         self.rules: list[Rule] = []
         self.counts: collections.Counter = collections.Counter()
         self.faults: collections.Counter = collections.Counter()
@@ -257,6 +259,21 @@ class FaultProxy:
             self.faults.clear()
             self.log.clear()
 
+    def wait_for(self, kind: Optional[str], count: int = 1, timeout: float = 30) -> bool:
+        """Wait until COUNT requests of KIND (None: any) have been seen; False on timeout.
+        E.g. wait for kvsfs's 2nd UploadPart, then stop the gateway."""
+        deadline = time.monotonic() + timeout
+        with self._seen_cond:
+            while self.count_unlocked(kind) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._seen_cond.wait(left)
+            return True
+
+    def count_unlocked(self, kind: Optional[str]) -> int:
+        return sum(self.counts.values()) if kind is None else self.counts[kind]
+
     def count(self, kind: Optional[str] = None) -> int:
         with self._lock:
             return sum(self.counts.values()) if kind is None else self.counts[kind]
@@ -268,6 +285,7 @@ class FaultProxy:
             seen = Seen(req.method, req.target, req.kind, time=time.time())
             self.counts[req.kind] += 1
             self.log.append(seen)
+            self._seen_cond.notify_all()
             for rule in self.rules:
                 if rule.matches(req):
                     rule.used += 1

@@ -74,7 +74,7 @@ def have_packages() -> bool:
     return all(shutil.which(p) for p in ("ceph-mon", "ceph-osd", "radosgw", "ceph", "curl"))
 
 
-def _run_script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def _run_script(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(SCRIPT), *args], stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=timeout)
@@ -189,6 +189,13 @@ class Rgw:
 
     def log_dir(self) -> pathlib.Path:
         return self.dir / "log"
+
+    def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run radosgw-admin on this cluster, e.g. admin("bucket", "stats", "--bucket", b) or
+        admin("gc", "process", "--include-all") (frees deleted objects' RAM at once)."""
+        return subprocess.run(["radosgw-admin", "-c", str(self.dir / "ceph.conf"), *args],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              check=check, timeout=120)
 
 
 def _remember(r: Rgw) -> None:

@@ -359,6 +359,65 @@ static void test_compaction(void)
 	sizeidx_close(s);
 }
 
+/* Random puts/removes/gets against a plain array, across compactions and reopens: exercises
+ * the table's backward-shift deletion and the arena of loaded entries. */
+static void test_random(void)
+{
+	char dir[4096];
+	new_dir(dir, sizeof(dir));
+	struct sizeidx *s = open_idx(dir);
+	if (!s)
+		return;
+	enum { K = 700, OPS = 60000 };
+	static int64_t ref[K];
+	static char present[K];
+	unsigned x = 12345;
+	int bad = 0;
+	for (int op = 0; op < OPS && s; op++) {
+		x = x * 1103515245u + 12345u;
+		int k = (int)((x >> 8) % K);
+		char key[32];
+		snprintf(key, sizeof(key), "r/%d", k);
+		unsigned what = (x >> 24) % 8;
+		if (what < 4) {
+			int64_t v = (int64_t)(x >> 3) - 100000;
+			bad += sizeidx_put(s, key, v) != 0;
+			ref[k] = v;
+			present[k] = 1;
+		} else if (what < 6) {
+			int r = sizeidx_remove(s, key);
+			bad += r != (present[k] ? 0 : -ENOENT);
+			present[k] = 0;
+		} else {
+			int64_t v;
+			int r = sizeidx_get(s, key, &v);
+			bad += present[k] ? (r != 0 || v != ref[k]) : r != -ENOENT;
+		}
+		if (op % 20000 == 19999) {
+			sizeidx_close(s);
+			s = open_idx(dir);
+		}
+	}
+	CHECK_INT(bad, 0, "random ops match a reference map");
+	int mismatch = 0;
+	size_t live = 0;
+	for (int k = 0; k < K && s; k++) {
+		char key[32];
+		int64_t v;
+		snprintf(key, sizeof(key), "r/%d", k);
+		int r = sizeidx_get(s, key, &v);
+		mismatch += present[k] ? (r != 0 || v != ref[k]) : r != -ENOENT;
+		live += present[k] ? 1 : 0;
+	}
+	CHECK_INT(mismatch, 0, "final state matches");
+	struct sizeidx_stats st;
+	if (s) {
+		sizeidx_stats(s, &st);
+		CHECK_INT(st.live, live, "live count matches");
+	}
+	sizeidx_close(s);
+}
+
 #define NTHREADS 8
 #define PER_THREAD 2000
 
@@ -511,6 +570,7 @@ int main(void)
 	test_basic();
 	test_crash();
 	test_compaction();
+	test_random();
 	test_threads();
 	test_million();
 	nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);

@@ -153,6 +153,13 @@ def test_live_playlist_opens_in_ffprobe_and_reuses_the_session(kvs, mount):
         assert api_count(kvs.counters(), "GetHLSStreamingSessionURL") == 1
         mpd = open(m.path("live-cam", "live.mpd")).read()
         assert "<Location>" in mpd and "<BaseURL>" in mpd
+        # the URL inside plays in a browser: headless Chromium with hls.js
+        from kvs_local import webplayer
+        assert webplayer.chromium_path(), "chromium is not installed (scripts/test installs it)"
+        assert webplayer.ensure_hlsjs(), "hls.js could not be installed with npm"
+        url = [l for l in text.splitlines() if l.startswith("http")][0]
+        rep = webplayer.play(url, mode="live", wait_ms=15000)
+        assert webplayer.advance(rep) >= 3, rep
     finally:
         cam.stop()
 
