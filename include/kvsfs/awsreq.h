@@ -81,4 +81,13 @@ int awsreq_json(const struct awsreq_ctx *ctx, const char *service, const char *b
 		const char *path, json_t *body, int idempotent, size_t max_reply,
 		json_t **out, struct awserr *err);
 
+/*
+ * POSTs a JSON document like awsreq_json(), but streams the 2xx reply body to body_fn (with
+ * reset_fn called before a retry), for APIs whose answer is media (GetMediaForFragmentList).
+ * Returns 0 or a negative errno with *err (may be NULL) filled.
+ */
+int awsreq_json_stream(const struct awsreq_ctx *ctx, const char *service, const char *base_url,
+		       const char *path, json_t *body, int idempotent, http_body_fn body_fn,
+		       http_reset_fn reset_fn, void *arg, struct awserr *err);
+
 #endif

@@ -212,20 +212,15 @@ int awsreq_perform(const struct awsreq_ctx *ctx, const struct awsreq *req,
 	return rc;
 }
 
-int awsreq_json(const struct awsreq_ctx *ctx, const char *service, const char *base_url,
-		const char *path, json_t *body, int idempotent, size_t max_reply,
-		json_t **out, struct awserr *err)
+int awsreq_json_stream(const struct awsreq_ctx *ctx, const char *service, const char *base_url,
+		       const char *path, json_t *body, int idempotent, http_body_fn body_fn,
+		       http_reset_fn reset_fn, void *arg, struct awserr *err)
 {
-	struct buf url = BUF_INIT, reply = BUF_INIT;
+	struct buf url = BUF_INIT;
 	struct http_headers hdrs = HTTP_HEADERS_INIT;
-	struct http_response resp;
-	char *text = NULL;
+	char *text = body ? json_dump_compact(body) : strdup("{}");
 	int rc;
 
-	*out = NULL;
-	if (max_reply == 0)
-		max_reply = JSON_DEFAULT_MAX_DOC;
-	text = body ? json_dump_compact(body) : strdup("{}");
 	if (!text || buf_printf(&url, "%s%s", base_url, path) ||
 	    http_headers_add(&hdrs, "Content-Type", "application/json")) {
 		rc = -ENOMEM;
@@ -233,7 +228,6 @@ int awsreq_json(const struct awsreq_ctx *ctx, const char *service, const char *b
 			awserr_set_errno(err, ENOMEM, "out of memory");
 		goto out;
 	}
-	struct http_sink sink = { .buf = &reply, .max = max_reply };
 	struct awsreq r = {
 		.service = service ? service : "kinesisvideo",
 		.method = "POST",
@@ -242,19 +236,38 @@ int awsreq_json(const struct awsreq_ctx *ctx, const char *service, const char *b
 		.payload = AWSREQ_PAYLOAD_SHA256,
 		.body = text,
 		.body_len = strlen(text),
-		.body_fn = http_sink_buf,
-		.reset_fn = http_sink_buf_reset,
-		.body_arg = &sink,
+		.body_fn = body_fn,
+		.reset_fn = reset_fn,
+		.body_arg = arg,
 		.idempotent = idempotent,
 	};
+	struct http_response resp;
 	rc = awsreq_perform(ctx, &r, &resp);
-	if (rc) {
-		if (err)
-			*err = resp.err;
-		http_response_free(&resp);
-		goto out;
-	}
+	if (rc && err)
+		*err = resp.err;
 	http_response_free(&resp);
+out:
+	free(text);
+	buf_free(&url);
+	http_headers_free(&hdrs);
+	return rc;
+}
+
+int awsreq_json(const struct awsreq_ctx *ctx, const char *service, const char *base_url,
+		const char *path, json_t *body, int idempotent, size_t max_reply,
+		json_t **out, struct awserr *err)
+{
+	struct buf reply = BUF_INIT;
+	int rc;
+
+	*out = NULL;
+	if (max_reply == 0)
+		max_reply = JSON_DEFAULT_MAX_DOC;
+	struct http_sink sink = { .buf = &reply, .max = max_reply };
+	rc = awsreq_json_stream(ctx, service, base_url, path, body, idempotent, http_sink_buf,
+				http_sink_buf_reset, &sink, err);
+	if (rc)
+		goto out;
 	if (reply.len == 0) {
 		*out = json_object();
 		rc = *out ? 0 : -ENOMEM;
@@ -269,9 +282,6 @@ int awsreq_json(const struct awsreq_ctx *ctx, const char *service, const char *b
 		rc = -EIO;
 	}
 out:
-	free(text);
-	buf_free(&url);
 	buf_free(&reply);
-	http_headers_free(&hdrs);
 	return rc;
 }

@@ -48,6 +48,20 @@ struct kvs_client {
 	struct endpoint_entry *endpoints;
 };
 
+/* Makes room for one more element in a growable array (*v, *n used, *cap allocated). */
+static int grow(void **v, size_t n, size_t *cap, size_t elem, size_t first)
+{
+	if (n < *cap)
+		return 0;
+	size_t nc = *cap ? *cap * 2 : first;
+	void *nv = realloc(*v, nc * elem);
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	*cap = nc;
+	return 0;
+}
+
 static struct log_ctx *LG(const struct kvs_client *c)
 {
 	return c->aws->log;
@@ -195,15 +209,9 @@ int kvs_list_streams(struct kvs_client *c, const char *prefix, struct kvs_stream
 		size_t i;
 		json_t *it;
 		json_array_foreach(list, i, it) {
-			if (out->n == out->cap) {
-				size_t cap = out->cap ? out->cap * 2 : 16;
-				struct kvs_stream *v = realloc(out->v, cap * sizeof(*v));
-				if (!v) {
-					json_decref(reply);
-					return -ENOMEM;
-				}
-				out->v = v;
-				out->cap = cap;
+			if (grow((void **)&out->v, out->n, &out->cap, sizeof(*out->v), 16)) {
+				json_decref(reply);
+				return -ENOMEM;
 			}
 			rc = parse_stream(c, it, &out->v[out->n]);
 			if (rc == -ENOMEM) {
@@ -426,15 +434,9 @@ int kvs_list_fragments(struct kvs_client *c, const char *stream, enum kvs_ts_typ
 		size_t i;
 		json_t *it;
 		json_array_foreach(frags, i, it) {
-			if (out->n == out->cap) {
-				size_t cap = out->cap ? out->cap * 2 : 256;
-				struct kvs_fragment *v = realloc(out->v, cap * sizeof(*v));
-				if (!v) {
-					json_decref(reply);
-					return -ENOMEM;
-				}
-				out->v = v;
-				out->cap = cap;
+			if (grow((void **)&out->v, out->n, &out->cap, sizeof(*out->v), 256)) {
+				json_decref(reply);
+				return -ENOMEM;
 			}
 			if (parse_fragment(it, &out->v[out->n])) {
 				json_decref(reply);
@@ -476,41 +478,13 @@ int kvs_get_media_for_fragment_list(struct kvs_client *c, const char *stream,
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(list, json_string(numbers[i]));
 	json_t *body = json_pack("{s:s,s:o}", "StreamName", stream, "Fragments", list);
-	char *text = json_dump_compact(body);
-	json_decref(body);
-	struct buf url = BUF_INIT;
-	struct http_headers hdrs = HTTP_HEADERS_INIT;
-	if (!text || buf_printf(&url, "%s/getMediaForFragmentList", ep) ||
-	    http_headers_add(&hdrs, "Content-Type", "application/json")) {
-		rc = awserr_set_errno(e, ENOMEM, "out of memory");
-		goto out;
-	}
 	pace(c, stream, "getMediaForFragmentList", KVS_TPS_STREAM);
-	struct awsreq r = {
-		.service = "kinesisvideo",
-		.method = "POST",
-		.url = url.data,
-		.headers = &hdrs,
-		.payload = AWSREQ_PAYLOAD_SHA256,
-		.body = text,
-		.body_len = strlen(text),
-		.body_fn = body_fn,
-		.reset_fn = reset_fn,
-		.body_arg = arg,
-		.idempotent = 1,
-	};
-	struct http_response resp;
-	rc = awsreq_perform(c->aws, &r, &resp);
-	if (rc) {
-		*e = resp.err;
+	rc = awsreq_json_stream(c->aws, NULL, ep, "/getMediaForFragmentList", body, 1, body_fn,
+				reset_fn, arg, e);
+	if (rc)
 		maybe_forget(c, stream, api, e);
-	}
-	http_response_free(&resp);
-out:
-	free(text);
+	json_decref(body);
 	free(ep);
-	buf_free(&url);
-	http_headers_free(&hdrs);
 	return rc;
 }
 
