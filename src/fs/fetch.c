@@ -1,7 +1,7 @@
 /*
  * fetch: batched, deduplicated fragment downloads into the disk cache (see fetch.h).
  *
- * State: one mutex guards the in-flight table (a list of entries keyed by cache key, each with a
+ * State: one mutex guards the in-flight table (a hash of entries keyed by cache key, each with a
  * state and an errno) and the per-stream counters of running batches; one condition variable is
  * broadcast whenever an entry or a slot changes. Entries exist only while a fragment is on the
  * way or just failed (a failed entry is removed by the first waiter that reads it, so a later
@@ -43,11 +43,13 @@ struct stream_slots {
 	struct stream_slots *link;
 };
 
+#define FLIGHT_BUCKETS 1024 /* in flight at once: a few read-ahead windows (<= 256 each) */
+
 struct fetcher {
 	struct fetch_opts o;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct flight *flights;
+	struct flight *flights[FLIGHT_BUCKETS];
 	struct stream_slots *slots;
 	int workers;
 };
@@ -71,17 +73,32 @@ char *fetch_key(const char *stream, const char *number, char *out, size_t n)
 	return out;
 }
 
+static size_t flight_bucket(const char *key)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return (size_t)(h % FLIGHT_BUCKETS);
+}
+
 static struct flight *flight_find(struct fetcher *f, const char *key)
 {
-	for (struct flight *e = f->flights; e; e = e->link)
+	for (struct flight *e = f->flights[flight_bucket(key)]; e; e = e->link)
 		if (strcmp(e->key, key) == 0)
 			return e;
 	return NULL;
 }
 
+static void flight_insert(struct fetcher *f, struct flight *e)
+{
+	size_t b = flight_bucket(e->key);
+	e->link = f->flights[b];
+	f->flights[b] = e;
+}
+
 static void flight_remove(struct fetcher *f, struct flight *x)
 {
-	for (struct flight **pp = &f->flights; *pp; pp = &(*pp)->link) {
+	for (struct flight **pp = &f->flights[flight_bucket(x->key)]; *pp; pp = &(*pp)->link) {
 		if (*pp == x) {
 			*pp = x->link;
 			free(x->key);
@@ -138,8 +155,9 @@ void fetch_free(struct fetcher *f)
 	while (f->workers > 0)
 		pthread_cond_wait(&f->cond, &f->lock);
 	pthread_mutex_unlock(&f->lock);
-	while (f->flights)
-		flight_remove(f, f->flights);
+	for (size_t b = 0; b < FLIGHT_BUCKETS; b++)
+		while (f->flights[b])
+			flight_remove(f, f->flights[b]);
 	while (f->slots) {
 		struct stream_slots *s = f->slots;
 		f->slots = s->link;
@@ -391,8 +409,7 @@ static int start_batch_locked(struct fetcher *f, const char *stream, const struc
 			break;
 		}
 		e->state = ST_PENDING;
-		e->link = f->flights;
-		f->flights = e;
+		flight_insert(f, e);
 		b->numbers[b->n++] = num;
 		bytes += sz;
 	}
