@@ -183,6 +183,7 @@ int main(int argc, char **argv)
 		.live_public = opts.live_public,
 		.readahead = opts.readahead,
 		.invalidate = fuse_ops_invalidate,
+		.invalidate_now = fuse_ops_invalidate_now,
 	};
 	if (vc.meta_ttl_s == 0)
 		vc.meta_ttl_s = 1;

@@ -25,6 +25,9 @@ const struct fuse_lowlevel_ops *fuse_ops_table(void);
 int fuse_ops_start(struct fuse_ops_ctx *c, struct fuse_session *se);
 /* The vfs_config.invalidate callback: queues an inode invalidation. */
 void fuse_ops_invalidate(void *arg, uint64_t ino);
+/* The vfs_config.invalidate_now callback: invalidates at once (never for the inode of the
+ * request being served). */
+void fuse_ops_invalidate_now(void *arg, uint64_t ino);
 /* Stops the invalidation thread and frees the context. */
 void fuse_ops_free(struct fuse_ops_ctx *c);
 

@@ -447,6 +447,13 @@ static int day_in_window(const struct vstream *s, int64_t day_ms, int64_t now)
 	return from <= to && day_ms + NAMES_MS_PER_DAY > from && day_ms <= to;
 }
 
+/* True when f has left the stream's retention (KVS counts retention on server time), so a
+ * cached listing of a past hour never shows a fragment the service no longer has. */
+static int fragment_expired(const struct vstream *s, const struct kvs_fragment *f, int64_t now)
+{
+	return s->retention_hours > 0 && f->server_ms < now - s->retention_hours * NAMES_MS_PER_HOUR;
+}
+
 static int hour_in_window(const struct vstream *s, int64_t hour_ms, int64_t now)
 {
 	int64_t from, to;
@@ -860,7 +867,8 @@ static void attr_fill(struct vfs *v, const struct node *n, struct vfs_attr *a)
 		a->mode = S_IFREG | (0444 & ~v->c.umask);
 		a->size = fragment_size(v, n->stream, &n->frag, &exact);
 		a->mtime_ms = n->ts;
-		a->timeout = IMMUTABLE_TIMEOUT;
+		/* a size confirmed by a download never changes; a predicted one may be corrected */
+		a->timeout = exact ? IMMUTABLE_TIMEOUT : v->c.meta_ttl_s;
 		break;
 	}
 	case K_LIVE_HLS:
@@ -943,6 +951,8 @@ static int resolve_child(struct vfs *v, const struct node *p, const char *name, 
 		if (rc)
 			return rc;
 		long i = hour_find(h, name);
+		if (i >= 0 && fragment_expired(p->stream, &h->v[i].frag, now))
+			i = -1;
 		if (i >= 0) {
 			c->kind = K_FRAGMENT;
 			c->ts = h->v[i].ts;
@@ -1160,6 +1170,8 @@ int vfs_opendir(struct vfs *v, uint64_t ino, int with_nodes, struct vfs_dir **ou
 		if (rc)
 			break;
 		for (size_t i = 0; i < h->n && rc == 0; i++) {
+			if (fragment_expired(p.stream, &h->v[i].frag, now))
+				continue;
 			proto.kind = K_FRAGMENT;
 			proto.ts = h->v[i].ts;
 			proto.frag = h->v[i].frag;
@@ -1236,13 +1248,51 @@ static size_t following(struct vfs *v, const struct node *n, struct fetch_item *
 	*window = s->window;
 	pthread_mutex_unlock(&n->stream->lock);
 	size_t max = *window * 2;
-	for (i++; i < h->n && k < max; i++, k++) {
+	int64_t now = now_ms();
+	for (i++; i < h->n && k < max; i++) {
+		if (fragment_expired(n->stream, &h->v[i].frag, now))
+			continue;
 		memcpy(numbers[k], h->v[i].frag.number, sizeof(numbers[k]));
 		items[k].number = numbers[k];
 		items[k].kvs_size = h->v[i].frag.size;
+		k++;
 	}
 	hour_unref(h);
 	return k;
+}
+
+/* After a new size correction: the kernel may hold predicted sizes of the stream's fragments.
+ * Invalidates them at once (except except_ino, the inode being opened, which is queued). */
+static void invalidate_stream_fragments(struct vfs *v, struct vstream *s, uint64_t except_ino)
+{
+	if (!v->c.invalidate || !v->c.invalidate_now)
+		return;
+	size_t n = 0, cap = 0;
+	uint64_t *inos = NULL;
+	pthread_mutex_lock(&v->lock);
+	for (size_t b = 0; b < v->nbuckets; b++)
+		for (struct node *x = v->by_ino[b]; x; x = x->next_ino) {
+			if (x->kind != K_FRAGMENT || x->stream != s)
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 256;
+				uint64_t *ni = realloc(inos, nc * sizeof(*ni));
+				if (!ni)
+					goto done;
+				inos = ni;
+				cap = nc;
+			}
+			inos[n++] = x->ino;
+		}
+done:
+	pthread_mutex_unlock(&v->lock);
+	for (size_t i = 0; i < n; i++) {
+		if (inos[i] == except_ino)
+			v->c.invalidate(v->c.invalidate_arg, inos[i]);
+		else
+			v->c.invalidate_now(v->c.invalidate_arg, inos[i]);
+	}
+	free(inos);
 }
 
 int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int *direct_io,
@@ -1309,12 +1359,14 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 		n.stream->correction_known = 1;
 		n.stream->correction = (int64_t)f->size - model;
 		pthread_mutex_unlock(&n.stream->lock);
-		if (first)
+		if (first) {
 			LOG_INFO(v->c.log, "vfs", "%s fragment %s: size predicted %llu, true %llu; "
 				 "learned (later sizes of this stream are corrected)", n.stream->name,
 				 n.frag.number, (unsigned long long)reported, (unsigned long long)f->size);
-		if (v->c.invalidate)
+			invalidate_stream_fragments(v, n.stream, ino);
+		} else if (v->c.invalidate) {
 			v->c.invalidate(v->c.invalidate_arg, ino);
+		}
 		*direct_io = 1;
 	} else {
 		*keep_cache = 1;

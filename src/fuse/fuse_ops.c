@@ -486,6 +486,17 @@ void fuse_ops_invalidate(void *arg, uint64_t ino)
 	pthread_mutex_unlock(&c->lock);
 }
 
+void fuse_ops_invalidate_now(void *arg, uint64_t ino)
+{
+	struct fuse_ops_ctx *c = arg;
+	if (!c->started || c->stopping)
+		return;
+	int rc = fuse_lowlevel_notify_inval_inode(c->se, ino, 0, 0);
+	if (rc && rc != -ENOENT)
+		LOG_DEBUG(c->log, "fuse", "invalidating inode %llu: %s", (unsigned long long)ino,
+			  strerror(-rc));
+}
+
 void fuse_ops_free(struct fuse_ops_ctx *c)
 {
 	if (!c)

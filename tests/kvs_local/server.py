@@ -67,6 +67,8 @@ class Config:
         self.idle_ack_seconds = kw.get("idle_ack_seconds", 3.0)
         self.putmedia_timeout_seconds = kw.get("putmedia_timeout_seconds", 30.0)
         self.max_streams = kw.get("max_streams", 10000)
+        # test switch: add this many bytes to every FragmentSizeInBytes (clients must not rely on it)
+        self.fragment_size_skew = kw.get("fragment_size_skew", 0)
         self.no_auth = kw.get("no_auth", False)
 
 
@@ -606,7 +608,8 @@ class Handler(BaseHTTPRequestHandler):
             if method == "POST":
                 for k, attr in (("quotas", "quotas"), ("sort_fragments", "sort_fragments"),
                                 ("retention_semantics", "retention_semantics"),
-                                ("getmedia_idle_seconds", "getmedia_idle_seconds")):
+                                ("getmedia_idle_seconds", "getmedia_idle_seconds"),
+                                ("fragment_size_skew", "fragment_size_skew")):
                     if k in req:
                         setattr(srv.config, attr, req[k])
                 with srv.lock:
@@ -615,6 +618,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"quotas": c.quotas, "sort_fragments": c.sort_fragments,
                                         "retention_semantics": c.retention_semantics,
                                         "getmedia_idle_seconds": c.getmedia_idle_seconds,
+                                        "fragment_size_skew": c.fragment_size_skew,
                                         "region": c.region, "url": srv.base_url})
         if sub == "seed" and method == "POST":
             from . import seed
