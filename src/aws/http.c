@@ -668,6 +668,12 @@ static int setup(struct attempt *a, struct curl_slist **hl, struct http_headers 
 #define SET(opt, val) do { if (cc == CURLE_OK) cc = curl_easy_setopt(h, opt, val); } while (0)
 	curl_easy_reset(h);
 	SET(CURLOPT_URL, r->url);
+	/* send the path exactly as signed: libcurl would otherwise squash "." and ".." segments */
+	SET(CURLOPT_PATH_AS_IS, 1L);
+	/* libcurl silently resends a request whose reused connection died before any answer; a
+	 * request that is not safe to repeat gets a fresh connection so that cannot happen */
+	if (!r->idempotent)
+		SET(CURLOPT_FRESH_CONNECT, 1L);
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_SHARE, c->share);
