@@ -26,6 +26,7 @@
 
 #include "kvsfs/awsconfig.h"
 #include "kvsfs/awsreq.h"
+#include "kvsfs/clips.h"
 #include "kvsfs/creds.h"
 #include "kvsfs/fcache.h"
 #include "kvsfs/fuse_ops.h"
@@ -102,6 +103,7 @@ int main(int argc, char **argv)
 	struct kvs_client *kvs = NULL;
 	struct fcache *cache = NULL;
 	struct sizeidx *sizes = NULL;
+	struct clips *clips = NULL;
 	struct vfs *vfs = NULL;
 	struct fuse_ops_ctx *fops = NULL;
 	struct fuse_session *se = NULL;
@@ -167,10 +169,17 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	struct clips_opts clo = { .kvs = kvs, .cache = cache, .log = &lg,
+				  .ts = opts.timestamps_server ? KVS_TS_SERVER : KVS_TS_PRODUCER };
+	if (clips_new(&clo, &clips)) {
+		fail("%s", "out of memory");
+		goto out;
+	}
 	struct vfs_config vc = {
 		.kvs = kvs,
 		.cache = cache,
 		.sizes = sizes,
+		.clips = clips,
 		.log = &lg,
 		.streams = opts.streams,
 		.stream_prefix = opts.stream_prefix,
@@ -258,6 +267,7 @@ out:
 	fuse_opt_free_args(&fargs);
 	fuse_ops_free(fops);
 	vfs_free(vfs);
+	clips_free(clips);
 	sizeidx_close(sizes);
 	fcache_close(cache);
 	kvs_client_free(kvs);

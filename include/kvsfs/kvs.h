@@ -116,4 +116,14 @@ int kvs_get_session_document(struct kvs_client *c, const char *url, struct buf *
 /* Sorts a fragment list by start time on the given basis, then by number (big integers). */
 void kvs_fragments_sort(struct kvs_fragment_list *l, enum kvs_ts_type type);
 
+/*
+ * GetClip for the fragments starting in [start_ms, end_ms] on the given basis, paced at 1 TPS
+ * per stream. The reply (a classic MP4; KVS cuts it at 200 fragments or 100 MB without an error)
+ * streams to body_fn, with reset_fn called before a retry. The request is idempotent and retried
+ * as a whole. Returns 0 or a negative errno with *err (may be NULL) filled.
+ */
+int kvs_get_clip(struct kvs_client *c, const char *stream, enum kvs_ts_type type, int64_t start_ms,
+		 int64_t end_ms, http_body_fn body_fn, http_reset_fn reset_fn, void *arg,
+		 struct awserr *err);
+
 #endif

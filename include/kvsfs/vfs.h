@@ -22,6 +22,7 @@
 
 struct fcache;
 struct sizeidx;
+struct clips;
 struct log_ctx;
 struct vfs;
 struct vfs_file;
@@ -32,6 +33,7 @@ struct vfs_config {
 	struct kvs_client *kvs;      /* borrowed */
 	struct fcache *cache;        /* borrowed */
 	struct sizeidx *sizes;       /* borrowed */
+	struct clips *clips;         /* borrowed: clips/START-END.mp4 */
 	struct log_ctx *log;         /* borrowed */
 	char *const *streams;        /* NULL-terminated allow-list, or NULL for all */
 	const char *stream_prefix;   /* NULL for all */

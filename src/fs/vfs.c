@@ -41,6 +41,7 @@
 
 #include "kvsfs/awserr.h"
 #include "kvsfs/buf.h"
+#include "kvsfs/clips.h"
 #include "kvsfs/fcache.h"
 #include "kvsfs/fetch.h"
 #include "kvsfs/json.h"
@@ -49,7 +50,8 @@
 #include "kvsfs/sizeidx.h"
 
 enum kind {
-	K_ROOT, K_STREAM, K_FRAGMENTS, K_DAY, K_HOUR, K_FRAGMENT, K_CLIPS, K_LIVE_HLS, K_LIVE_DASH,
+	K_ROOT, K_STREAM, K_FRAGMENTS, K_DAY, K_HOUR, K_FRAGMENT, K_CLIPS, K_CLIP, K_LIVE_HLS,
+	K_LIVE_DASH,
 };
 
 #define LIVE_HLS_NAME "live.m3u8"
@@ -112,8 +114,8 @@ struct node {
 	enum kind kind;
 	uint64_t nlookup;
 	struct vstream *stream;        /* all but ROOT */
-	int64_t t0;                    /* DAY, HOUR: start ms */
-	int64_t ts;                    /* FRAGMENT: start on the mount's basis */
+	int64_t t0;                    /* DAY, HOUR: start ms; CLIP: range start */
+	int64_t ts;                    /* FRAGMENT: start on the mount's basis; CLIP: range end */
 	struct kvs_fragment frag;      /* FRAGMENT */
 	struct node *next_ino, *next_name;
 };
@@ -134,6 +136,7 @@ struct vfs {
 
 struct vfs_file {
 	enum kind kind;
+	int clip;                      /* the pin belongs to the clips module */
 	int fd;                        /* FRAGMENT: cache file */
 	uint64_t size;
 	struct fcache_pin *pin;
@@ -871,6 +874,22 @@ static void attr_fill(struct vfs *v, const struct node *n, struct vfs_attr *a)
 		a->timeout = exact ? IMMUTABLE_TIMEOUT : v->c.meta_ttl_s;
 		break;
 	}
+	case K_CLIP: {
+		char name[64];
+		uint64_t size = 0;
+		a->mode = S_IFREG | (0444 & ~v->c.umask);
+		a->mtime_ms = n->t0;
+		a->timeout = IMMUTABLE_TIMEOUT;
+		/* exact size of the made clip; made again if the cache evicted it */
+		if (names_format_clip(n->t0, n->ts, name) == 0 &&
+		    clips_cached_size(v->c.clips, n->stream->name, name, &size) != 0 &&
+		    clips_make(v->c.clips, n->stream->name, name, n->t0, n->ts, &size) != 0) {
+			size = 0;
+			a->timeout = 1;
+		}
+		a->size = size;
+		break;
+	}
 	case K_LIVE_HLS:
 	case K_LIVE_DASH: {
 		struct blob *b = NULL;
@@ -961,8 +980,30 @@ static int resolve_child(struct vfs *v, const struct node *p, const char *name, 
 		hour_unref(h);
 		return i >= 0 ? 0 : -ENOENT;
 	}
-	case K_CLIPS:
-		return -ENOENT;
+	case K_CLIPS: {
+		int64_t start, end;
+		char canon[64];
+		uint64_t size;
+		int rc = clips_parse(name, &start, &end);
+		if (rc) {
+			LOG_WARN(v->c.log, "vfs", "%s: clip name '%.80s' refused: %s", p->stream->name, name,
+				 rc == -EINVAL ? "END is before START" : rc == -EFBIG ?
+				 "the range is longer than 24 hours" : "not START-END.mp4 in UTC basic ISO 8601");
+			return rc;
+		}
+		if (names_format_clip(start, end, canon))
+			return -ENOENT;
+		/* the first stat or open of a clip makes it */
+		if (clips_cached_size(v->c.clips, p->stream->name, canon, &size) != 0) {
+			rc = clips_make(v->c.clips, p->stream->name, canon, start, end, &size);
+			if (rc)
+				return rc;
+		}
+		c->kind = K_CLIP;
+		c->t0 = start;
+		c->ts = end;
+		return 0;
+	}
 	default:
 		return -ENOTDIR;
 	}
@@ -1076,6 +1117,27 @@ static int dir_add(struct dir_builder *b, const char *name, const struct node *p
 	return 0;
 }
 
+struct clip_list_arg {
+	struct dir_builder *b;
+	struct node *proto;
+	int rc;
+};
+
+/* clips_list callback: one entry per clip already made (listing never starts GetClip). */
+static int clip_list_cb(void *arg, const char *name, uint64_t size)
+{
+	struct clip_list_arg *la = arg;
+	int64_t start, end;
+	(void)size;
+	if (clips_parse(name, &start, &end))
+		return 0;
+	la->proto->kind = K_CLIP;
+	la->proto->t0 = start;
+	la->proto->ts = end;
+	la->rc = dir_add(la->b, name, la->proto);
+	return la->rc;
+}
+
 int vfs_opendir(struct vfs *v, uint64_t ino, int with_nodes, struct vfs_dir **out)
 {
 	struct node p;
@@ -1180,8 +1242,13 @@ int vfs_opendir(struct vfs *v, uint64_t ino, int with_nodes, struct vfs_dir **ou
 		hour_unref(h);
 		break;
 	}
-	case K_CLIPS:
+	case K_CLIPS: {
+		struct clip_list_arg la = { &b, &proto, 0 };
+		rc = clips_list(v->c.clips, p.stream->name, clip_list_cb, &la);
+		if (rc == 0)
+			rc = la.rc;
 		break;
+	}
 	default:
 		rc = -ENOTDIR;
 	}
@@ -1306,7 +1373,7 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 		return rc;
 	*direct_io = 0;
 	*keep_cache = 0;
-	if (n.kind != K_FRAGMENT && n.kind != K_LIVE_HLS && n.kind != K_LIVE_DASH)
+	if (n.kind != K_FRAGMENT && n.kind != K_CLIP && n.kind != K_LIVE_HLS && n.kind != K_LIVE_DASH)
 		return -EISDIR;
 	if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND | O_CREAT)))
 		return -EROFS;
@@ -1317,6 +1384,28 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 	f->fd = -1;
 	f->stream = n.stream;
 
+	if (n.kind == K_CLIP) {
+		char name[64];
+		if (names_format_clip(n.t0, n.ts, name)) {
+			free(f);
+			return -ENOENT;
+		}
+		rc = clips_open(v->c.clips, n.stream->name, name, &f->fd, &f->size, &f->pin);
+		if (rc == -ENOENT) {
+			uint64_t size;
+			rc = clips_make(v->c.clips, n.stream->name, name, n.t0, n.ts, &size);
+			if (rc == 0)
+				rc = clips_open(v->c.clips, n.stream->name, name, &f->fd, &f->size, &f->pin);
+		}
+		if (rc) {
+			free(f);
+			return rc;
+		}
+		f->clip = 1;
+		*keep_cache = 1;
+		*out = f;
+		return 0;
+	}
 	if (n.kind == K_LIVE_HLS || n.kind == K_LIVE_DASH) {
 		rc = live_get(v, n.stream, n.kind == K_LIVE_DASH, &f->doc);
 		if (rc) {
@@ -1417,7 +1506,9 @@ void vfs_release(struct vfs *v, struct vfs_file *f)
 		return;
 	if (f->fd >= 0)
 		close(f->fd);
-	if (f->pin)
+	if (f->pin && f->clip)
+		clips_unpin(v->c.clips, f->pin);
+	else if (f->pin)
 		fcache_unpin(v->c.cache, f->pin);
 	blob_unref(f->doc);
 	free(f);

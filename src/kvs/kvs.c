@@ -545,3 +545,40 @@ int kvs_get_session_document(struct kvs_client *c, const char *url, struct buf *
 	http_response_free(&resp);
 	return rc;
 }
+
+int kvs_get_clip(struct kvs_client *c, const char *stream, enum kvs_ts_type type, int64_t start_ms,
+		 int64_t end_ms, http_body_fn body_fn, http_reset_fn reset_fn, void *arg,
+		 struct awserr *err)
+{
+	static const char api[] = "GET_CLIP";
+	struct awserr local;
+	struct awserr *e = err ? err : &local;
+	if (start_ms < 0 || end_ms < start_ms)
+		return awserr_set_errno(e, EINVAL, "GetClip needs 0 <= start <= end");
+	char *ep = NULL;
+	int rc = kvs_data_endpoint(c, stream, api, &ep, e);
+	if (rc)
+		return rc;
+	json_t *range = json_object();
+	if (!range || json_set_epoch_ms(range, "StartTimestamp", start_ms) ||
+	    json_set_epoch_ms(range, "EndTimestamp", end_ms)) {
+		json_decref(range);
+		free(ep);
+		return awserr_set_errno(e, ENOMEM, "GetClip request");
+	}
+	json_t *body = json_pack("{s:s,s:{s:s,s:o}}", "StreamName", stream, "ClipFragmentSelector",
+				 "FragmentSelectorType",
+				 type == KVS_TS_SERVER ? "SERVER_TIMESTAMP" : "PRODUCER_TIMESTAMP",
+				 "TimestampRange", range);
+	if (!body) {
+		free(ep);
+		return awserr_set_errno(e, ENOMEM, "GetClip request");
+	}
+	pace(c, stream, "getClip", 1);
+	rc = awsreq_json_stream(c->aws, NULL, ep, "/getClip", body, 1, body_fn, reset_fn, arg, e);
+	if (rc)
+		maybe_forget(c, stream, api, e);
+	json_decref(body);
+	free(ep);
+	return rc;
+}
