@@ -80,6 +80,12 @@ struct xnode {
 	struct xnode *next;
 };
 
+/* A multipart upload whose abort failed (server unreachable): aborted again later. */
+struct orphan {
+	char *key, *upload_id;
+	struct orphan *next;
+};
+
 struct job {
 	struct xnode *n;
 	int part;                   /* 1-based */
@@ -106,6 +112,7 @@ struct export {
 	pthread_t *workers;
 	int n_workers;
 	uint64_t staged_bytes;
+	struct orphan *orphans;
 };
 
 struct export_file {
@@ -634,15 +641,55 @@ static void mpu_abort_locked(struct export *ex, struct xnode *n)
 		pthread_mutex_unlock(&ex->mu);
 		struct awserr e;
 		int rc = s3_mpu_abort(ex->s3, key, id, &e);
-		if (rc && rc != -ENOENT)
-			LOG_WARN(ex->log, MOD, "abort of multipart upload of %s failed (%s); a "
-				 "lifecycle rule or list-multipart-uploads cleans it up", key,
-				 strerror(-rc));
-		free(key);
-		free(id);
 		pthread_mutex_lock(&ex->mu);
+		struct orphan *o = rc && rc != -ENOENT ? calloc(1, sizeof(*o)) : NULL;
+		if (o) {
+			LOG_WARN(ex->log, MOD, "abort of the multipart upload of %s failed (%s); "
+				 "retried at the next upload", key, strerror(-rc));
+			o->key = key;
+			o->upload_id = id;
+			o->next = ex->orphans;
+			ex->orphans = o;
+		} else {
+			if (rc && rc != -ENOENT)
+				LOG_ERROR(ex->log, MOD, "abort of the multipart upload %s of %s failed "
+					  "(%s)", id, key, strerror(-rc));
+			free(key);
+			free(id);
+		}
 	}
 	mpu_reset(n);
+}
+
+/* Aborts the multipart uploads whose abort failed earlier (mutex held; released meanwhile). */
+static void abort_orphans(struct export *ex)
+{
+	struct orphan *list = ex->orphans, *keep = NULL;
+	ex->orphans = NULL;
+	if (!list)
+		return;
+	pthread_mutex_unlock(&ex->mu);
+	while (list) {
+		struct orphan *o = list;
+		list = o->next;
+		struct awserr e;
+		int rc = s3_mpu_abort(ex->s3, o->key, o->upload_id, &e);
+		if (rc && rc != -ENOENT) {
+			o->next = keep;
+			keep = o;
+			continue;
+		}
+		free(o->key);
+		free(o->upload_id);
+		free(o);
+	}
+	pthread_mutex_lock(&ex->mu);
+	while (keep) {
+		struct orphan *o = keep;
+		keep = o->next;
+		o->next = ex->orphans;
+		ex->orphans = o;
+	}
 }
 
 /*
@@ -657,6 +704,7 @@ static int finalize(struct export *ex, struct xnode *n)
 	if (!n->dirty && !n->meta_dirty)
 		return 0;
 	n->busy = 1;
+	abort_orphans(ex);
 	int rc = 0;
 	char *key = NULL;
 	if (!n->dirty) {
@@ -922,6 +970,18 @@ void export_close(struct export *ex)
 		node_free(n);
 	}
 	(void)kept;
+	pthread_mutex_lock(&ex->mu);
+	abort_orphans(ex);
+	while (ex->orphans) {
+		struct orphan *o = ex->orphans;
+		ex->orphans = o->next;
+		LOG_WARN(ex->log, MOD, "multipart upload %s of %s could not be aborted; remove it with "
+			 "abort-multipart-upload", o->upload_id, o->key);
+		free(o->key);
+		free(o->upload_id);
+		free(o);
+	}
+	pthread_mutex_unlock(&ex->mu);
 	pthread_cond_destroy(&ex->job_cv);
 	pthread_cond_destroy(&ex->done_cv);
 	pthread_mutex_destroy(&ex->mu);
@@ -1843,6 +1903,7 @@ int export_sync_all(struct export *ex)
 {
 	int first = 0;
 	pthread_mutex_lock(&ex->mu);
+	abort_orphans(ex);
 	for (;;) {
 		struct xnode *todo = NULL;
 		for (struct xnode *n = ex->nodes; n; n = n->next)

@@ -1,0 +1,89 @@
+/* Unit tests for the pure parts of fs/export: metadata parsing/formatting, the part plan, paths. */
+#include <errno.h>
+#include <stdint.h>
+
+#include "check.h"
+#include "kvsfs/export.h"
+#include "kvsfs/s3.h"
+
+static void test_mtime(void)
+{
+	int64_t ms = 0;
+	CHECK(!export_parse_mtime("1700000000.123456789", &ms) && ms == 1700000000123LL,
+	      "mtime with nanoseconds (rclone)");
+	CHECK(!export_parse_mtime("1700000000", &ms) && ms == 1700000000000LL, "mtime integer (s3fs)");
+	CHECK(!export_parse_mtime("1700000000.5", &ms) && ms == 1700000000500LL, "mtime .5");
+	CHECK(!export_parse_mtime("-1.25", &ms) && ms == -1250, "negative mtime");
+	CHECK(!export_parse_mtime("0", &ms) && ms == 0, "zero");
+	CHECK_INT(export_parse_mtime("", &ms), -EINVAL, "export_parse_mtime(\"\", &ms), -EINVAL");
+	CHECK_INT(export_parse_mtime("abc", &ms), -EINVAL, "export_parse_mtime(\"abc\", &ms), -EINVAL");
+	CHECK_INT(export_parse_mtime("12.", &ms), -EINVAL, "export_parse_mtime(\"12.\", &ms), -EINVAL");
+	CHECK_INT(export_parse_mtime("12.3x", &ms), -EINVAL, "export_parse_mtime(\"12.3x\", &ms), -EINVAL");
+	CHECK_INT(export_parse_mtime("2024-05-01T12:00:00Z", &ms), -EINVAL, "export_parse_mtime(\"2024-05-01T12:00:00Z\", &ms), -EINVAL");
+	CHECK_INT(export_parse_mtime("99999999999999999999999", &ms), -EINVAL, "export_parse_mtime(\"99999999999999999999999\", &ms), -EINVAL");
+	CHECK_INT(export_parse_mtime(NULL, &ms), -EINVAL, "export_parse_mtime(NULL, &ms), -EINVAL");
+	char buf[32];
+	export_format_mtime(1700000000123LL, buf, sizeof(buf));
+	CHECK_STR(buf, "1700000000.123", "format %s", "1700000000.123");
+	export_format_mtime(5, buf, sizeof(buf));
+	CHECK_STR(buf, "0.005", "format %s", "0.005");
+	export_format_mtime(-1250, buf, sizeof(buf));
+	CHECK_STR(buf, "-1.250", "format %s", "-1.250");
+	CHECK(!export_parse_mtime(buf, &ms) && ms == -1250, "format/parse round trip");
+}
+
+static void test_mode(void)
+{
+	mode_t m = 0;
+	CHECK(!export_parse_mode("33188", &m) && m == 0644, "s3fs decimal 0100644");
+	CHECK(!export_parse_mode("16877", &m) && m == 0755, "s3fs decimal dir 040755");
+	CHECK(!export_parse_mode("0644", &m) && m == 0644, "octal with leading 0");
+	CHECK(!export_parse_mode("0100600", &m) && m == 0600, "octal with type bits");
+	CHECK(!export_parse_mode("420", &m) && m == 0644, "decimal 420");
+	CHECK_INT(export_parse_mode("", &m), -EINVAL, "export_parse_mode(\"\", &m), -EINVAL");
+	CHECK_INT(export_parse_mode("0689", &m), -EINVAL, "export_parse_mode(\"0689\", &m), -EINVAL");
+	CHECK_INT(export_parse_mode("rw-r--r--", &m), -EINVAL, "export_parse_mode(\"rw-r--r--\", &m), -EINVAL");
+	CHECK_INT(export_parse_mode("999999999999", &m), -EINVAL, "export_parse_mode(\"999999999999\", &m), -EINVAL");
+}
+
+static void test_plan(void)
+{
+	const uint64_t p = 8u << 20;
+	uint64_t off, len, expect = 0;
+	int ok = 1;
+	for (int n = 1; n <= S3_MAX_PARTS; n++) {
+		if (export_part_range(p, n, &off, &len) || off != expect ||
+		    len != p * (uint64_t)(1 + (n - 1) / 1000))
+			ok = 0;
+		expect = off + len;
+	}
+	CHECK(ok, "part plan contiguous, sizes p..10p");
+	CHECK(expect == p * 55000, "10000 parts cover 55000 p");
+	CHECK(!export_part_range(p, 1, &off, &len) && off == 0 && len == p, "part 1");
+	CHECK(!export_part_range(p, 1001, &off, &len) && off == 1000 * p && len == 2 * p, "part 1001");
+	CHECK_INT(export_part_range(p, 0, &off, &len), -EINVAL, "export_part_range(p, 0, &off, &len), -EINVAL");
+	CHECK_INT(export_part_range(p, S3_MAX_PARTS + 1, &off, &len), -EINVAL, "export_part_range(p, S3_MAX_PARTS + 1, &off, &len), -EINVAL");
+	CHECK_INT(export_part_range(0, 1, &off, &len), -EINVAL, "export_part_range(0, 1, &off, &len), -EINVAL");
+}
+
+static void test_paths(void)
+{
+	CHECK_INT(export_path_valid(""), 0, "export_path_valid(\"\"), 0");
+	CHECK_INT(export_path_valid("a"), 0, "export_path_valid(\"a\"), 0");
+	CHECK_INT(export_path_valid("a/b c/.hidden.x3Zq"), 0, "export_path_valid(\"a/b c/.hidden.x3Zq\"), 0");
+	CHECK_INT(export_path_valid("a/"), -EINVAL, "export_path_valid(\"a/\"), -EINVAL");
+	CHECK_INT(export_path_valid("/a"), -EINVAL, "export_path_valid(\"/a\"), -EINVAL");
+	CHECK_INT(export_path_valid("a//b"), -EINVAL, "export_path_valid(\"a//b\"), -EINVAL");
+	CHECK_INT(export_path_valid("a/./b"), -EINVAL, "export_path_valid(\"a/./b\"), -EINVAL");
+	CHECK_INT(export_path_valid(".."), -EINVAL, "export_path_valid(\"..\"), -EINVAL");
+	CHECK_INT(export_path_valid(NULL), -EINVAL, "export_path_valid(NULL), -EINVAL");
+}
+
+int main(void)
+{
+	test_mtime();
+	test_mode();
+	test_plan();
+	test_paths();
+	return check_done();
+}
