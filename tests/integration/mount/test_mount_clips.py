@@ -162,3 +162,24 @@ def test_codec_getclip_cannot_package_is_emediumtype(clipsrv, mount):
         os.stat(m.path("mjpeg-cam", "clips", f"{stamp(t0 - 1)}-{stamp(t0 + 10)}.mp4"))
     assert e.value.errno == errno.EMEDIUMTYPE
     assert "UnsupportedStreamMediaType" in m.log()
+
+
+def test_cache_size_evicts_old_clips_but_never_an_open_one(clipsrv, mount):
+    srv, start = clipsrv
+    m = mount(srv, cache_size="12M")
+    m.expect_log("over|limit|pinned|evict")
+    d = m.path("clipcam", "clips")
+    names = [f"{stamp(start + k * 300)}-{stamp(start + k * 300 + 299)}.mp4" for k in range(3)]
+    a = open(os.path.join(d, names[0]), "rb")  # ~8 MB, held open
+    try:
+        first = a.read(1 << 20)
+        os.stat(os.path.join(d, names[1]))  # another ~8 MB: over the bound, but A is open
+        rest = a.read()
+        assert len(first) + len(rest) == os.fstat(a.fileno()).st_size
+    finally:
+        a.close()
+    os.stat(os.path.join(d, names[2]))  # now the least recently used clip (A) goes
+    listed = sorted(os.listdir(d))
+    assert names[0] not in listed and names[2] in listed
+    # an evicted clip is made again when asked for
+    assert os.stat(os.path.join(d, names[0])).st_size > 0
