@@ -27,6 +27,7 @@
 #include "kvsfs/awsconfig.h"
 #include "kvsfs/awsreq.h"
 #include "kvsfs/clips.h"
+#include "kvsfs/export.h"
 #include "kvsfs/creds.h"
 #include "kvsfs/fcache.h"
 #include "kvsfs/fuse_ops.h"
@@ -34,6 +35,7 @@
 #include "kvsfs/kvs.h"
 #include "kvsfs/log.h"
 #include "kvsfs/options.h"
+#include "kvsfs/s3.h"
 #include "kvsfs/sizeidx.h"
 #include "kvsfs/vfs.h"
 
@@ -104,6 +106,8 @@ int main(int argc, char **argv)
 	struct fcache *cache = NULL;
 	struct sizeidx *sizes = NULL;
 	struct clips *clips = NULL;
+	struct s3_client *s3 = NULL;
+	struct export *export = NULL;
 	struct vfs *vfs = NULL;
 	struct fuse_ops_ctx *fops = NULL;
 	struct fuse_session *se = NULL;
@@ -114,8 +118,8 @@ int main(int argc, char **argv)
 		LOG_WARN(&lg, "main", "TLS certificate verification is off (no_verify_ssl): use it only "
 			 "with local test servers");
 	if (awsconfig_files_load(&files, opts.profile, NULL, &lg, err, sizeof(err)) ||
-	    awsconfig_resolve(&settings, &files, opts.region, opts.endpoint, NULL, NULL, err,
-			      sizeof(err))) {
+	    awsconfig_resolve(&settings, &files, opts.region, opts.endpoint, opts.s3_endpoint, NULL,
+			      err, sizeof(err))) {
 		fail("%s", err);
 		goto out;
 	}
@@ -169,6 +173,35 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	if (opts.export_bucket) {
+		char staging[PATH_MAX + 16];
+		snprintf(staging, sizeof(staging), "%s/staging", cache_dir);
+		if (mkdir(staging, 0700) != 0 && errno != EEXIST) {
+			fail("cannot create the staging folder %s: %s", staging, strerror(errno));
+			goto out;
+		}
+		struct s3_client_opts s3o = { .aws = &aws, .endpoint = settings.s3_endpoint,
+					      .bucket = opts.export_bucket,
+					      .path_style = opts.s3_path_style };
+		if (s3_client_new(&s3o, &s3)) {
+			fail("%s", "cannot set up the S3 client");
+			goto out;
+		}
+		struct export_opts eo = {
+			.s3 = s3,
+			.prefix = opts.export_prefix,
+			.staging_dir = staging,
+			.staging_max_bytes = opts.cache_size ? opts.cache_size : DEFAULT_CACHE_SIZE,
+			.uid = opts.uid >= 0 ? (uid_t)opts.uid : getuid(),
+			.gid = opts.gid >= 0 ? (gid_t)opts.gid : getgid(),
+			.umask = opts.umask >= 0 ? (mode_t)opts.umask : 022,
+			.log = &lg,
+		};
+		if (export_open(&eo, &export, err, sizeof(err))) {
+			fail("%s", err);
+			goto out;
+		}
+	}
 	struct clips_opts clo = { .kvs = kvs, .cache = cache, .log = &lg,
 				  .ts = opts.timestamps_server ? KVS_TS_SERVER : KVS_TS_PRODUCER };
 	if (clips_new(&clo, &clips)) {
@@ -180,6 +213,8 @@ int main(int argc, char **argv)
 		.cache = cache,
 		.sizes = sizes,
 		.clips = clips,
+		.export = export,
+		.export_dir = opts.export_dir ? opts.export_dir : "export",
 		.log = &lg,
 		.streams = opts.streams,
 		.stream_prefix = opts.stream_prefix,
@@ -267,6 +302,8 @@ out:
 	fuse_opt_free_args(&fargs);
 	fuse_ops_free(fops);
 	vfs_free(vfs);
+	export_close(export);
+	s3_client_free(s3);
 	clips_free(clips);
 	sizeidx_close(sizes);
 	fcache_close(cache);

@@ -84,6 +84,16 @@ int clips_cached_size(struct clips *c, const char *stream, const char *name, uin
 int clips_make(struct clips *c, const char *stream, const char *name, int64_t start_ms,
 	       int64_t end_ms, uint64_t *size);
 
+/*
+ * clips_make, then opens the clip pinned (as clips_open) in one step, so it cannot be evicted
+ * between being made and being opened (use this from open()). Waiters of a shared generation open
+ * it after it is made; if it was evicted meanwhile it is made again (up to 3 times, then
+ * -ENOSPC: the cache is too small to hold it). Errors as clips_make; on error *fd = -1 and
+ * *pin = NULL.
+ */
+int clips_make_open(struct clips *c, const char *stream, const char *name, int64_t start_ms,
+		    int64_t end_ms, int *fd, uint64_t *size, struct fcache_pin **pin);
+
 /* Opens a made clip like fcache_get: 0 with *fd (caller closes), *size and *pin (caller releases
  * with clips_unpin or fcache_unpin on the same cache); -ENOENT when not cached (e.g. evicted):
  * call clips_make again. */

@@ -33,6 +33,11 @@ struct kvsfs_options {
 	int read_only;         /* ro: the whole mount read-only (the KVS tree always is) */
 	int live_public;       /* live_public: live.m3u8/live.mpd 0444 (needs allow_other) */
 	int readahead;         /* readahead=N fragments per download batch (0: default) */
+	char *export_bucket;   /* export=s3://BUCKET/PREFIX: bucket (NULL: no export/) */
+	char *export_prefix;   /* ... and key prefix without leading/trailing '/' ("" for none) */
+	char *export_dir;      /* export_dir=NAME (default "export") */
+	char *s3_endpoint;     /* s3_endpoint=URL */
+	int s3_path_style;     /* s3_path_style */
 	int foreground;        /* -f */
 	int debug;             /* -d or debug: debug log (implies -f) */
 	int show_help;         /* -h, --help */

@@ -23,6 +23,7 @@
 struct fcache;
 struct sizeidx;
 struct clips;
+struct export;
 struct log_ctx;
 struct vfs;
 struct vfs_file;
@@ -34,6 +35,8 @@ struct vfs_config {
 	struct fcache *cache;        /* borrowed */
 	struct sizeidx *sizes;       /* borrowed */
 	struct clips *clips;         /* borrowed: clips/START-END.mp4 */
+	struct export *export;       /* borrowed: the S3-backed folder, NULL when off */
+	const char *export_dir;      /* its name in the root */
 	struct log_ctx *log;         /* borrowed */
 	char *const *streams;        /* NULL-terminated allow-list, or NULL for all */
 	const char *stream_prefix;   /* NULL for all */
@@ -108,9 +111,38 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 ssize_t vfs_read(struct vfs *v, struct vfs_file *f, char *buf, size_t size, off_t off);
 void vfs_release(struct vfs *v, struct vfs_file *f);
 
+/* ---- writes: only inside export/; everywhere else they fail with EROFS ---- */
+
+#define VFS_SET_MODE 0x1
+#define VFS_SET_OWNER 0x2
+#define VFS_SET_SIZE 0x4
+#define VFS_SET_MTIME 0x8
+
+/* Creates and opens a file (one kernel reference on success). */
+int vfs_create(struct vfs *v, uint64_t parent, const char *name, mode_t mode, int flags,
+	       struct vfs_attr *a, struct vfs_file **out);
+/* Creates a folder (one kernel reference on success). */
+int vfs_mkdir(struct vfs *v, uint64_t parent, const char *name, mode_t mode, struct vfs_attr *a);
+int vfs_unlink(struct vfs *v, uint64_t parent, const char *name);
+int vfs_rmdir(struct vfs *v, uint64_t parent, const char *name);
+/* flags: 0 or RENAME_NOREPLACE (others: EINVAL). */
+int vfs_rename(struct vfs *v, uint64_t parent, const char *name, uint64_t newparent,
+	       const char *newname, unsigned int flags);
+/* Applies the VFS_SET_* parts of mask (f: the open file when the kernel names one) and
+ * returns the new attributes. */
+int vfs_setattr(struct vfs *v, uint64_t ino, int mask, mode_t mode, uid_t uid, gid_t gid,
+		uint64_t size, int64_t mtime_ms, struct vfs_file *f, struct vfs_attr *a);
+ssize_t vfs_write(struct vfs *v, struct vfs_file *f, const char *buf, size_t size, off_t off);
+/* close(2) of a descriptor: stores the data and returns 0 only when it is stored. */
+int vfs_flush(struct vfs *v, struct vfs_file *f);
+/* fsync(2): same guarantee. */
+int vfs_fsync(struct vfs *v, struct vfs_file *f);
+
 /* Extended attributes: value of name into buf (size 0: just the length); returns the length or
  * a negative errno (ENODATA when absent, ERANGE when buf is too small). */
 ssize_t vfs_getxattr(struct vfs *v, uint64_t ino, const char *name, char *buf, size_t size);
+/* Setting or removing an extended attribute: ENOTSUP in export/, EROFS elsewhere. */
+int vfs_setxattr(struct vfs *v, uint64_t ino);
 /* NUL-separated list of names, same conventions. */
 ssize_t vfs_listxattr(struct vfs *v, uint64_t ino, char *buf, size_t size);
 

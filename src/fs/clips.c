@@ -398,15 +398,22 @@ static int check_part(struct clips *c, const char *stream, const char *clip, siz
 
 /* ------------------------------------------------------------------ generation */
 
+/* Makes one clip (the caller holds its flight). With fd != NULL the committed clip is also
+ * opened and pinned (*fd, *pin) so it cannot be evicted before the caller reads it. */
 static int make_one(struct clips *c, const char *stream, const char *name, int64_t start_ms,
-		    int64_t end_ms, uint64_t *size)
+		    int64_t end_ms, uint64_t *size, int *fd, struct fcache_pin **pin)
 {
 	char key[FCACHE_KEY_MAX + 1];
 	int rc = clip_key(stream, name, key);
 	if (rc)
 		return rc;
-	if (fcache_contains(c->o.cache, key, size))
+	if (fd) {
+		rc = fcache_get(c->o.cache, key, fd, size, pin);
+		if (rc != -ENOENT)
+			return rc;
+	} else if (fcache_contains(c->o.cache, key, size)) {
 		return 0;
+	}
 
 	struct kvs_fragment_list fl = { 0 };
 	struct awserr ae;
@@ -550,7 +557,7 @@ static int make_one(struct clips *c, const char *stream, const char *name, int64
 		off += (uint64_t)r;
 	}
 	uint64_t committed = 0;
-	rc = fcache_commit(w, &committed);
+	rc = fd ? fcache_commit_get(w, fd, &committed, pin) : fcache_commit(w, &committed);
 	w = NULL;
 	if (rc) {
 		LOG_ERROR(c->o.log, "clips", "%s/%s: cannot commit the clip to the cache: %s", stream,
@@ -560,6 +567,12 @@ static int make_one(struct clips *c, const char *stream, const char *name, int64
 	if (committed != total) {
 		LOG_ERROR(c->o.log, "clips", "%s/%s: cached clip has %" PRIu64 " bytes, expected %" PRIu64,
 			  stream, name, committed, total);
+		if (fd) {
+			close(*fd);
+			*fd = -1;
+			fcache_unpin(c->o.cache, *pin);
+			*pin = NULL;
+		}
 		fcache_remove(c->o.cache, key);
 		rc = -EIO;
 		goto out;
@@ -584,8 +597,11 @@ out:
 	return rc;
 }
 
-int clips_make(struct clips *c, const char *stream, const char *name, int64_t start_ms,
-	       int64_t end_ms, uint64_t *size)
+#define OPEN_ATTEMPTS 3
+
+/* clips_make (fd NULL) and clips_make_open (fd, pin). */
+static int make_common(struct clips *c, const char *stream, const char *name, int64_t start_ms,
+		       int64_t end_ms, uint64_t *size, int *fd, struct fcache_pin **pin)
 {
 	char key[FCACHE_KEY_MAX + 1];
 	int rc = clip_key(stream, name, key);
@@ -593,65 +609,95 @@ int clips_make(struct clips *c, const char *stream, const char *name, int64_t st
 		return rc;
 	if (start_ms < 0 || end_ms < start_ms)
 		return -EINVAL;
-	if (fcache_contains(c->o.cache, key, size))
-		return 0;
 	const char *fkey = key + strlen(CLIP_PREFIX);
+	for (int attempt = 0; attempt < OPEN_ATTEMPTS; attempt++) {
+		if (fd) {
+			rc = fcache_get(c->o.cache, key, fd, size, pin);
+			if (rc != -ENOENT)
+				return rc;
+		} else if (fcache_contains(c->o.cache, key, size)) {
+			return 0;
+		}
 
-	pthread_mutex_lock(&c->lock);
-	struct flight *f;
-	for (f = c->flights; f; f = f->link)
-		if (strcmp(f->key, fkey) == 0)
-			break;
-	if (f) {
-		f->waiters++;
+		pthread_mutex_lock(&c->lock);
+		struct flight *f;
+		for (f = c->flights; f; f = f->link)
+			if (strcmp(f->key, fkey) == 0)
+				break;
+		if (f) {
+			/* another caller is making it: wait and share its result */
+			f->waiters++;
+			c->active++;
+			while (!f->done)
+				pthread_cond_wait(&c->cond, &c->lock);
+			rc = f->rc;
+			uint64_t sz = f->size;
+			if (--f->waiters == 0) {
+				free(f->key);
+				free(f);
+			}
+			c->active--;
+			pthread_cond_broadcast(&c->cond);
+			pthread_mutex_unlock(&c->lock);
+			if (rc)
+				return rc;
+			if (!fd) {
+				*size = sz;
+				return 0;
+			}
+			continue; /* open it (made again if evicted meanwhile) */
+		}
+		f = calloc(1, sizeof(*f));
+		if (f)
+			f->key = strdup(fkey);
+		if (!f || !f->key) {
+			pthread_mutex_unlock(&c->lock);
+			free(f);
+			return -ENOMEM;
+		}
+		f->link = c->flights;
+		c->flights = f;
 		c->active++;
-		while (!f->done)
-			pthread_cond_wait(&c->cond, &c->lock);
-		rc = f->rc;
-		if (rc == 0)
-			*size = f->size;
-		if (--f->waiters == 0) {
+		pthread_mutex_unlock(&c->lock);
+
+		uint64_t sz = 0;
+		rc = make_one(c, stream, name, start_ms, end_ms, &sz, fd, pin);
+
+		pthread_mutex_lock(&c->lock);
+		for (struct flight **pp = &c->flights; *pp; pp = &(*pp)->link)
+			if (*pp == f) {
+				*pp = f->link;
+				break;
+			}
+		f->done = 1;
+		f->rc = rc;
+		f->size = sz;
+		if (f->waiters == 0) {
 			free(f->key);
 			free(f);
 		}
 		c->active--;
 		pthread_cond_broadcast(&c->cond);
 		pthread_mutex_unlock(&c->lock);
+		if (rc == 0)
+			*size = sz;
 		return rc;
 	}
-	f = calloc(1, sizeof(*f));
-	if (f)
-		f->key = strdup(fkey);
-	if (!f || !f->key) {
-		pthread_mutex_unlock(&c->lock);
-		free(f);
-		return -ENOMEM;
-	}
-	f->link = c->flights;
-	c->flights = f;
-	c->active++;
-	pthread_mutex_unlock(&c->lock);
+	LOG_ERROR(c->o.log, "clips", "%s/%s: the clip was evicted from the cache before it could be "
+		  "opened, %d times (cache too small for it?)", stream, name, OPEN_ATTEMPTS);
+	return -ENOSPC;
+}
 
-	uint64_t sz = 0;
-	rc = make_one(c, stream, name, start_ms, end_ms, &sz);
+int clips_make(struct clips *c, const char *stream, const char *name, int64_t start_ms,
+	       int64_t end_ms, uint64_t *size)
+{
+	return make_common(c, stream, name, start_ms, end_ms, size, NULL, NULL);
+}
 
-	pthread_mutex_lock(&c->lock);
-	for (struct flight **pp = &c->flights; *pp; pp = &(*pp)->link)
-		if (*pp == f) {
-			*pp = f->link;
-			break;
-		}
-	f->done = 1;
-	f->rc = rc;
-	f->size = sz;
-	if (f->waiters == 0) {
-		free(f->key);
-		free(f);
-	}
-	c->active--;
-	pthread_cond_broadcast(&c->cond);
-	pthread_mutex_unlock(&c->lock);
-	if (rc == 0)
-		*size = sz;
-	return rc;
+int clips_make_open(struct clips *c, const char *stream, const char *name, int64_t start_ms,
+		    int64_t end_ms, int *fd, uint64_t *size, struct fcache_pin **pin)
+{
+	*fd = -1;
+	*pin = NULL;
+	return make_common(c, stream, name, start_ms, end_ms, size, fd, pin);
 }

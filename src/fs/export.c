@@ -785,10 +785,29 @@ static int finalize(struct export *ex, struct xnode *n)
 				pthread_mutex_unlock(&ex->mu);
 				struct awserr e;
 				rc = s3_mpu_complete(ex->s3, mkey, id, parts, np, NULL, &e);
-				if (!rc && ((n_mt_set && sent_mt != mt) || sent_mode != mode) &&
-				    size <= (uint64_t)S3_MAX_PUT_SIZE)
+				int renamed = strcmp(mkey, key) != 0;
+				if (!rc && renamed) {
+					/* renamed while uploading: copy to the new name */
+					struct http_headers h = HTTP_HEADERS_INIT;
+					rc = meta_build(&h, mode, mt, 0);
+					struct s3_put_opts po = { .meta = &h };
+					if (!rc)
+						rc = s3_copy_object(ex->s3, mkey, key, S3_META_REPLACE,
+								    &po, NULL, &e);
+					http_headers_free(&h);
+				} else if (!rc && ((n_mt_set && sent_mt != mt) || sent_mode != mode) &&
+					   size <= (uint64_t)S3_MAX_PUT_SIZE) {
 					rc = meta_replace(ex, mkey, mode, mt, 0);
+				}
 				pthread_mutex_lock(&ex->mu);
+				if (!rc && renamed) {
+					const char *old = mkey + strlen(ex->prefix);
+					int reused = node_find(ex, old) != NULL;
+					pthread_mutex_unlock(&ex->mu);
+					if (!reused)
+						s3_delete_object(ex->s3, mkey, &e);
+					pthread_mutex_lock(&ex->mu);
+				}
 			}
 			free(id);
 			free(mkey);
@@ -1365,8 +1384,11 @@ int export_rename(struct export *ex, const char *from, const char *to)
 	if (n)
 		wait_idle(ex, n);
 	if (n && n->dirty) {
-		/* not stored yet: rename locally; the upload goes to the new key */
-		abort_idle(ex, n);
+		/* not stored yet: rename locally; the upload goes to the new key (a multipart
+		 * upload already under way completes under the old key and is then copied
+		 * server-side, so its parts are not sent again) */
+		if (n->upload_id && n->size > (uint64_t)S3_MAX_PUT_SIZE)
+			abort_idle(ex, n);
 		free(n->path);
 		n->path = npath;
 		npath = NULL;

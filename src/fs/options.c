@@ -28,6 +28,7 @@ enum {
 	KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DROP,
 	KEY_REGION, KEY_PROFILE, KEY_ENDPOINT, KEY_CA_FILE, KEY_NO_VERIFY_SSL,
 	KEY_STREAMS, KEY_STREAM_PREFIX, KEY_TIMESTAMPS, KEY_CACHE_DIR, KEY_CACHE_SIZE, KEY_META_TTL,
+	KEY_EXPORT, KEY_EXPORT_DIR, KEY_S3_ENDPOINT, KEY_S3_PATH_STYLE,
 	KEY_RO, KEY_HLS_EXPIRES, KEY_UID, KEY_GID, KEY_UMASK, KEY_ALLOW_OTHER, KEY_LIVE_PUBLIC, KEY_READAHEAD,
 };
 
@@ -57,6 +58,10 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	FUSE_OPT_KEY("live_public", KEY_LIVE_PUBLIC),
 	FUSE_OPT_KEY("readahead=%s", KEY_READAHEAD),
+	FUSE_OPT_KEY("export=%s", KEY_EXPORT),
+	FUSE_OPT_KEY("export_dir=%s", KEY_EXPORT_DIR),
+	FUSE_OPT_KEY("s3_endpoint=%s", KEY_S3_ENDPOINT),
+	FUSE_OPT_KEY("s3_path_style", KEY_S3_PATH_STYLE),
 	/* fstab-only options: accepted and dropped */
 	FUSE_OPT_KEY("_netdev", KEY_DROP),
 	FUSE_OPT_KEY("noauto", KEY_DROP),
@@ -290,6 +295,43 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 	case KEY_LIVE_PUBLIC:
 		o->live_public = 1;
 		return 0;
+	case KEY_EXPORT: {
+		const char *u = strchr(arg, '=') + 1;
+		if (strncmp(u, "s3://", 5) != 0 || !u[5] || u[5] == '/')
+			return fail(st, "export must be s3://BUCKET or s3://BUCKET/PREFIX");
+		const char *b = u + 5, *slash = strchr(b, '/');
+		size_t bl = slash ? (size_t)(slash - b) : strlen(b);
+		for (size_t i = 0; i < bl; i++)
+			if (!((b[i] >= 'a' && b[i] <= 'z') || (b[i] >= '0' && b[i] <= '9') || b[i] == '-' ||
+			      b[i] == '.'))
+				return fail(st, "'%.*s' is not a valid S3 bucket name", (int)bl, b);
+		if (bl < 3 || bl > 63)
+			return fail(st, "'%.*s' is not a valid S3 bucket name", (int)bl, b);
+		free(o->export_bucket);
+		free(o->export_prefix);
+		o->export_bucket = strndup(b, bl);
+		const char *pfx = slash ? slash + 1 : "";
+		size_t pl = strlen(pfx);
+		while (pl > 0 && pfx[pl - 1] == '/')
+			pl--;
+		o->export_prefix = strndup(pfx, pl);
+		return o->export_bucket && o->export_prefix ? 0 : fail(st, "out of memory");
+	}
+	case KEY_EXPORT_DIR:
+		if (set_value(st, &o->export_dir, arg))
+			return -1;
+		if (strchr(o->export_dir, '/') || !strcmp(o->export_dir, ".") || !strcmp(o->export_dir, ".."))
+			return fail(st, "export_dir must be a plain name");
+		return 0;
+	case KEY_S3_ENDPOINT:
+		if (set_value(st, &o->s3_endpoint, arg))
+			return -1;
+		if (!valid_url(o->s3_endpoint))
+			return fail(st, "s3_endpoint must be an http:// or https:// URL");
+		return 0;
+	case KEY_S3_PATH_STYLE:
+		o->s3_path_style = 1;
+		return 0;
 	case KEY_READAHEAD:
 		if (parse_long(st, arg, 1, 1000, 10, &x))
 			return -1;
@@ -355,6 +397,10 @@ void options_free(struct kvsfs_options *o)
 	free(o->streams);
 	free(o->stream_prefix);
 	free(o->cache_dir);
+	free(o->export_bucket);
+	free(o->export_prefix);
+	free(o->export_dir);
+	free(o->s3_endpoint);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -393,6 +439,12 @@ void options_print_help(const char *prog)
 	       "    -o cache_dir=DIR       disk cache for media (default $XDG_CACHE_HOME/kvsfs)\n"
 	       "    -o cache_size=SIZE     bound of the disk cache, e.g. 2G (default 4G)\n"
 	       "    -o readahead=N         fragments fetched per GetMediaForFragmentList (default 8)\n"
+	       "\n"
+	       "export options:\n"
+	       "    -o export=s3://BUCKET/PREFIX  an S3-backed folder where copies are stored\n"
+	       "    -o export_dir=NAME     its name in the mount (default export)\n"
+	       "    -o s3_endpoint=URL     S3 endpoint (for a local S3 server; http:// only here)\n"
+	       "    -o s3_path_style       path-style S3 addressing\n"
 	       "\n"
 	       "FUSE options:\n"
 	       "    -o uid=N,gid=N         owner shown for every file (default: the mounting user)\n"

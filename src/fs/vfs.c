@@ -42,6 +42,7 @@
 #include "kvsfs/awserr.h"
 #include "kvsfs/buf.h"
 #include "kvsfs/clips.h"
+#include "kvsfs/export.h"
 #include "kvsfs/fcache.h"
 #include "kvsfs/fetch.h"
 #include "kvsfs/json.h"
@@ -51,8 +52,13 @@
 
 enum kind {
 	K_ROOT, K_STREAM, K_FRAGMENTS, K_DAY, K_HOUR, K_FRAGMENT, K_CLIPS, K_CLIP, K_LIVE_HLS,
-	K_LIVE_DASH,
+	K_LIVE_DASH, K_EXPORT_DIR, K_EXPORT_FILE,
 };
+
+static int is_export(int kind)
+{
+	return kind == K_EXPORT_DIR || kind == K_EXPORT_FILE;
+}
 
 #define LIVE_HLS_NAME "live.m3u8"
 #define LIVE_DASH_NAME "live.mpd"
@@ -137,6 +143,7 @@ struct vfs {
 struct vfs_file {
 	enum kind kind;
 	int clip;                      /* the pin belongs to the clips module */
+	struct export_file *xf;        /* EXPORT_FILE */
 	int fd;                        /* FRAGMENT: cache file */
 	uint64_t size;
 	struct fcache_pin *pin;
@@ -835,6 +842,95 @@ static int live_get(struct vfs *v, struct vstream *s, int dash, struct blob **ou
 	return 0;
 }
 
+/* ---------------------------------------------------------------- export/ (S3) */
+
+#define XPATH_MAX 1024
+
+/*
+ * Path of an export node relative to the export root ("" for the root), from the node chain
+ * (the kernel keeps a directory's inode while it holds entries below it). Returns 0, -ESTALE or
+ * -ENAMETOOLONG.
+ */
+static int xpath(struct vfs *v, uint64_t ino, char *out, size_t n)
+{
+	const char *names[256];
+	size_t k = 0, len = 0;
+	int rc = 0;
+	pthread_mutex_lock(&v->lock);
+	struct node *x = node_by_ino(v, ino);
+	while (x && is_export(x->kind) && x->parent != VFS_ROOT_INO) {
+		if (k == 256) {
+			rc = -ENAMETOOLONG;
+			break;
+		}
+		names[k++] = x->name;
+		x = node_by_ino(v, x->parent);
+	}
+	if (!rc && (!x || x->kind != K_EXPORT_DIR))
+		rc = -ESTALE;
+	out[0] = '\0';
+	for (size_t i = k; rc == 0 && i-- > 0;) {
+		size_t l = strlen(names[i]);
+		if (len + l + 2 > n) {
+			rc = -ENAMETOOLONG;
+			break;
+		}
+		if (len)
+			out[len++] = '/';
+		memcpy(out + len, names[i], l);
+		len += l;
+		out[len] = '\0';
+	}
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+/* Path of name inside the export directory parent. */
+static int xchild(struct vfs *v, uint64_t parent, const char *name, char *out, size_t n)
+{
+	int rc = xpath(v, parent, out, n);
+	if (rc)
+		return rc;
+	size_t len = strlen(out), l = strlen(name);
+	if (len + l + 2 > n)
+		return -ENAMETOOLONG;
+	if (len)
+		out[len++] = '/';
+	memcpy(out + len, name, l + 1);
+	return 0;
+}
+
+static void export_to_attr(struct vfs *v, const struct export_attr *xa, uint64_t ino,
+			   struct vfs_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ino = ino;
+	a->mode = (xa->is_dir ? S_IFDIR : S_IFREG) | (xa->mode & 07777);
+	a->size = xa->is_dir ? 0 : xa->size;
+	a->mtime_ms = xa->mtime_ms;
+	a->nlink = xa->is_dir ? 2 : 1;
+	a->uid = v->c.uid;
+	a->gid = v->c.gid;
+	a->timeout = 1; /* other S3 clients may change the bucket */
+}
+
+/* Creates (or finds) the node for an export entry and counts one kernel reference. */
+static int export_node(struct vfs *v, uint64_t parent, const char *name, int is_dir,
+		       struct vstream *none, uint64_t *ino)
+{
+	struct node proto;
+	memset(&proto, 0, sizeof(proto));
+	proto.kind = is_dir ? K_EXPORT_DIR : K_EXPORT_FILE;
+	proto.stream = none;
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_get(v, parent, name, &proto, 1);
+	if (n)
+		n->kind = proto.kind; /* a file replaced by a folder of that name, or back */
+	*ino = n ? n->ino : 0;
+	pthread_mutex_unlock(&v->lock);
+	return n ? 0 : -ENOMEM;
+}
+
 /* ---------------------------------------------------------------- attributes */
 
 static void attr_fill(struct vfs *v, const struct node *n, struct vfs_attr *a)
@@ -874,6 +970,13 @@ static void attr_fill(struct vfs *v, const struct node *n, struct vfs_attr *a)
 		a->timeout = exact ? IMMUTABLE_TIMEOUT : v->c.meta_ttl_s;
 		break;
 	}
+	case K_EXPORT_DIR:
+	case K_EXPORT_FILE:
+		/* listing placeholder; real attributes come from vfs_getattr / vfs_lookup */
+		a->mode = (n->kind == K_EXPORT_DIR ? S_IFDIR : S_IFREG) | (0755 & ~v->c.umask);
+		a->mtime_ms = v->mount_ms;
+		a->timeout = 1;
+		break;
 	case K_CLIP: {
 		char name[64];
 		uint64_t size = 0;
@@ -1019,6 +1122,25 @@ int vfs_lookup(struct vfs *v, uint64_t parent, const char *name, struct vfs_attr
 		return -ENOENT; /* the kernel resolves these itself */
 	if (strlen(name) > 255)
 		return -ENAMETOOLONG;
+	if (p.kind == K_EXPORT_DIR || (p.kind == K_ROOT && v->c.export && !strcmp(name, v->c.export_dir))) {
+		char path[XPATH_MAX];
+		struct export_attr xa;
+		uint64_t ino;
+		if (p.kind == K_ROOT)
+			path[0] = '\0';
+		else if ((rc = xchild(v, parent, name, path, sizeof(path))) != 0)
+			return rc;
+		rc = export_stat(v->c.export, path, &xa);
+		if (rc)
+			return rc;
+		if (p.kind == K_ROOT)
+			xa.is_dir = 1;
+		rc = export_node(v, parent, name, xa.is_dir, NULL, &ino);
+		if (rc)
+			return rc;
+		export_to_attr(v, &xa, ino, a);
+		return 0;
+	}
 	rc = resolve_child(v, &p, name, &proto);
 	if (rc)
 		return rc;
@@ -1059,6 +1181,17 @@ int vfs_getattr(struct vfs *v, uint64_t ino, struct vfs_attr *a)
 	int rc = node_copy(v, ino, &n);
 	if (rc)
 		return rc;
+	if (is_export(n.kind)) {
+		char path[XPATH_MAX];
+		struct export_attr xa;
+		if ((rc = xpath(v, ino, path, sizeof(path))) != 0 ||
+		    (rc = export_stat(v->c.export, path, &xa)) != 0)
+			return rc;
+		if (n.kind == K_EXPORT_DIR && n.parent == VFS_ROOT_INO)
+			xa.is_dir = 1;
+		export_to_attr(v, &xa, ino, a);
+		return 0;
+	}
 	attr_fill(v, &n, a);
 	return 0;
 }
@@ -1113,6 +1246,33 @@ static int dir_add(struct dir_builder *b, const char *name, const struct node *p
 		attr_fill(b->v, &tmp, &e->attr);
 		e->attr.ino = tmp.ino;
 	}
+	d->n++;
+	return 0;
+}
+
+struct export_list_arg {
+	struct dir_builder *b;
+	int rc;
+};
+
+/* export_list callback: one entry per object or common prefix. */
+static int export_list_cb(void *arg, const char *name, const struct export_attr *xa)
+{
+	struct export_list_arg *xl = arg;
+	struct vfs_dir *d = xl->b->d;
+	if (d->n == xl->b->cap) {
+		size_t cap = xl->b->cap ? xl->b->cap * 2 : 64;
+		struct vfs_dirent *nv = realloc(d->v, cap * sizeof(*nv));
+		if (!nv)
+			return xl->rc = -ENOMEM;
+		d->v = nv;
+		xl->b->cap = cap;
+	}
+	struct vfs_dirent *e = &d->v[d->n];
+	memset(e, 0, sizeof(*e));
+	if (!(e->name = strdup(name)))
+		return xl->rc = -ENOMEM;
+	export_to_attr(xl->b->v, xa, 0, &e->attr);
 	d->n++;
 	return 0;
 }
@@ -1185,6 +1345,21 @@ int vfs_opendir(struct vfs *v, uint64_t ino, int with_nodes, struct vfs_dir **ou
 		}
 		free_names(names);
 		free(ss);
+		if (rc == 0 && v->c.export) {
+			proto.kind = K_EXPORT_DIR;
+			proto.stream = NULL;
+			rc = dir_add(&b, v->c.export_dir, &proto);
+		}
+		break;
+	}
+	case K_EXPORT_DIR: {
+		char path[XPATH_MAX];
+		struct export_list_arg xl = { &b, 0 };
+		rc = xpath(v, ino, path, sizeof(path));
+		if (rc == 0)
+			rc = export_list(v->c.export, path, export_list_cb, &xl);
+		if (rc == 0)
+			rc = xl.rc;
 		break;
 	}
 	case K_STREAM: {
@@ -1373,6 +1548,21 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 		return rc;
 	*direct_io = 0;
 	*keep_cache = 0;
+	if (n.kind == K_EXPORT_FILE) {
+		char path[XPATH_MAX];
+		struct vfs_file *xf = calloc(1, sizeof(*xf));
+		if (!xf)
+			return -ENOMEM;
+		xf->kind = n.kind;
+		xf->fd = -1;
+		if ((rc = xpath(v, ino, path, sizeof(path))) != 0 ||
+		    (rc = export_open_file(v->c.export, path, flags, &xf->xf)) != 0) {
+			free(xf);
+			return rc;
+		}
+		*out = xf;
+		return 0;
+	}
 	if (n.kind != K_FRAGMENT && n.kind != K_CLIP && n.kind != K_LIVE_HLS && n.kind != K_LIVE_DASH)
 		return -EISDIR;
 	if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND | O_CREAT)))
@@ -1472,6 +1662,8 @@ ssize_t vfs_read(struct vfs *v, struct vfs_file *f, char *buf, size_t size, off_
 	(void)v;
 	if (off < 0)
 		return -EINVAL;
+	if (f->xf)
+		return export_read(f->xf, buf, size, off);
 	if ((uint64_t)off >= f->size)
 		return 0;
 	if ((uint64_t)off + size > f->size)
@@ -1504,6 +1696,12 @@ void vfs_release(struct vfs *v, struct vfs_file *f)
 {
 	if (!f)
 		return;
+	if (f->xf) {
+		int rc = export_release(f->xf);
+		if (rc)
+			LOG_ERROR(v->c.log, "vfs", "export: the last upload at release failed (%s); the "
+				  "staged data is kept", strerror(-rc));
+	}
 	if (f->fd >= 0)
 		close(f->fd);
 	if (f->pin && f->clip)
@@ -1512,6 +1710,196 @@ void vfs_release(struct vfs *v, struct vfs_file *f)
 		fcache_unpin(v->c.cache, f->pin);
 	blob_unref(f->doc);
 	free(f);
+}
+
+/* ---------------------------------------------------------------- writes (export/ only) */
+
+/* Parent must be an export directory; fills path of parent/name. EROFS elsewhere. */
+static int writable_child(struct vfs *v, uint64_t parent, const char *name, char *path, size_t n)
+{
+	struct node p;
+	int rc = node_copy(v, parent, &p);
+	if (rc)
+		return rc;
+	if (p.kind != K_EXPORT_DIR)
+		return -EROFS;
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return -EINVAL;
+	return xchild(v, parent, name, path, n);
+}
+
+/* Moves the node (parent, name) out of the name table, so a later lookup starts afresh. */
+static void node_detach(struct vfs *v, uint64_t parent, const char *name)
+{
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_by_name(v, parent, name);
+	if (n) {
+		table_remove(v, n);
+		char dead[48];
+		snprintf(dead, sizeof(dead), "\001deleted-%llu", (unsigned long long)n->ino);
+		char *nn = strdup(dead);
+		if (nn) {
+			free(n->name);
+			n->name = nn;
+		}
+		n->parent = 0;
+		table_insert(v, n);
+	}
+	pthread_mutex_unlock(&v->lock);
+}
+
+int vfs_create(struct vfs *v, uint64_t parent, const char *name, mode_t mode, int flags,
+	       struct vfs_attr *a, struct vfs_file **out)
+{
+	char path[XPATH_MAX];
+	int rc = writable_child(v, parent, name, path, sizeof(path));
+	if (rc)
+		return rc;
+	struct vfs_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->kind = K_EXPORT_FILE;
+	f->fd = -1;
+	(void)flags;
+	rc = export_create(v->c.export, path, mode & 07777, &f->xf);
+	if (rc) {
+		free(f);
+		return rc;
+	}
+	uint64_t ino;
+	struct export_attr xa;
+	if ((rc = export_node(v, parent, name, 0, NULL, &ino)) != 0 ||
+	    (rc = export_stat(v->c.export, path, &xa)) != 0) {
+		export_release(f->xf);
+		free(f);
+		return rc;
+	}
+	export_to_attr(v, &xa, ino, a);
+	f->kind = K_EXPORT_FILE;
+	*out = f;
+	return 0;
+}
+
+int vfs_mkdir(struct vfs *v, uint64_t parent, const char *name, mode_t mode, struct vfs_attr *a)
+{
+	char path[XPATH_MAX];
+	struct export_attr xa;
+	uint64_t ino;
+	int rc = writable_child(v, parent, name, path, sizeof(path));
+	if (rc == 0)
+		rc = export_mkdir(v->c.export, path, mode & 07777);
+	if (rc == 0)
+		rc = export_stat(v->c.export, path, &xa);
+	if (rc == 0)
+		rc = export_node(v, parent, name, 1, NULL, &ino);
+	if (rc == 0)
+		export_to_attr(v, &xa, ino, a);
+	return rc;
+}
+
+int vfs_unlink(struct vfs *v, uint64_t parent, const char *name)
+{
+	char path[XPATH_MAX];
+	int rc = writable_child(v, parent, name, path, sizeof(path));
+	if (rc == 0)
+		rc = export_unlink(v->c.export, path);
+	if (rc == 0)
+		node_detach(v, parent, name);
+	return rc;
+}
+
+int vfs_rmdir(struct vfs *v, uint64_t parent, const char *name)
+{
+	char path[XPATH_MAX];
+	int rc = writable_child(v, parent, name, path, sizeof(path));
+	if (rc == 0)
+		rc = export_rmdir(v->c.export, path);
+	if (rc == 0)
+		node_detach(v, parent, name);
+	return rc;
+}
+
+int vfs_rename(struct vfs *v, uint64_t parent, const char *name, uint64_t newparent,
+	       const char *newname, unsigned int flags)
+{
+	char from[XPATH_MAX], to[XPATH_MAX];
+	int rc = writable_child(v, parent, name, from, sizeof(from));
+	if (rc == 0)
+		rc = writable_child(v, newparent, newname, to, sizeof(to));
+	if (rc)
+		return rc;
+	if (flags & ~(unsigned)RENAME_NOREPLACE)
+		return -EINVAL; /* RENAME_EXCHANGE and whiteouts are not possible on S3 */
+	if (flags & RENAME_NOREPLACE) {
+		struct export_attr xa;
+		if (export_stat(v->c.export, to, &xa) == 0)
+			return -EEXIST;
+	}
+	rc = export_rename(v->c.export, from, to);
+	if (rc)
+		return rc;
+	node_detach(v, newparent, newname);
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_by_name(v, parent, name);
+	char *nn = n ? strdup(newname) : NULL;
+	if (n && nn) {
+		table_remove(v, n);
+		free(n->name);
+		n->name = nn;
+		n->parent = newparent;
+		table_insert(v, n);
+	} else {
+		free(nn);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return 0;
+}
+
+int vfs_setattr(struct vfs *v, uint64_t ino, int mask, mode_t mode, uid_t uid, gid_t gid,
+		uint64_t size, int64_t mtime_ms, struct vfs_file *f, struct vfs_attr *a)
+{
+	struct node n;
+	char path[XPATH_MAX];
+	int rc = node_copy(v, ino, &n);
+	if (rc)
+		return rc;
+	if (!is_export(n.kind))
+		return -EROFS;
+	if ((rc = xpath(v, ino, path, sizeof(path))) != 0)
+		return rc;
+	if (n.kind == K_EXPORT_DIR && n.parent == VFS_ROOT_INO && mask)
+		return -EPERM; /* the export folder itself is the mount's */
+	if ((mask & VFS_SET_SIZE) && rc == 0)
+		rc = f && f->xf ? export_ftruncate(f->xf, size) : export_truncate(v->c.export, path, size);
+	if ((mask & VFS_SET_MODE) && rc == 0)
+		rc = export_set_mode(v->c.export, path, mode & 07777);
+	if ((mask & VFS_SET_OWNER) && rc == 0)
+		rc = export_set_owner(v->c.export, path, uid, gid);
+	if ((mask & VFS_SET_MTIME) && rc == 0)
+		rc = export_set_times(v->c.export, path, mtime_ms);
+	if (rc)
+		return rc;
+	return vfs_getattr(v, ino, a);
+}
+
+ssize_t vfs_write(struct vfs *v, struct vfs_file *f, const char *buf, size_t size, off_t off)
+{
+	(void)v;
+	if (!f->xf)
+		return -EROFS;
+	return export_write(f->xf, buf, size, off);
+}
+
+int vfs_flush(struct vfs *v, struct vfs_file *f)
+{
+	(void)v;
+	return f->xf ? export_flush(f->xf) : 0;
+}
+
+int vfs_fsync(struct vfs *v, struct vfs_file *f)
+{
+	(void)v;
+	return f->xf ? export_fsync(f->xf) : 0;
 }
 
 /* ---------------------------------------------------------------- xattrs */
@@ -1560,6 +1948,17 @@ ssize_t vfs_getxattr(struct vfs *v, uint64_t ino, const char *name, char *buf, s
 		return -ERANGE;
 	memcpy(buf, val, len);
 	return (ssize_t)len;
+}
+
+int vfs_setxattr(struct vfs *v, uint64_t ino)
+{
+	struct node n;
+	int rc = node_copy(v, ino, &n);
+	if (rc)
+		return rc;
+	/* S3 keeps no extended attributes (ENOTSUP lets cp -p and rsync -a go on); the KVS
+	 * tree is read-only */
+	return is_export(n.kind) ? -ENOTSUP : -EROFS;
 }
 
 ssize_t vfs_listxattr(struct vfs *v, uint64_t ino, char *buf, size_t size)

@@ -9,11 +9,13 @@
 #include "kvsfs/fuse_ops.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 
 #include "kvsfs/log.h"
 #include "kvsfs/vfs.h"
@@ -122,60 +124,129 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
-	(void)ino;
-	(void)attr;
-	(void)to_set;
-	(void)fi;
-	fuse_reply_err(req, EROFS);
+	struct fuse_ops_ctx *c = CTX(req);
+	int mask = 0;
+	int64_t mtime_ms = 0;
+	if (to_set & FUSE_SET_ATTR_MODE)
+		mask |= VFS_SET_MODE;
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+		mask |= VFS_SET_OWNER;
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		mask |= VFS_SET_SIZE;
+	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
+		mask |= VFS_SET_MTIME;
+		if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			mtime_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		} else {
+			mtime_ms = (int64_t)attr->st_mtim.tv_sec * 1000 + attr->st_mtim.tv_nsec / 1000000;
+		}
+	}
+	/* atime and ctime are not kept: accepted and ignored */
+	struct vfs_attr a;
+	uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+	gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+	struct vfs_file *f = fi ? (struct vfs_file *)(uintptr_t)fi->fh : NULL;
+	int rc = mask ? vfs_setattr(c->vfs, ino, mask, attr->st_mode, uid, gid, (uint64_t)attr->st_size,
+				    mtime_ms, f, &a)
+		      : vfs_getattr(c->vfs, ino, &a);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	struct stat st;
+	to_stat(&a, &st);
+	fuse_reply_attr(req, &st, a.timeout);
 }
 
-static void op_readonly_entry(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void reply_entry_or_err(fuse_req_t req, int rc, const struct vfs_attr *a)
 {
-	(void)parent;
-	(void)name;
-	fuse_reply_err(req, EROFS);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	struct fuse_entry_param e;
+	to_entry(a, &e);
+	if (fuse_reply_entry(req, &e) != 0)
+		vfs_forget(CTX(req)->vfs, a->ino, 1);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	(void)mode;
 	(void)rdev;
-	op_readonly_entry(req, parent, name);
+	if (!S_ISREG(mode)) {
+		fuse_reply_err(req, EPERM); /* S3 keeps regular files and folders only */
+		return;
+	}
+	struct vfs_attr a;
+	struct vfs_file *f = NULL;
+	int rc = vfs_create(CTX(req)->vfs, parent, name, mode, O_WRONLY, &a, &f);
+	if (rc == 0) {
+		rc = vfs_flush(CTX(req)->vfs, f);
+		vfs_release(CTX(req)->vfs, f);
+		if (rc)
+			vfs_forget(CTX(req)->vfs, a.ino, 1);
+	}
+	reply_entry_or_err(req, rc, &a);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	(void)mode;
-	op_readonly_entry(req, parent, name);
+	struct vfs_attr a;
+	int rc = vfs_mkdir(CTX(req)->vfs, parent, name, mode, &a);
+	reply_entry_or_err(req, rc, &a);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -vfs_unlink(CTX(req)->vfs, parent, name));
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -vfs_rmdir(CTX(req)->vfs, parent, name));
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	(void)link;
-	op_readonly_entry(req, parent, name);
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EROFS);
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
-	(void)newparent;
-	(void)newname;
-	(void)flags;
-	op_readonly_entry(req, parent, name);
+	fuse_reply_err(req, -vfs_rename(CTX(req)->vfs, parent, name, newparent, newname, flags));
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	(void)ino;
-	op_readonly_entry(req, newparent, newname);
+	(void)newparent;
+	(void)newname;
+	fuse_reply_err(req, EROFS);
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
-	(void)mode;
-	(void)fi;
-	op_readonly_entry(req, parent, name);
+	struct vfs_attr a;
+	struct vfs_file *f;
+	int rc = vfs_create(CTX(req)->vfs, parent, name, mode, fi->flags, &a, &f);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	struct fuse_entry_param e;
+	to_entry(&a, &e);
+	fi->fh = (uint64_t)(uintptr_t)f;
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		vfs_release(CTX(req)->vfs, f);
+		vfs_forget(CTX(req)->vfs, a.ino, 1);
+	}
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -216,11 +287,25 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     struct fuse_file_info *fi)
 {
 	(void)ino;
-	(void)buf;
-	(void)size;
-	(void)off;
-	(void)fi;
-	fuse_reply_err(req, EROFS);
+	ssize_t n = vfs_write(CTX(req)->vfs, (struct vfs_file *)(uintptr_t)fi->fh, buf, size, off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+/* close(2): the upload's result is the close's result (durability). */
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fuse_reply_err(req, -vfs_flush(CTX(req)->vfs, (struct vfs_file *)(uintptr_t)fi->fh));
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	fuse_reply_err(req, -vfs_fsync(CTX(req)->vfs, (struct vfs_file *)(uintptr_t)fi->fh));
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -369,19 +454,17 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
-	(void)ino;
 	(void)name;
 	(void)value;
 	(void)size;
 	(void)flags;
-	fuse_reply_err(req, EROFS);
+	fuse_reply_err(req, -vfs_setxattr(CTX(req)->vfs, ino));
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	(void)ino;
 	(void)name;
-	fuse_reply_err(req, EROFS);
+	fuse_reply_err(req, -vfs_setxattr(CTX(req)->vfs, ino));
 }
 
 static const struct fuse_lowlevel_ops ops = {
@@ -393,8 +476,8 @@ static const struct fuse_lowlevel_ops ops = {
 	.setattr = op_setattr,
 	.mknod = op_mknod,
 	.mkdir = op_mkdir,
-	.unlink = op_readonly_entry,
-	.rmdir = op_readonly_entry,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
 	.symlink = op_symlink,
 	.rename = op_rename,
 	.link = op_link,
@@ -402,6 +485,8 @@ static const struct fuse_lowlevel_ops ops = {
 	.open = op_open,
 	.read = op_read,
 	.write = op_write,
+	.flush = op_flush,
+	.fsync = op_fsync,
 	.release = op_release,
 	.opendir = op_opendir,
 	.readdir = op_readdir,

@@ -3,13 +3,15 @@
  * the environment, HTTP, awsreq, KVS client, a disk cache, clips), for the pytest suites.
  *
  *   kvsfs-clips [-d] [--endpoint URL] [--region R] [--server] [--cache DIR] [--threads N]
- *               [--max-fragments N] [--max-bytes N] make STREAM NAME OUT
+ *               [--max-fragments N] [--max-bytes N] [--open] [--cache-max BYTES]
+ *               make STREAM NAME OUT
  *   kvsfs-clips parse NAME
  *
  * make: parses NAME (clips_parse), makes the clip (clips_make; --threads N runs N concurrent
  * callers, which must share one generation and agree on the size), copies the cached clip to OUT
  * and prints its size on stdout. --cache DIR keeps the cache there (default: a temp dir removed
- * at exit). --server uses SERVER_TIMESTAMP (default PRODUCER_TIMESTAMP).
+ * at exit); --cache-max bounds it. --open uses clips_make_open (made and opened pinned in one
+ * step) instead of clips_make + clips_open. --server uses SERVER_TIMESTAMP (default PRODUCER_TIMESTAMP).
  * parse: prints "START_MS END_MS".
  * Exit status: 0, or the positive errno of the failure (2 for usage errors). Debug logs (-d) and
  * error lines go to stderr.
@@ -36,7 +38,8 @@
 static void usage(void)
 {
 	fprintf(stderr, "usage: kvsfs-clips [-d] [--endpoint URL] [--region R] [--server] [--cache DIR] "
-		"[--threads N] [--max-fragments N] [--max-bytes N] make STREAM NAME OUT | parse NAME\n");
+		"[--threads N] [--max-fragments N] [--max-bytes N] [--open] [--cache-max B]\n"
+		"       make STREAM NAME OUT | parse NAME\n");
 	exit(2);
 }
 
@@ -46,12 +49,19 @@ struct job {
 	int64_t start, end;
 	uint64_t size;
 	int rc;
+	int open;
+	int fd;
+	struct fcache_pin *pin;
 };
 
 static void *run_job(void *arg)
 {
 	struct job *j = arg;
-	j->rc = clips_make(j->c, j->stream, j->name, j->start, j->end, &j->size);
+	if (j->open)
+		j->rc = clips_make_open(j->c, j->stream, j->name, j->start, j->end, &j->fd, &j->size,
+					&j->pin);
+	else
+		j->rc = clips_make(j->c, j->stream, j->name, j->start, j->end, &j->size);
 	return NULL;
 }
 
@@ -84,8 +94,8 @@ static int copy_out(int fd, const char *path, uint64_t size)
 int main(int argc, char **argv)
 {
 	const char *region = NULL, *endpoint = NULL, *cache_dir = NULL;
-	int debug = 0, server = 0, threads = 1, max_fragments = 0, i;
-	uint64_t max_bytes = 0;
+	int debug = 0, server = 0, threads = 1, max_fragments = 0, use_open = 0, i;
+	uint64_t max_bytes = 0, cache_max = 0;
 	char err[512];
 
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
@@ -93,6 +103,10 @@ int main(int argc, char **argv)
 			debug = 1;
 		else if (!strcmp(argv[i], "--server"))
 			server = 1;
+		else if (!strcmp(argv[i], "--open"))
+			use_open = 1;
+		else if (i + 1 < argc && !strcmp(argv[i], "--cache-max"))
+			cache_max = strtoull(argv[++i], NULL, 10);
 		else if (i + 1 < argc && !strcmp(argv[i], "--region"))
 			region = argv[++i];
 		else if (i + 1 < argc && !strcmp(argv[i], "--endpoint"))
@@ -179,7 +193,7 @@ int main(int argc, char **argv)
 		made_tmp = 1;
 		cache_dir = tmpdir;
 	}
-	struct fcache_opts fo = { .dir = cache_dir, .log = &lg };
+	struct fcache_opts fo = { .dir = cache_dir, .log = &lg, .max_bytes = cache_max };
 	int r = fcache_open(&fo, &fc, err, sizeof(err));
 	if (r) {
 		fprintf(stderr, "error: %s\n", err);
@@ -198,7 +212,7 @@ int main(int argc, char **argv)
 	struct job jobs[64];
 	pthread_t tids[64];
 	for (int t = 0; t < threads; t++) {
-		jobs[t] = (struct job){ c, stream, name, start, end, 0, 0 };
+		jobs[t] = (struct job){ c, stream, name, start, end, 0, 0, use_open, -1, NULL };
 		if (threads == 1)
 			run_job(&jobs[t]);
 		else
@@ -206,12 +220,18 @@ int main(int argc, char **argv)
 	}
 	for (int t = 0; threads > 1 && t < threads; t++)
 		pthread_join(tids[t], NULL);
-	for (int t = 0; t < threads; t++) {
-		if (jobs[t].rc != jobs[0].rc || jobs[t].size != jobs[0].size) {
-			fprintf(stderr, "error: concurrent makes disagree (%d/%" PRIu64 " vs %d/%" PRIu64 ")\n",
-				jobs[t].rc, jobs[t].size, jobs[0].rc, jobs[0].size);
-			goto out;
-		}
+	int agree = 1;
+	for (int t = 0; t < threads; t++)
+		if (jobs[t].rc != jobs[0].rc || jobs[t].size != jobs[0].size)
+			agree = 0;
+	for (int t = 1; t < threads; t++) {
+		if (jobs[t].fd >= 0)
+			close(jobs[t].fd);
+		clips_unpin(c, jobs[t].pin);
+	}
+	if (!agree) {
+		fprintf(stderr, "error: concurrent makes disagree\n");
+		goto out;
 	}
 	if (jobs[0].rc) {
 		rc = -jobs[0].rc;
@@ -219,17 +239,21 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	uint64_t size = 0, cached = 0;
-	if (clips_cached_size(c, stream, name, &cached) || cached != jobs[0].size) {
-		fprintf(stderr, "error: cached size disagrees\n");
-		goto out;
-	}
-	int fd = -1;
-	struct fcache_pin *pin = NULL;
-	r = clips_open(c, stream, name, &fd, &size, &pin);
-	if (r) {
-		rc = -r;
-		fprintf(stderr, "error: open of the made clip: %s\n", strerror(rc));
-		goto out;
+	int fd = jobs[0].fd;
+	struct fcache_pin *pin = jobs[0].pin;
+	if (!use_open) {
+		if (clips_cached_size(c, stream, name, &cached) || cached != jobs[0].size) {
+			fprintf(stderr, "error: cached size disagrees\n");
+			goto out;
+		}
+		r = clips_open(c, stream, name, &fd, &size, &pin);
+		if (r) {
+			rc = -r;
+			fprintf(stderr, "error: open of the made clip: %s\n", strerror(rc));
+			goto out;
+		}
+	} else {
+		size = jobs[0].size;
 	}
 	r = copy_out(fd, out_path, size);
 	close(fd);

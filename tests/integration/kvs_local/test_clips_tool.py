@@ -138,7 +138,7 @@ def test_long_clip_three_calls_single_flight(srv, run, bulk, tmp_path):
     srv.reset_counters()
     out = tmp_path / "long.mp4"
     # three concurrent callers share one generation: still exactly 3 GetClip calls
-    rc, so, se = run("--threads", "3", "make", stream, name, str(out))
+    rc, so, se = run("--threads", "3", "--open", "make", stream, name, str(out))
     assert rc == 0, se
     c = srv.counters()["GetClip"]
     assert c["total"] == 3 and c["throttled"] == 0, c
@@ -185,6 +185,24 @@ def test_sub_range_and_ms_names(srv, run, bulk, tmp_path):
     st = by_type(ffprobe_streams(str(out)))
     assert int(st["video"]["nb_read_frames"]) == 31 * 2 * FPS
     assert "audio" in st
+
+
+def test_cached_clip_is_reused_and_small_cache(srv, run, bulk, tmp_path):
+    stream, frs = bulk
+    name = clip_name(frag_ms(frs[100]), frag_ms(frs[130]))
+    cache = tmp_path / "cache"
+    rc, so1, se = run("--cache", str(cache), "make", stream, name, str(tmp_path / "a.mp4"))
+    assert rc == 0, se
+    srv.reset_counters()
+    rc, so2, se = run("--cache", str(cache), "--open", "make", stream, name, str(tmp_path / "b.mp4"))
+    assert rc == 0, se
+    assert so1 == so2 and srv.counters().get("GetClip", {}).get("total", 0) == 0   # served from the cache
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+    # a cache smaller than the clip and its parts (5 GetClip calls): made and opened pinned, complete
+    rc, so3, se = run("--cache-max", "100000", "--open", "--max-fragments", "7", "make", stream, name,
+                      str(tmp_path / "c.mp4"))
+    assert rc == 0, se
+    check_clip(tmp_path / "c.mp4", frs[100:131])
 
 
 @pytest.mark.parametrize("name,code", [
