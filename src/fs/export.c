@@ -1085,6 +1085,7 @@ struct list_ctx {
 	int *seen;
 	size_t n_local;
 	int stop;
+	size_t emitted;
 };
 
 static int list_emit(struct list_ctx *c, const char *name, struct export_attr *a)
@@ -1097,6 +1098,7 @@ static int list_emit(struct list_ctx *c, const char *name, struct export_attr *a
 			if (!a->is_dir)
 				a = &c->lattr[i];
 		}
+	c->emitted++;
 	int r = c->fn(c->arg, name, a);
 	if (r)
 		c->stop = r;
@@ -1183,8 +1185,17 @@ int export_list(struct export *ex, const char *dir, export_list_fn fn, void *arg
 	if (!rc && c.stop)
 		rc = c.stop;
 	for (size_t i = 0; i < c.n_local && !rc; i++)
-		if (!c.seen[i])
+		if (!c.seen[i]) {
+			c.emitted++;
 			rc = fn(arg, c.local[i], &c.lattr[i]);
+		}
+	if (!rc && !c.emitted && *dir) {
+		/* nothing listed: say whether the directory exists at all */
+		struct export_attr a;
+		rc = export_stat(ex, dir, &a);
+		if (!rc && !a.is_dir)
+			rc = -ENOTDIR;
+	}
 	for (size_t i = 0; i < c.n_local; i++)
 		free(c.local[i]);
 	free(c.local);
@@ -1461,8 +1472,11 @@ static int set_meta(struct export *ex, const char *path, int set_mode, mode_t mo
 		}
 		if (!n->dirty) {
 			n->meta_dirty = 1;
-			if (!n->opens)
+			if (!n->opens) {
+				n->refs++;
 				rc = finalize(ex, n);
+				node_put(ex, n);
+			}
 		}
 		pthread_mutex_unlock(&ex->mu);
 		return rc;

@@ -187,6 +187,16 @@ def test_sub_range_and_ms_names(srv, run, bulk, tmp_path):
     assert "audio" in st
 
 
+def test_short_part_is_an_error(run, bulk, tmp_path):
+    """Asking GetClip for more than it returns (300 > 200 fragments) is caught, never a short clip."""
+    stream, frs = bulk
+    rc, _, se = run("--max-fragments", "300", "make", stream, clip_name(frag_ms(frs[0]), frag_ms(frs[-1])),
+                    str(tmp_path / "x.mp4"))
+    assert rc == errno.EIO, se
+    assert "cut short" in se or "ms of video" in se
+    assert not (tmp_path / "x.mp4").exists()
+
+
 def test_cached_clip_is_reused_and_small_cache(srv, run, bulk, tmp_path):
     stream, frs = bulk
     name = clip_name(frag_ms(frs[100]), frag_ms(frs[130]))

@@ -256,6 +256,9 @@ def test_mkdir_rmdir(ex, s3, bucket, tmp_path):
     assert ex.run("stat", "d", check=False).returncode == ENOENT
     assert ex.run("rmdir", "d", check=False).returncode == ENOENT
     assert ex.run("mkdir", "no/such/parent", check=False).returncode == ENOENT
+    assert ex.run("ls", "no/such", check=False).returncode == ENOENT
+    ex.run("cp", src, "file")
+    assert ex.run("ls", "file", check=False).returncode == ENOTDIR
 
 
 def test_rename_and_chown(ex, s3, bucket, tmp_path):

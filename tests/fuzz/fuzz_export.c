@@ -1,0 +1,36 @@
+/*
+ * Fuzz target for export's metadata parsers: x-amz-meta-mtime and x-amz-meta-mode values written
+ * by any S3 tool. The input (cut at the first NUL) is parsed as both; a parsed mtime must format
+ * and parse back to the same value, a parsed mode must be permission bits only; paths are checked
+ * with export_path_valid.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvsfs/export.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char *s = malloc(size + 1);
+	if (!s)
+		return 0;
+	memcpy(s, data, size);
+	s[size] = 0;
+	int64_t ms;
+	if (!export_parse_mtime(s, &ms)) {
+		char buf[48];
+		int64_t back;
+		export_format_mtime(ms, buf, sizeof(buf));
+		if (export_parse_mtime(buf, &back) || back != ms)
+			abort();
+	}
+	mode_t m;
+	if (!export_parse_mode(s, &m) && (m & ~07777u))
+		abort();
+	(void)export_path_valid(s);
+	free(s);
+	return 0;
+}

@@ -1,0 +1,209 @@
+"""export/: an S3-backed folder (Ceph RGW) where cp, mv and rsync store files durably.
+
+The AWS CLI and boto3 are the independent readers. kvs-local runs with the gateway's keys,
+since a mount has one credentials chain."""
+import hashlib
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import Mount, fragment_files
+from kvs_local.testing import start_server
+
+s3_testing = pytest.importorskip("s3_local.testing")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    rgw = s3_testing.start_rgw(str(root / "rgw"))
+    srv = None
+    try:
+        rgw.make_bucket("exports")
+        srv = start_server(root / "kvs", access_key=rgw.access_key, secret_key=rgw.secret_key)
+        start = (int(time.time()) // 3600 - 2) * 3600
+        srv.seed_testsrc("cam", duration=12, audio=True, start_ts=start)
+        yield rgw, srv, start
+    finally:
+        if srv:
+            srv.stop()
+        rgw.stop()
+
+
+@pytest.fixture
+def xmount(stack, build_dir, tmp_path):
+    rgw, srv, _ = stack
+    mounts = []
+
+    def make(prefix="kvs", endpoint=None, **opts):
+        o = {"export": f"s3://exports/{prefix}", "s3_endpoint": endpoint or rgw.endpoint,
+             "s3_path_style": True}
+        o.update(opts)
+        m = Mount(str(build_dir / "src" / "kvsfs"), srv, tmp_path, o, name=f"x{len(mounts)}")
+        mounts.append(m)
+        return m.start()
+
+    yield make
+    bad = []
+    for m in mounts:
+        m.stop()
+        bad += m.unexpected_log_lines()
+    assert not bad, "\n".join(bad)
+
+
+def md5(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def aws_get(rgw, key, dest):
+    r = subprocess.run(["/usr/bin/aws", "--endpoint-url", rgw.endpoint, "s3", "cp", f"s3://exports/{key}",
+                        str(dest)], env=rgw.aws_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return dest
+
+
+def uploads_left(rgw):
+    r = rgw.s3().list_multipart_uploads(Bucket="exports")
+    return r.get("Uploads", [])
+
+
+@pytest.mark.parametrize("size", [0, 1, 5 * 2**20 - 1, 5 * 2**20, 5 * 2**20 + 1, 64 * 2**20, 2**30])
+def test_cp_stores_the_exact_bytes(stack, xmount, tmp_path, size):
+    rgw, _, _ = stack
+    m = xmount(prefix=f"sizes{size}")
+    src = tmp_path / "src.bin"
+    with open(src, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 8 << 20)
+            f.write(os.urandom(n))
+            left -= n
+    subprocess.run(["cp", str(src), m.path("export", "f.bin")], check=True, timeout=900)
+    assert os.stat(m.path("export", "f.bin")).st_size == size
+    back = aws_get(rgw, f"sizes{size}/f.bin", tmp_path / "back.bin")
+    assert md5(back) == md5(src)
+    head = rgw.s3().head_object(Bucket="exports", Key=f"sizes{size}/f.bin")
+    if size >= 64 * 2**20:
+        assert "-" in head["ETag"]  # multipart was used
+    assert md5(m.path("export", "f.bin")) == md5(src)  # read back through the mount
+
+
+def test_rsync_of_fragments_and_clips_twice_copies_nothing_new(stack, xmount):
+    _, _, start = stack
+    m = xmount(prefix="rsync")
+    clip = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(start)) + "-" + \
+        time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(start + 7)) + ".mp4"
+    os.stat(m.path("cam", "clips", clip))  # make a clip so clips/ has one
+    for src in ("fragments", "clips"):
+        args = ["rsync", "-a", "--stats", m.path("cam", src) + "/", m.path("export", src) + "/"]
+        r1 = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        assert r1.returncode == 0, r1.stderr
+        r2 = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        assert "Number of regular files transferred: 0" in r2.stdout, r2.stdout
+    for f in fragment_files(m.path("cam", "fragments")):
+        rel = os.path.relpath(f, m.path("cam", "fragments"))
+        d = os.path.join(m.path("export", "fragments"), rel)
+        assert os.stat(d).st_mtime_ns // 1_000_000 == os.stat(f).st_mtime_ns // 1_000_000
+        assert os.stat(d).st_mode & 0o777 == os.stat(f).st_mode & 0o777
+        assert md5(d) == md5(f)
+
+
+def test_mv_rm_mkdir_rmdir_touch_chmod(stack, xmount, tmp_path):
+    rgw, _, _ = stack
+    m = xmount(prefix="ops")
+    e = m.path("export")
+    os.mkdir(os.path.join(e, "d"))
+    assert os.path.isdir(os.path.join(e, "d")) and os.listdir(os.path.join(e, "d")) == []
+    with open(os.path.join(e, "d", "a.txt"), "w") as f:
+        f.write("hello")
+    with pytest.raises(OSError) as err:
+        os.rmdir(os.path.join(e, "d"))
+    assert err.value.errno == 39  # ENOTEMPTY
+    subprocess.run(["mv", os.path.join(e, "d", "a.txt"), os.path.join(e, "b.txt")], check=True)
+    assert open(os.path.join(e, "b.txt")).read() == "hello"
+    assert not os.path.exists(os.path.join(e, "d", "a.txt"))
+    os.rmdir(os.path.join(e, "d"))
+    subprocess.run(["touch", "-d", "2020-01-02 03:04:05.5", os.path.join(e, "b.txt")], check=True)
+    os.chmod(os.path.join(e, "b.txt"), 0o600)
+    st = os.stat(os.path.join(e, "b.txt"))
+    assert st.st_mode & 0o777 == 0o600
+    assert abs(st.st_mtime - 1577934245.5) < 0.01
+    meta = rgw.s3().head_object(Bucket="exports", Key="ops/b.txt")["Metadata"]
+    assert abs(float(meta["mtime"]) - 1577934245.5) < 0.01
+    os.unlink(os.path.join(e, "b.txt"))
+    assert os.listdir(e) == []
+
+
+def test_objects_put_by_other_tools_appear(stack, xmount, tmp_path):
+    rgw, _, _ = stack
+    src = tmp_path / "other.bin"
+    src.write_bytes(os.urandom(12345))
+    r = subprocess.run(["/usr/bin/aws", "--endpoint-url", rgw.endpoint, "s3", "cp", str(src),
+                        "s3://exports/others/dir/x.bin"], env=rgw.aws_env(), capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    m = xmount(prefix="others")
+    p = m.path("export", "dir", "x.bin")
+    st = os.stat(p)
+    head = rgw.s3().head_object(Bucket="exports", Key="others/dir/x.bin")
+    assert st.st_size == 12345
+    assert abs(st.st_mtime - head["LastModified"].timestamp()) < 2
+    assert open(p, "rb").read() == src.read_bytes()
+
+
+def test_gateway_down_during_upload_fails_close_and_loses_nothing(stack, xmount, tmp_path):
+    rgw, _, _ = stack
+    m = xmount(prefix="fail")
+    m.expect_log(r".")  # the failed upload is logged
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(40 * 2**20))
+    dst = m.path("export", "f.bin")
+    rgw.stop_gateway()
+    try:
+        r = subprocess.run(["dd", f"if={src}", f"of={dst}", "bs=1M", "conv=fsync"], capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode != 0  # close/fsync reported the failure
+    finally:
+        rgw.start_gateway()
+    s3 = rgw.s3()
+    with pytest.raises(Exception):
+        s3.head_object(Bucket="exports", Key="fail/f.bin")  # no partial object
+    assert uploads_left(rgw) == []
+    # when the server is back, copying again succeeds
+    subprocess.run(["dd", f"if={src}", f"of={dst}", "bs=1M", "conv=fsync"], check=True, capture_output=True,
+                   timeout=600)
+    assert md5(aws_get(rgw, "fail/f.bin", tmp_path / "back.bin")) == md5(src)
+
+
+def test_eight_parallel_writers_of_64_mib(stack, xmount, tmp_path):
+    rgw, _, _ = stack
+    m = xmount(prefix="par")
+    srcs = []
+    for i in range(8):
+        p = tmp_path / f"s{i}.bin"
+        p.write_bytes(os.urandom(64 * 2**20))
+        srcs.append(p)
+    errs = []
+
+    def cp(i):
+        r = subprocess.run(["cp", str(srcs[i]), m.path("export", f"p{i}.bin")], capture_output=True,
+                           text=True, timeout=900)
+        if r.returncode:
+            errs.append(r.stderr)
+
+    ts = [threading.Thread(target=cp, args=(i,)) for i in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errs, errs
+    for i in range(8):
+        assert md5(aws_get(rgw, f"par/p{i}.bin", tmp_path / "b.bin")) == md5(srcs[i])
+    assert uploads_left(rgw) == []
