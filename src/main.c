@@ -139,7 +139,7 @@ int main(int argc, char **argv)
 	ho.retry.max_attempts = 12;
 	ho.retry.base_delay_ms = 200;
 	ho.retry.max_delay_ms = 5000;
-	ho.retry.max_total_ms = 60000;
+	ho.retry.max_total_ms = opts.max_retry_time > 0 ? (unsigned)opts.max_retry_time * 1000 : 60000;
 	int rc = http_client_new(&ho, &http);
 	if (rc) {
 		fail("cannot set up HTTPS (%s); check ca_file", strerror(-rc));

@@ -28,7 +28,7 @@ enum {
 	KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DROP,
 	KEY_REGION, KEY_PROFILE, KEY_ENDPOINT, KEY_CA_FILE, KEY_NO_VERIFY_SSL,
 	KEY_STREAMS, KEY_STREAM_PREFIX, KEY_TIMESTAMPS, KEY_CACHE_DIR, KEY_CACHE_SIZE, KEY_META_TTL,
-	KEY_EXPORT, KEY_EXPORT_DIR, KEY_S3_ENDPOINT, KEY_S3_PATH_STYLE,
+	KEY_MAX_RETRY_TIME, KEY_EXPORT, KEY_EXPORT_DIR, KEY_S3_ENDPOINT, KEY_S3_PATH_STYLE,
 	KEY_RO, KEY_HLS_EXPIRES, KEY_UID, KEY_GID, KEY_UMASK, KEY_ALLOW_OTHER, KEY_LIVE_PUBLIC, KEY_READAHEAD,
 };
 
@@ -58,6 +58,7 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	FUSE_OPT_KEY("live_public", KEY_LIVE_PUBLIC),
 	FUSE_OPT_KEY("readahead=%s", KEY_READAHEAD),
+	FUSE_OPT_KEY("max_retry_time=%s", KEY_MAX_RETRY_TIME),
 	FUSE_OPT_KEY("export=%s", KEY_EXPORT),
 	FUSE_OPT_KEY("export_dir=%s", KEY_EXPORT_DIR),
 	FUSE_OPT_KEY("s3_endpoint=%s", KEY_S3_ENDPOINT),
@@ -295,6 +296,11 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 	case KEY_LIVE_PUBLIC:
 		o->live_public = 1;
 		return 0;
+	case KEY_MAX_RETRY_TIME:
+		if (parse_long(st, arg, 1, 3600, 10, &x))
+			return -1;
+		o->max_retry_time = (int)x;
+		return 0;
 	case KEY_EXPORT: {
 		const char *u = strchr(arg, '=') + 1;
 		if (strncmp(u, "s3://", 5) != 0 || !u[5] || u[5] == '/')
@@ -439,6 +445,8 @@ void options_print_help(const char *prog)
 	       "    -o cache_dir=DIR       disk cache for media (default $XDG_CACHE_HOME/kvsfs)\n"
 	       "    -o cache_size=SIZE     bound of the disk cache, e.g. 2G (default 4G)\n"
 	       "    -o readahead=N         fragments fetched per GetMediaForFragmentList (default 8)\n"
+	       "    -o max_retry_time=SECONDS  how long throttling, 5xx and broken connections are\n"
+	       "                           retried before an operation fails (default 60)\n"
 	       "\n"
 	       "export options:\n"
 	       "    -o export=s3://BUCKET/PREFIX  an S3-backed folder where copies are stored\n"

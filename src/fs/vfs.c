@@ -1580,13 +1580,11 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 			free(f);
 			return -ENOENT;
 		}
+		/* made (again, if evicted) and pinned in one step: it cannot vanish in between */
 		rc = clips_open(v->c.clips, n.stream->name, name, &f->fd, &f->size, &f->pin);
-		if (rc == -ENOENT) {
-			uint64_t size;
-			rc = clips_make(v->c.clips, n.stream->name, name, n.t0, n.ts, &size);
-			if (rc == 0)
-				rc = clips_open(v->c.clips, n.stream->name, name, &f->fd, &f->size, &f->pin);
-		}
+		if (rc == -ENOENT)
+			rc = clips_make_open(v->c.clips, n.stream->name, name, n.t0, n.ts, &f->fd,
+					     &f->size, &f->pin);
 		if (rc) {
 			free(f);
 			return rc;
