@@ -9,6 +9,7 @@
  * fcache entry and checked with mp4_info_read; the parts joined with the mp4 joiner and the result
  * committed to the disk cache under "clip/<stream>/<name>"; the parts removed. The clip is then
  * served from the cache (exact size, any read order) until evicted, after which it is made again.
+ * open() should use clips_make_open, which makes and pins the clip in one step.
  *
  * Concurrency: calls for the same (stream, name) share one generation (single flight): the first
  * caller makes the clip, the others block until it is done and get the same result. Different

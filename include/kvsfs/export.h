@@ -117,7 +117,10 @@ ssize_t export_read(struct export_file *f, char *buf, size_t size, off_t off);
 /* Writes into the staging file. Returns size or -EBADF (read-only), -ENOSPC, -EFBIG, -EIO. */
 ssize_t export_write(struct export_file *f, const char *buf, size_t size, off_t off);
 int export_ftruncate(struct export_file *f, uint64_t size);
-/* Uploads now if anything changed; 0 only when the object is stored. flush = fsync here. */
+/* Uploads now if anything changed; 0 only when the object is stored (else the error; the staged
+ * data is kept). flush = fsync here (the FUSE layer calls flush on every close()). On a read-only
+ * handle they do nothing unless it is the path's last open handle (then a failed earlier upload
+ * is retried). */
 int export_fsync(struct export_file *f);
 int export_flush(struct export_file *f);
 /* Final upload if needed; returns its result; frees f (also on failure: the node keeps the staged

@@ -318,8 +318,17 @@ static int fetch_part(struct clips *c, const char *stream, const char *clip, siz
 		}
 		rc = kvs_get_clip(c->o.kvs, stream, c->o.ts, g->start_ms, g->end_ms, sink_body,
 				  sink_reset, &s, &ae);
-		if (rc == 0)
-			return fcache_commit_get(s.w, &p->fd, &p->size, &p->pin);
+		if (rc == 0) {
+			rc = fcache_commit_get(s.w, &p->fd, &p->size, &p->pin);
+			if (rc) {
+				LOG_ERROR(c->o.log, "clips", "%s/%s: cannot store part %zu in the cache: %s",
+					  stream, clip, idx + 1, strerror(-rc));
+				fcache_remove(c->o.cache, p->key);
+				p->fd = -1;
+				p->pin = NULL;
+			}
+			return rc;
+		}
 		fcache_abort(s.w);
 		if (s.werr) {
 			LOG_ERROR(c->o.log, "clips", "%s/%s: cannot write part %zu to the cache: %s",

@@ -121,7 +121,14 @@ struct export_file {
 	int writable;
 	char *key;                  /* remote reads: key and size at open */
 	uint64_t rsize;
+	pthread_mutex_t rmu;        /* guards the read-ahead window below */
+	char *rbuf;                 /* bytes [roff, roff + rlen) of the object */
+	uint64_t roff;
+	size_t rlen;
 };
+
+/* Remote reads fetch at least this much per GET and serve later reads from it. */
+#define READ_WINDOW (4u << 20)
 
 /* ---- pure helpers ---- */
 
@@ -1751,6 +1758,7 @@ int export_open_file(struct export *ex, const char *path, int flags, struct expo
 		free(x);
 		return -ENOMEM;
 	}
+	pthread_mutex_init(&x->rmu, NULL);
 	*f = x;
 	return 0;
 }
@@ -1799,12 +1807,37 @@ ssize_t export_read(struct export_file *f, char *buf, size_t size, off_t off)
 		return 0;
 	if (size > f->rsize - (uint64_t)off)
 		size = (size_t)(f->rsize - (uint64_t)off);
-	struct rd_ctx r = { .buf = buf, .cap = size };
-	struct awserr e;
-	int rc = s3_get_object(ex->s3, f->key, off, (int64_t)size, rd_body, rd_reset, &r, NULL, &e);
-	if (rc == -EINVAL)
-		return 0;  /* the object shrank meanwhile (416) */
-	return rc ? rc : (ssize_t)r.got;
+	uint64_t uoff = (uint64_t)off;
+	pthread_mutex_lock(&f->rmu);
+	if (!(f->rbuf && uoff >= f->roff && uoff + size <= f->roff + f->rlen)) {
+		/* fetch a window starting at off (one GET per READ_WINDOW for sequential readers) */
+		size_t want = size > READ_WINDOW ? size : READ_WINDOW;
+		if (want > f->rsize - uoff)
+			want = (size_t)(f->rsize - uoff);
+		char *nb = realloc(f->rbuf, want > READ_WINDOW ? want : READ_WINDOW);
+		if (!nb) {
+			pthread_mutex_unlock(&f->rmu);
+			return -ENOMEM;
+		}
+		f->rbuf = nb;
+		f->rlen = 0;
+		struct rd_ctx r = { .buf = nb, .cap = want };
+		struct awserr e;
+		int rc = s3_get_object(ex->s3, f->key, off, (int64_t)want, rd_body, rd_reset, &r,
+				       NULL, &e);
+		if (rc) {
+			pthread_mutex_unlock(&f->rmu);
+			return rc == -EINVAL ? 0 : rc;  /* 416: the object shrank meanwhile */
+		}
+		f->roff = uoff;
+		f->rlen = r.got;
+	}
+	size_t have = f->roff + f->rlen > uoff ? (size_t)(f->roff + f->rlen - uoff) : 0;
+	if (size > have)
+		size = have;
+	memcpy(buf, f->rbuf + (uoff - f->roff), size);
+	pthread_mutex_unlock(&f->rmu);
+	return (ssize_t)size;
 }
 
 ssize_t export_write(struct export_file *f, const char *buf, size_t size, off_t off)
@@ -1820,8 +1853,8 @@ ssize_t export_write(struct export_file *f, const char *buf, size_t size, off_t 
 	while (n->busy)
 		pthread_cond_wait(&ex->done_cv, &ex->mu);
 	int rc = 0;
-	if (n->fd < 0 || !n->path)
-		rc = -EIO;
+	if (n->fd < 0)
+		rc = -EIO;  /* (a path unlinked while open keeps its staging file: writes go there) */
 	if (!rc && end > ex->max_file)
 		rc = -EFBIG;
 	if (!rc)
@@ -1930,6 +1963,9 @@ int export_release(struct export_file *f)
 		node_put(ex, n);
 		pthread_mutex_unlock(&ex->mu);
 	}
+	if (f->key)
+		pthread_mutex_destroy(&f->rmu);
+	free(f->rbuf);
 	free(f->key);
 	free(f);
 	return rc;

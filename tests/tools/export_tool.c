@@ -20,6 +20,7 @@
  *                                  rsync's pattern: write TMP, release, utimens, chmod, rename
  *                                  (early: utimens/chmod/rename before the release)
  *   append LOCAL PATH              open O_WRONLY (existing content downloaded), write at the end
+ *   par N LOCAL DIR                N threads copy LOCAL to DIR/f0..f<N-1> at once (listing meanwhile)
  *   cat PATH                       content to stdout (reads of --chunk bytes)
  *   stat PATH                      JSON {is_dir, mode, size, mtime_ms}
  *   ls DIR                         one line per entry: NAME TAB d|f TAB SIZE TAB MTIME_MS TAB MODE
@@ -30,6 +31,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +232,56 @@ static int cmd_cat(struct export *ex, const char *path)
 	return rc ? rc : r2;
 }
 
+struct par_arg {
+	struct export *ex;
+	const char *local;
+	char path[512];
+	int rc;
+};
+
+static void *par_main(void *arg)
+{
+	struct par_arg *p = arg;
+	p->rc = cmd_cp(p->ex, p->local, p->path);
+	return NULL;
+}
+
+static int count_entry(void *arg, const char *name, const struct export_attr *a)
+{
+	(void)name;
+	(void)a;
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* N threads copy LOCAL to DIR/f<i> at once while this thread lists and stats DIR. */
+static int cmd_par(struct export *ex, int n, const char *local, const char *dir)
+{
+	if (n < 1 || n > 64)
+		return -EINVAL;
+	struct par_arg args[64];
+	pthread_t th[64];
+	for (int i = 0; i < n; i++) {
+		args[i] = (struct par_arg){ .ex = ex, .local = local };
+		snprintf(args[i].path, sizeof(args[i].path), "%s/f%d", dir, i);
+		if (pthread_create(&th[i], NULL, par_main, &args[i]))
+			return -EAGAIN;
+	}
+	for (int k = 0; k < 5; k++) {
+		int count = 0;
+		struct export_attr a;
+		export_list(ex, dir, count_entry, &count);
+		export_stat(ex, args[k % n].path, &a);
+	}
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		pthread_join(th[i], NULL);
+		if (args[i].rc && !rc)
+			rc = args[i].rc;
+	}
+	return rc;
+}
+
 static void print_attr(const char *name, const struct export_attr *a)
 {
 	if (name)
@@ -358,6 +410,8 @@ int main(int argc, char **argv)
 		rc = cmd_cp(ex, args[0], args[1]);
 	else if (!strcmp(cmd, "rsync") && (nargs == 5 || nargs == 6))
 		rc = cmd_rsync(ex, args, nargs == 6);
+	else if (!strcmp(cmd, "par") && nargs == 3)
+		rc = cmd_par(ex, atoi(args[0]), args[1], args[2]);
 	else if (!strcmp(cmd, "append") && nargs == 2)
 		rc = cmd_append(ex, args[0], args[1]);
 	else if (!strcmp(cmd, "cat") && nargs == 1)

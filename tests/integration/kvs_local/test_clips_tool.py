@@ -187,6 +187,28 @@ def test_sub_range_and_ms_names(srv, run, bulk, tmp_path):
     assert "audio" in st
 
 
+def test_server_basis(run, bulk, tmp_path):
+    stream, frs = bulk
+    sms = [round(ts(f["ServerTimestamp"]) * 1000) for f in frs]
+    out = tmp_path / "srv.mp4"
+    rc, _, se = run("--server", "--max-fragments", "9", "make", stream, clip_name(sms[5], sms[24]), str(out))
+    assert rc == 0, se
+    check_clip(out, frs[5:25])
+
+
+def test_hevc_clip(srv, run, tmp_path):
+    t0 = int(time.time()) - 120
+    r = srv.seed_testsrc("clips-hevc", duration=12, codec="h265", audio=True, start_ts=float(t0))
+    assert len(r.by_type("PERSISTED")) == 6
+    out = tmp_path / "hevc.mp4"
+    rc, _, se = run("--max-fragments", "4", "make", "clips-hevc", clip_name(t0 * 1000, t0 * 1000 + 12000),
+                    str(out))
+    assert rc == 0, se
+    st = by_type(ffprobe_streams(str(out)))
+    assert st["video"]["codec_name"] == "hevc" and st["audio"]["codec_name"] == "aac"
+    assert int(st["video"]["nb_read_frames"]) == 12 * FPS
+
+
 def test_short_part_is_an_error(run, bulk, tmp_path):
     """Asking GetClip for more than it returns (300 > 200 fragments) is caught, never a short clip."""
     stream, frs = bulk

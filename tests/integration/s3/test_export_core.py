@@ -167,6 +167,8 @@ def test_copy_identical(ex, s3, bucket, proxy, tmp_path, size, order):
     assert staged(ex) == []                        # staging emptied after the upload
     r = ex.run("cat", "dir/f.bin")
     assert md5(r.stdout) == md5(data)
+    if size == 5 * MiB + 1:   # reads that straddle the read-ahead windows
+        assert md5(ex.run("--chunk", 100003, "cat", "dir/f.bin").stdout) == md5(data)
     assert ex.stat("dir/f.bin")["size"] == size
 
 
@@ -422,6 +424,28 @@ def test_new_copy_after_failure_and_leftover_report(ex, s3, bucket, proxy, tmp_p
     assert get(s3, bucket, ex.key("f.bin")) == data
 
 
+def test_failed_release_keeps_staging(ex, s3, bucket, proxy, tmp_path):
+    src, data = data_file(tmp_path, 7 * MiB)
+    proxy.fail(kind="CompleteMultipartUpload", times=None)
+    r = ex.run("--max-attempts", 1, "--part-size", 5 * MiB, "cp", src, "k.bin",
+               endpoint=proxy.endpoint, check=False)
+    assert r.returncode == EIO, r.stderr.decode()
+    assert missing(s3, bucket, ex.key("k.bin"))
+    assert uploads(s3, bucket, ex.prefix) == []
+    left = staged(ex)
+    assert len(left) == 1 and (ex.staging / left[0]).read_bytes() == data
+    proxy.pass_through()
+    err = ex.run("open-only").stderr.decode()
+    assert left[0] in err and "k.bin" in err
+
+
+def test_fsync_then_release_uploads_once(ex, s3, bucket, proxy, tmp_path):
+    src, data = data_file(tmp_path, 11 * MiB)
+    ex.run("--fsync", "--part-size", 5 * MiB, "cp", src, "s.bin", endpoint=proxy.endpoint)
+    assert uploaded_bytes(proxy) == len(data)
+    assert md5(get(s3, bucket, ex.key("s.bin"))) == md5(data)
+
+
 def test_enospc(ex, s3, bucket, tmp_path):
     src, data = data_file(tmp_path, 3 * MiB)
     r = ex.run("--staging-max", 2 * MiB, "cp", src, "big", check=False)
@@ -433,6 +457,15 @@ def test_enospc(ex, s3, bucket, tmp_path):
     src2, data2 = data_file(tmp_path, MiB, "small")
     ex.run("--staging-max", 2 * MiB, "cp", src2, "small")
     assert get(s3, bucket, ex.key("small")) == data2
+
+
+def test_parallel_writers(ex, s3, bucket, tmp_path):
+    src, data = data_file(tmp_path, 13 * MiB)
+    ex.run("--part-size", 5 * MiB, "--parallel", 3, "par", 6, src, "par")
+    for i in range(6):
+        assert md5(get(s3, bucket, ex.key(f"par/f{i}"))) == md5(data)
+    assert sorted(ex.ls("par")) == [f"f{i}" for i in range(6)]
+    assert staged(ex) == []
 
 
 def test_missing_bucket(ex, tool, rgw):
