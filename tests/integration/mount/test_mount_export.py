@@ -254,3 +254,23 @@ def test_proxy_faults_fail_close_and_leave_nothing_behind(stack, xmount, tmp_pat
         assert [u for u in uploads_left(rgw) if u["Key"].startswith(f"proxy{fault}/")] == []
     finally:
         proxy.close()
+
+
+def test_missing_bucket_or_wrong_key_fails_the_mount(stack, build_dir, tmp_path):
+    rgw, srv, _ = stack
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID=rgw.access_key, AWS_SECRET_ACCESS_KEY=rgw.secret_key,
+               AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
+               XDG_CACHE_HOME=str(tmp_path / "cache"))
+    opts = f"endpoint={srv.url},s3_endpoint={rgw.endpoint},s3_path_style"
+    r = subprocess.run([str(build_dir / "src" / "kvsfs"), "-o", opts + ",export=s3://no-such-bucket/x",
+                        str(mnt)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    last = [l for l in r.stderr.splitlines() if l.strip()][-1]
+    assert last.startswith("kvsfs: ") and "no-such-bucket" in last and "does not exist" in last
+    assert not os.path.ismount(mnt)
+    r = subprocess.run([str(build_dir / "src" / "kvsfs"), "-o", opts + ",export=s3://BAD_BUCKET",
+                        str(mnt)], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "bucket name" in r.stderr
