@@ -18,6 +18,7 @@
 #include "kvsfs/fcache.h"
 
 #include "kvsfs/buf.h"
+#include "kvsfs/fsutil.h"
 #include "kvsfs/log.h"
 
 #include <dirent.h>
@@ -426,24 +427,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 /* mkdir -p with mode 0700 for the directories it creates. Returns 0 or -errno. */
 static int mkdir_p(const char *path)
 {
-	struct buf b = BUF_INIT;
-	if (buf_appendz(&b, path) != 0)
-		return -ENOMEM;
-	int r = 0;
-	for (char *p = b.data + 1; ; p++) {
-		if (*p == '/' || *p == '\0') {
-			char saved = *p;
-			*p = '\0';
-			if (mkdir(b.data, 0700) != 0 && errno != EEXIST) {
-				r = -errno;
-				break;
-			}
-			*p = saved;
-			if (saved == '\0')
-				break;
-		}
-	}
-	buf_free(&b);
+	int r = fsutil_mkdir_p(path);
 	if (r == 0) {
 		struct stat st;
 		if (stat(path, &st) != 0)
@@ -1013,23 +997,6 @@ int fcache_begin(struct fcache *c, const char *key, struct fcache_writer **w)
 	return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 int fcache_write(struct fcache_writer *w, const void *data, size_t len)
 {
@@ -1037,7 +1004,7 @@ int fcache_write(struct fcache_writer *w, const void *data, size_t len)
 		return w->err;
 	if (len == 0)
 		return 0;
-	int r = write_all(w->fd, data, len);
+	int r = fsutil_write_all(w->fd, data, len);
 	if (r) {
 		w->err = r;
 		LOG_WARN(w->c->log, MOD, "cannot write cache entry %s: %s", w->key, strerror(-r));
@@ -1072,7 +1039,7 @@ static int write_sidecar(struct fcache *c, const struct fcache_writer *w)
 	int fd = openat(c->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	int r = write_all(fd, data, (size_t)n + w->keylen);
+	int r = fsutil_write_all(fd, data, (size_t)n + w->keylen);
 	if (r == 0 && c->fsync && fdatasync(fd) != 0)
 		r = -errno;
 	if (close(fd) != 0 && r == 0)

@@ -14,6 +14,7 @@
 #include "kvsfs/sizeidx.h"
 
 #include "kvsfs/buf.h"
+#include "kvsfs/fsutil.h"
 #include "kvsfs/log.h"
 
 #include <errno.h>
@@ -374,45 +375,7 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int mkdir_p(const char *path)
-{
-	struct buf b = BUF_INIT;
-	if (buf_appendz(&b, path) != 0)
-		return -ENOMEM;
-	int r = 0;
-	for (char *p = b.data + 1; ; p++) {
-		if (*p == '/' || *p == '\0') {
-			char saved = *p;
-			*p = '\0';
-			if (mkdir(b.data, 0700) != 0 && errno != EEXIST) {
-				r = -errno;
-				break;
-			}
-			*p = saved;
-			if (saved == '\0')
-				break;
-		}
-	}
-	buf_free(&b);
-	return r;
-}
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 static int load_record(void *arg, const char *key, size_t keylen, int64_t value, int deleted)
 {
@@ -480,13 +443,13 @@ static int compact_locked(struct sizeidx *s)
 			continue;
 		r = sizeidx_format_record(&b, e->key, e->keylen, e->value, 0);
 		if (r == 0 && b.len >= (1u << 20)) {
-			r = write_all(fd, b.data, b.len);
+			r = fsutil_write_all(fd, b.data, b.len);
 			bytes += b.len;
 			buf_reset(&b);
 		}
 	}
 	if (r == 0 && b.len) {
-		r = write_all(fd, b.data, b.len);
+		r = fsutil_write_all(fd, b.data, b.len);
 		bytes += b.len;
 	}
 	buf_free(&b);
@@ -555,7 +518,7 @@ int sizeidx_open(const struct sizeidx_opts *o, struct sizeidx **out, char *err, 
 		set_err(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	int r = mkdir_p(o->dir);
+	int r = fsutil_mkdir_p(o->dir);
 	if (r) {
 		set_err(err, errlen, "cannot create directory %s: %s", o->dir, strerror(-r));
 		goto fail;
@@ -683,7 +646,7 @@ static int append_locked(struct sizeidx *s, const char *key, size_t len, int64_t
 	int r = sizeidx_format_record(&s->line, key, len, value, deleted);
 	if (r)
 		return r;
-	r = write_all(s->fd, s->line.data, s->line.len);
+	r = fsutil_write_all(s->fd, s->line.data, s->line.len);
 	if (r) {
 		LOG_WARN(s->log, MOD, "cannot append to %s/%s: %s", s->dir, LOG_NAME, strerror(-r));
 		if (ftruncate(s->fd, (off_t)s->file_bytes) != 0)

@@ -1,0 +1,17 @@
+/*
+ * fsutil: small file-system helpers shared by the on-disk modules (fcache, sizeidx).
+ * Stateless and thread-safe; errors are negative errno values.
+ */
+#ifndef KVSFS_FSUTIL_H
+#define KVSFS_FSUTIL_H
+
+#include <stddef.h>
+
+/* Creates path and its missing parents with mode 0700 (existing folders are fine).
+ * Returns 0, -ENOMEM or the -errno of the mkdir that failed. */
+int fsutil_mkdir_p(const char *path);
+/* Writes all len bytes (retrying short writes and EINTR). Returns 0, -EIO when write(2)
+ * returns 0, or -errno. */
+int fsutil_write_all(int fd, const void *data, size_t len);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * fsutil: mkdir -p and write-everything helpers (see include/kvsfs/fsutil.h).
+ */
+#include "kvsfs/fsutil.h"
+
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvsfs/buf.h"
+
+int fsutil_mkdir_p(const char *path)
+{
+	struct buf b = BUF_INIT;
+	if (buf_appendz(&b, path) != 0)
+		return -ENOMEM;
+	int r = 0;
+	for (char *p = b.data + 1; ; p++) {
+		if (*p == '/' || *p == '\0') {
+			char saved = *p;
+			*p = '\0';
+			if (mkdir(b.data, 0700) != 0 && errno != EEXIST) {
+				r = -errno;
+				break;
+			}
+			*p = saved;
+			if (saved == '\0')
+				break;
+		}
+	}
+	buf_free(&b);
+	return r;
+}
+
+int fsutil_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
