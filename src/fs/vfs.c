@@ -1865,8 +1865,13 @@ int vfs_setattr(struct vfs *v, uint64_t ino, int mask, mode_t mode, uid_t uid, g
 		return -EROFS;
 	if ((rc = xpath(v, ino, path, sizeof(path))) != 0)
 		return rc;
-	if (n.kind == K_EXPORT_DIR && n.parent == VFS_ROOT_INO && mask)
-		return -EPERM; /* the export folder itself is the mount's */
+	if (n.kind == K_EXPORT_DIR && n.parent == VFS_ROOT_INO) {
+		/* the export folder itself belongs to the mount: its times and mode are not stored
+		 * anywhere, so setting them (rsync -a dir/ MNT/export/) succeeds and changes nothing */
+		if (mask & (VFS_SET_SIZE | VFS_SET_OWNER))
+			return -EPERM;
+		return vfs_getattr(v, ino, a);
+	}
 	if ((mask & VFS_SET_SIZE) && rc == 0)
 		rc = f && f->xf ? export_ftruncate(f->xf, size) : export_truncate(v->c.export, path, size);
 	if ((mask & VFS_SET_MODE) && rc == 0)

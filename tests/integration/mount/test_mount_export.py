@@ -315,3 +315,18 @@ def test_leftover_staging_after_a_crash_is_reported_not_uploaded(stack, xmount, 
     assert report and "NOT uploaded" in report[-1]
     with pytest.raises(Exception):
         rgw.s3().head_object(Bucket="exports", Key="crash/half.bin")  # never uploaded as complete
+
+
+def test_rsync_into_the_export_root_itself(stack, xmount, tmp_path):
+    rgw, _, _ = stack
+    m = xmount(prefix="rootsync")
+    src = tmp_path / "tree"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a.bin").write_bytes(os.urandom(1000))
+    (src / "b.bin").write_bytes(os.urandom(2000))
+    for _ in range(2):
+        r = subprocess.run(["rsync", "-a", "--stats", f"{src}/", m.path("export") + "/"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+    assert "Number of regular files transferred: 0" in r.stdout
+    assert md5(aws_get(rgw, "rootsync/d/a.bin", tmp_path / "x.bin")) == md5(src / "d" / "a.bin")
