@@ -7,11 +7,18 @@
 
 #include <stddef.h>
 
+struct buf;
+
 /* Creates path and its missing parents with mode 0700 (existing folders are fine).
  * Returns 0, -ENOMEM or the -errno of the mkdir that failed. */
 int fsutil_mkdir_p(const char *path);
 /* Writes all len bytes (retrying short writes and EINTR). Returns 0, -EIO when write(2)
  * returns 0, or -errno. */
 int fsutil_write_all(int fd, const void *data, size_t len);
+
+/* Appends everything fd has until end of file to out (retrying EINTR). Returns 0, -ENOMEM,
+ * -EIO for a read error, or -EFBIG once more than max bytes were read (out then holds what
+ * was read; callers holding secrets wipe it). out stays NUL-terminated. */
+int fsutil_read_fd(int fd, size_t max, struct buf *out);
 
 #endif

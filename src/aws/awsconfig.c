@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "kvsfs/buf.h"
+#include "kvsfs/fsutil.h"
 
 extern char **environ;
 
@@ -515,28 +516,7 @@ int awsconfig_load(struct awsconfig *cfg, enum awsconfig_kind kind, const char *
 		return -ENOENT;
 	}
 	struct buf b = BUF_INIT;
-	int rc = 0;
-	for (;;) {
-		if (buf_reserve(&b, 65536)) {
-			rc = -ENOMEM;
-			break;
-		}
-		ssize_t n = read(fd, b.data + b.len, 65536);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -EIO;
-			break;
-		}
-		if (n == 0)
-			break;
-		b.len += (size_t)n;
-		b.data[b.len] = '\0';
-		if (b.len > AWSCONFIG_MAX_SIZE) {
-			rc = -EFBIG;
-			break;
-		}
-	}
+	int rc = fsutil_read_fd(fd, AWSCONFIG_MAX_SIZE, &b);
 	close(fd);
 	if (rc) {
 		if (rc == -EFBIG) {

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "kvsfs/buf.h"
+#include "kvsfs/fsutil.h"
 #include "kvsfs/http.h"
 
 extern char **environ;
@@ -577,27 +578,7 @@ static int read_token_file(const char *path, char **out)
 	if (fd < 0)
 		return -errno;
 	struct buf b = BUF_INIT;
-	int rc = 0;
-	for (;;) {
-		if (buf_reserve(&b, 4096)) {
-			rc = -ENOMEM;
-			break;
-		}
-		ssize_t n = read(fd, b.data + b.len, 4096);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -EIO;
-			break;
-		}
-		if (n == 0)
-			break;
-		b.len += (size_t)n;
-		if (b.len > TOKEN_FILE_MAX) {
-			rc = -EFBIG;
-			break;
-		}
-	}
+	int rc = fsutil_read_fd(fd, TOKEN_FILE_MAX, &b);
 	close(fd);
 	if (!rc) {
 		*out = trimmed_dup(b.data ? b.data : "", b.len);

@@ -49,3 +49,23 @@ int fsutil_write_all(int fd, const void *data, size_t len)
 	}
 	return 0;
 }
+
+int fsutil_read_fd(int fd, size_t max, struct buf *out)
+{
+	for (;;) {
+		if (buf_reserve(out, 65536))
+			return -ENOMEM;
+		ssize_t n = read(fd, out->data + out->len, 65536);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -EIO;
+		}
+		if (n == 0)
+			return 0;
+		out->len += (size_t)n;
+		out->data[out->len] = '\0';
+		if (out->len > max)
+			return -EFBIG;
+	}
+}
