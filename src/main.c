@@ -1,11 +1,18 @@
 /*
  * kvsfs entry point: options, start-up checks, mount, serve, unmount.
  *
- * Order matters for error reporting: everything that can fail for a reason the user should see
- * (options, region, credentials, endpoint reachability, cache folder, the mount itself) runs in
- * the foreground process and prints one sentence on stderr with a non-zero exit status. Only
- * then does kvsfs detach (unless -f or -d) and switch its log to syslog. SIGINT, SIGTERM and
- * SIGHUP end the session loop, and the mount is removed on the way out.
+ * Start-up order (docs/ARCHITECTURE.md, "Threads"): parse the options, then (unless -f or -d)
+ * fork at once (daemon.h), before any thread, libcurl handle, OpenSSL state or network
+ * connection exists; the child does everything else. fork() copies only the calling thread, so
+ * anything made before it (upload workers, the invalidation thread, condition variables with
+ * waiters, libcurl's pool) would be half-alive in the daemon: uploads that never run, an exit
+ * that never comes. Every failure the user should see (options, region, credentials, endpoint
+ * reachability, cache folder, the mount itself) is still printed as one sentence on stderr with
+ * a non-zero exit status, because the parent waits for the child's verdict and exits with it.
+ * Once mounted and with every thread started, the daemon detaches its stdio (stderr goes to the
+ * log file when log_file= is given), switches its log to syslog unless log_file= names a file,
+ * and the parent exits 0. SIGINT, SIGTERM and SIGHUP end the session loop; the mount is removed
+ * and every module is closed on the way out (export/ finishes or reports its uploads).
  *
  * Process-wide state is limited to what libraries require (curl_global_init, libfuse's signal
  * handlers); everything else hangs off the context structs created here and passed down.
@@ -29,6 +36,7 @@
 #include "kvsfs/clips.h"
 #include "kvsfs/export.h"
 #include "kvsfs/creds.h"
+#include "kvsfs/daemon.h"
 #include "kvsfs/fcache.h"
 #include "kvsfs/fuse_ops.h"
 #include "kvsfs/http.h"
@@ -54,6 +62,25 @@ static int default_cache_dir(char *out, size_t n)
 	return 0;
 }
 
+/* Makes *path absolute against the current folder (kept when NULL or already absolute).
+ * Returns 0 or -ENOMEM. */
+static int absolutize(char **path)
+{
+	if (!*path || (*path)[0] == '/')
+		return 0;
+	char cwd[PATH_MAX];
+	if (!getcwd(cwd, sizeof(cwd)))
+		return 0; /* left relative: the error, if any, comes from its first use */
+	size_t n = strlen(cwd) + strlen(*path) + 2;
+	char *abs = malloc(n);
+	if (!abs)
+		return -ENOMEM;
+	snprintf(abs, n, "%s/%s", cwd, *path);
+	free(*path);
+	*path = abs;
+	return 0;
+}
+
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int fail(const char *fmt, ...)
 {
@@ -71,7 +98,7 @@ int main(int argc, char **argv)
 	struct kvsfs_options opts;
 	char err[1024];
 	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-	int status = 1;
+	int status = 1, rc;
 
 	if (options_parse(argc, argv, &opts, err, sizeof(err)) != 0) {
 		fprintf(stderr, "kvsfs: %s\n", err);
@@ -94,8 +121,35 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	/* the daemon works in "/": paths given relative to the caller's folder are made absolute */
+	if (absolutize(&opts.cache_dir) || absolutize(&opts.log_file) || absolutize(&opts.mountpoint)) {
+		fprintf(stderr, "kvsfs: out of memory\n");
+		options_free(&opts);
+		return 1;
+	}
+	FILE *log_fp = NULL;
+	if (opts.log_file) {
+		log_fp = fopen(opts.log_file, "ae");
+		if (!log_fp) {
+			fprintf(stderr, "kvsfs: cannot open the log file %s: %s\n", opts.log_file,
+				strerror(errno));
+			options_free(&opts);
+			return 1;
+		}
+		setvbuf(log_fp, NULL, _IOLBF, 0);
+	}
+	/* fork before anything else exists (see the top of this file) */
+	struct daemon_ctx dm = { .fd = -1 };
+	if (!opts.foreground && (rc = daemon_start(&dm)) != 0) {
+		fprintf(stderr, "kvsfs: cannot detach into the background: %s\n", strerror(-rc));
+		if (log_fp)
+			fclose(log_fp);
+		options_free(&opts);
+		return 1;
+	}
+
 	struct log_ctx lg;
-	log_init(&lg, opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, stderr);
+	log_init(&lg, opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, log_fp ? log_fp : stderr);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 
 	struct awsconfig_files files = { 0 };
@@ -140,7 +194,7 @@ int main(int argc, char **argv)
 	ho.retry.base_delay_ms = 200;
 	ho.retry.max_delay_ms = 5000;
 	ho.retry.max_total_ms = opts.max_retry_time > 0 ? (unsigned)opts.max_retry_time * 1000 : 60000;
-	int rc = http_client_new(&ho, &http);
+	rc = http_client_new(&ho, &http);
 	if (rc) {
 		fail("cannot set up HTTPS (%s); check ca_file", strerror(-rc));
 		goto out;
@@ -279,12 +333,10 @@ int main(int argc, char **argv)
 	}
 	LOG_INFO(&lg, "main", "mounted Kinesis Video Streams of %s on %s (%s)", settings.region,
 		 opts.mountpoint, creds_provider_describe(creds));
-	if (!opts.foreground) {
-		if (fuse_daemonize(0) != 0) {
-			fail("%s", "cannot detach into the background");
-			goto out;
-		}
-		log_use_syslog(&lg);
+	if (dm.fd >= 0) {
+		if (!log_fp)
+			log_use_syslog(&lg);
+		daemon_ready(&dm, 0, log_fp ? fileno(log_fp) : -1);
 	}
 	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 16 };
 	rc = fuse_session_loop_mt(se, &lc);
@@ -314,6 +366,11 @@ out:
 	awsconfig_files_free(&files);
 	options_free(&opts);
 	curl_global_cleanup();
+	LOG_DEBUG(&lg, "main", "exiting with status %d", status);
 	log_destroy(&lg);
+	if (log_fp)
+		fclose(log_fp);
+	/* a failure before daemon_ready: the parent takes this exit status (the sentence is on
+	 * stderr already) */
 	return status;
 }

@@ -123,6 +123,10 @@ int export_ftruncate(struct export_file *f, uint64_t size);
  * is retried). */
 int export_fsync(struct export_file *f);
 int export_flush(struct export_file *f);
+/* Frees an open file that was never closed (the session ended first) without storing anything:
+ * a file still open may be incomplete, so its staged data is kept and export_close() reports
+ * it, as after a crash. */
+void export_abandon(struct export_file *f);
 /* Final upload if needed; returns its result; frees f (also on failure: the node keeps the staged
  * data for a retry). */
 int export_release(struct export_file *f);

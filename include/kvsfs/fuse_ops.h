@@ -28,7 +28,9 @@ void fuse_ops_invalidate(void *arg, uint64_t ino);
 /* The vfs_config.invalidate_now callback: invalidates at once (never for the inode of the
  * request being served). */
 void fuse_ops_invalidate_now(void *arg, uint64_t ino);
-/* Stops the invalidation thread and frees the context. */
+/* Stops the invalidation thread, frees the handles the kernel left open (export/ files among
+ * them are kept staged and reported, never stored) and frees the context. Call before
+ * vfs_free() and export_close(). */
 void fuse_ops_free(struct fuse_ops_ctx *c);
 
 #endif

@@ -39,8 +39,9 @@ struct kvsfs_options {
 	char *export_dir;      /* export_dir=NAME (default "export") */
 	char *s3_endpoint;     /* s3_endpoint=URL */
 	int s3_path_style;     /* s3_path_style */
+	char *log_file;        /* log_file=PATH: log lines appended here instead of stderr/syslog */
 	int foreground;        /* -f */
-	int debug;             /* -d or debug: debug log (implies -f) */
+	int debug;             /* -d or -o debug: debug log (-d also implies -f) */
 	int show_help;         /* -h, --help */
 	int show_version;      /* -V, --version */
 };

@@ -110,6 +110,9 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 /* Reads up to size bytes at off; returns the count (0 at end of file) or a negative errno. */
 ssize_t vfs_read(struct vfs *v, struct vfs_file *f, char *buf, size_t size, off_t off);
 void vfs_release(struct vfs *v, struct vfs_file *f);
+/* Frees a file the kernel never released because the session ended: like vfs_release, but an
+ * export/ file is not stored (it may be incomplete); its staged data is kept and reported. */
+void vfs_abandon(struct vfs *v, struct vfs_file *f);
 
 /* ---- writes: only inside export/; everywhere else they fail with EROFS ---- */
 

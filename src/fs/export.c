@@ -1971,6 +1971,24 @@ int export_release(struct export_file *f)
 	return rc;
 }
 
+void export_abandon(struct export_file *f)
+{
+	if (!f)
+		return;
+	struct export *ex = f->ex;
+	if (f->n) {
+		pthread_mutex_lock(&ex->mu);
+		f->n->opens--;
+		node_put(ex, f->n); /* a dirty node stays: export_close reports it */
+		pthread_mutex_unlock(&ex->mu);
+	}
+	if (f->key)
+		pthread_mutex_destroy(&f->rmu);
+	free(f->rbuf);
+	free(f->key);
+	free(f);
+}
+
 int export_sync_all(struct export *ex)
 {
 	int first = 0;

@@ -25,11 +25,12 @@ struct parse_state {
 };
 
 enum {
-	KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DROP,
+	KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DEBUG_FG, KEY_DROP,
 	KEY_REGION, KEY_PROFILE, KEY_ENDPOINT, KEY_CA_FILE, KEY_NO_VERIFY_SSL,
 	KEY_STREAMS, KEY_STREAM_PREFIX, KEY_TIMESTAMPS, KEY_CACHE_DIR, KEY_CACHE_SIZE, KEY_META_TTL,
 	KEY_MAX_RETRY_TIME, KEY_EXPORT, KEY_EXPORT_DIR, KEY_S3_ENDPOINT, KEY_S3_PATH_STYLE,
 	KEY_RO, KEY_HLS_EXPIRES, KEY_UID, KEY_GID, KEY_UMASK, KEY_ALLOW_OTHER, KEY_LIVE_PUBLIC, KEY_READAHEAD,
+	KEY_LOG_FILE,
 };
 
 static const struct fuse_opt option_table[] = {
@@ -38,7 +39,7 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_KEY("-V", KEY_VERSION),
 	FUSE_OPT_KEY("--version", KEY_VERSION),
 	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
-	FUSE_OPT_KEY("-d", KEY_DEBUG),
+	FUSE_OPT_KEY("-d", KEY_DEBUG_FG),
 	FUSE_OPT_KEY("debug", KEY_DEBUG),
 	FUSE_OPT_KEY("region=%s", KEY_REGION),
 	FUSE_OPT_KEY("profile=%s", KEY_PROFILE),
@@ -63,6 +64,7 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_KEY("export_dir=%s", KEY_EXPORT_DIR),
 	FUSE_OPT_KEY("s3_endpoint=%s", KEY_S3_ENDPOINT),
 	FUSE_OPT_KEY("s3_path_style", KEY_S3_PATH_STYLE),
+	FUSE_OPT_KEY("log_file=%s", KEY_LOG_FILE),
 	/* fstab-only options: accepted and dropped */
 	FUSE_OPT_KEY("_netdev", KEY_DROP),
 	FUSE_OPT_KEY("noauto", KEY_DROP),
@@ -229,9 +231,13 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 	case KEY_FOREGROUND:
 		o->foreground = 1;
 		return 0;
-	case KEY_DEBUG:
-		o->debug = 1;
+	case KEY_DEBUG_FG:
 		o->foreground = 1;
+		/* fall through */
+	case KEY_DEBUG:
+		/* -o debug alone keeps the daemon in the background (an fstab line with debug must
+		 * not hang mount(8)); its lines go to log_file= or syslog */
+		o->debug = 1;
 		return 0;
 	case KEY_DROP:
 		return 0;
@@ -338,6 +344,12 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 	case KEY_S3_PATH_STYLE:
 		o->s3_path_style = 1;
 		return 0;
+	case KEY_LOG_FILE:
+		if (set_value(st, &o->log_file, arg))
+			return -1;
+		if (!o->log_file[0])
+			return fail(st, "log_file needs a path");
+		return 0;
 	case KEY_READAHEAD:
 		if (parse_long(st, arg, 1, 1000, 10, &x))
 			return -1;
@@ -407,6 +419,7 @@ void options_free(struct kvsfs_options *o)
 	free(o->export_prefix);
 	free(o->export_dir);
 	free(o->s3_endpoint);
+	free(o->log_file);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -421,7 +434,10 @@ void options_print_help(const char *prog)
 	       "    -h, --help             print this help and exit\n"
 	       "    -V, --version          print the version and exit\n"
 	       "    -f                     stay in the foreground\n"
-	       "    -d, -o debug           debug log to stderr (implies -f)\n"
+	       "    -d                     debug log to stderr, in the foreground (-f)\n"
+	       "    -o debug               debug log (to log_file= or syslog in the background)\n"
+	       "    -o log_file=PATH       append the log to PATH (default: stderr in the\n"
+	       "                           foreground, syslog in the background)\n"
 	       "\n"
 	       "AWS options:\n"
 	       "    -o region=R            AWS region (default: AWS_REGION, AWS_DEFAULT_REGION,\n"

@@ -1710,6 +1710,17 @@ void vfs_release(struct vfs *v, struct vfs_file *f)
 	free(f);
 }
 
+void vfs_abandon(struct vfs *v, struct vfs_file *f)
+{
+	if (!f)
+		return;
+	if (f->xf) {
+		export_abandon(f->xf);
+		f->xf = NULL;
+	}
+	vfs_release(v, f);
+}
+
 /* ---------------------------------------------------------------- writes (export/ only) */
 
 /* Parent must be an export directory; fills path of parent/name. EROFS elsewhere. */

@@ -5,6 +5,12 @@
  * readdirplus page through by offset, so a listing is consistent even while the cache behind it
  * is refreshed. readdirplus looks every emitted entry up (one kernel reference each), and gives
  * the reference back when the reply buffer is full.
+ *
+ * Open handles: every file and directory handle given to the kernel is on one list (fi->fh
+ * points at its struct handle). When the session ends by a signal or an unmount, the kernel may
+ * never send RELEASE for handles still open; fuse_ops_free() frees those itself (vfs_abandon: an
+ * export/ file still open is not stored, since it may be incomplete, and is reported), so
+ * nothing leaks.
  */
 #include "kvsfs/fuse_ops.h"
 
@@ -25,8 +31,15 @@ struct inval {
 	struct inval *next;
 };
 
+struct handle {
+	struct handle *prev, *next;
+	int is_dir;
+	void *obj;        /* struct vfs_file * or struct vfs_dir * */
+};
+
 struct fuse_ops_ctx {
 	struct vfs *vfs;
+	struct handle *handles; /* open handles, under lock */
 	struct log_ctx *log;
 	struct fuse_session *se;
 	pthread_t thread;
@@ -39,6 +52,52 @@ struct fuse_ops_ctx {
 static struct fuse_ops_ctx *CTX(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
+}
+
+/* Registers obj as an open handle and stores it in fi->fh. Returns 0 or -ENOMEM. */
+static int handle_add(struct fuse_ops_ctx *c, struct fuse_file_info *fi, int is_dir, void *obj)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->is_dir = is_dir;
+	h->obj = obj;
+	pthread_mutex_lock(&c->lock);
+	h->next = c->handles;
+	if (c->handles)
+		c->handles->prev = h;
+	c->handles = h;
+	pthread_mutex_unlock(&c->lock);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	return 0;
+}
+
+static void *handle_obj(const struct fuse_file_info *fi)
+{
+	return fi && fi->fh ? ((struct handle *)(uintptr_t)fi->fh)->obj : NULL;
+}
+
+#define FILE_OF(fi) ((struct vfs_file *)handle_obj(fi))
+#define DIR_OF(fi) ((struct vfs_dir *)handle_obj(fi))
+
+/* Unregisters the handle in fi; returns its object (the caller releases it). */
+static void *handle_del(struct fuse_ops_ctx *c, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	if (!h)
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		c->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&c->lock);
+	void *obj = h->obj;
+	free(h);
+	fi->fh = 0;
+	return obj;
 }
 
 static void to_stat(const struct vfs_attr *a, struct stat *st)
@@ -147,7 +206,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct vfs_attr a;
 	uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 	gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
-	struct vfs_file *f = fi ? (struct vfs_file *)(uintptr_t)fi->fh : NULL;
+	struct vfs_file *f = FILE_OF(fi);
 	int rc = mask ? vfs_setattr(c->vfs, ino, mask, attr->st_mode, uid, gid, (uint64_t)attr->st_size,
 				    mtime_ms, f, &a)
 		      : vfs_getattr(c->vfs, ino, &a);
@@ -242,9 +301,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	struct fuse_entry_param e;
 	to_entry(&a, &e);
-	fi->fh = (uint64_t)(uintptr_t)f;
-	if (fuse_reply_create(req, &e, fi) != 0) {
+	if (handle_add(CTX(req), fi, 0, f) != 0) {
 		vfs_release(CTX(req)->vfs, f);
+		vfs_forget(CTX(req)->vfs, a.ino, 1);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		vfs_release(CTX(req)->vfs, handle_del(CTX(req), fi));
 		vfs_forget(CTX(req)->vfs, a.ino, 1);
 	}
 }
@@ -258,18 +322,22 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)f;
+	if (handle_add(CTX(req), fi, 0, f) != 0) {
+		vfs_release(CTX(req)->vfs, f);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
 	fi->direct_io = direct_io ? 1 : 0;
 	fi->keep_cache = keep_cache ? 1 : 0;
 	if (fuse_reply_open(req, fi) != 0)
-		vfs_release(CTX(req)->vfs, f);
+		vfs_release(CTX(req)->vfs, handle_del(CTX(req), fi));
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	(void)ino;
-	struct vfs_file *f = (struct vfs_file *)(uintptr_t)fi->fh;
+	struct vfs_file *f = FILE_OF(fi);
 	char *buf = malloc(size ? size : 1);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
@@ -287,7 +355,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     struct fuse_file_info *fi)
 {
 	(void)ino;
-	ssize_t n = vfs_write(CTX(req)->vfs, (struct vfs_file *)(uintptr_t)fi->fh, buf, size, off);
+	ssize_t n = vfs_write(CTX(req)->vfs, FILE_OF(fi), buf, size, off);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -298,20 +366,20 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	fuse_reply_err(req, -vfs_flush(CTX(req)->vfs, (struct vfs_file *)(uintptr_t)fi->fh));
+	fuse_reply_err(req, -vfs_flush(CTX(req)->vfs, FILE_OF(fi)));
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	(void)ino;
 	(void)datasync;
-	fuse_reply_err(req, -vfs_fsync(CTX(req)->vfs, (struct vfs_file *)(uintptr_t)fi->fh));
+	fuse_reply_err(req, -vfs_fsync(CTX(req)->vfs, FILE_OF(fi)));
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	vfs_release(CTX(req)->vfs, (struct vfs_file *)(uintptr_t)fi->fh);
+	vfs_release(CTX(req)->vfs, handle_del(CTX(req), fi));
 	fuse_reply_err(req, 0);
 }
 
@@ -323,9 +391,13 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)d;
-	if (fuse_reply_open(req, fi) != 0)
+	if (handle_add(CTX(req), fi, 1, d) != 0) {
 		vfs_dir_free(d);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (fuse_reply_open(req, fi) != 0)
+		vfs_dir_free(handle_del(CTX(req), fi));
 }
 
 /* Offsets: 1 = ".", 2 = "..", 3 + i = entry i. */
@@ -333,7 +405,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			   struct fuse_file_info *fi, int plus)
 {
 	struct fuse_ops_ctx *c = CTX(req);
-	struct vfs_dir *d = (struct vfs_dir *)(uintptr_t)fi->fh;
+	struct vfs_dir *d = DIR_OF(fi);
 	char *buf = malloc(size);
 	size_t used = 0;
 	if (!buf) {
@@ -401,7 +473,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	vfs_dir_free((struct vfs_dir *)(uintptr_t)fi->fh);
+	vfs_dir_free(handle_del(CTX(req), fi));
 	fuse_reply_err(req, 0);
 }
 
@@ -596,6 +668,16 @@ void fuse_ops_free(struct fuse_ops_ctx *c)
 		struct inval *q = c->queue;
 		c->queue = q->next;
 		free(q);
+	}
+	/* handles the kernel never released (the session ended first) */
+	while (c->handles) {
+		struct handle *h = c->handles;
+		c->handles = h->next;
+		if (h->is_dir)
+			vfs_dir_free(h->obj);
+		else if (c->vfs)
+			vfs_abandon(c->vfs, h->obj);
+		free(h);
 	}
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);

@@ -5,6 +5,8 @@
   default <repo>/build).
 - `shared_dir`: the read-only shared test data (env KVSFS_SHARED, default <repo>/../shared).
 - `tool(name)`: path of a program from tests/tools (built into <build>/tests/tools).
+- Every test fails when a kvsfs process it started is still running at its end (a daemon that
+  outlived its mount); such a process is killed so it cannot spoil the next tests.
 """
 import os
 import pathlib
@@ -12,10 +14,45 @@ import sys
 
 import pytest
 
+import signal
+import time
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
+
+import kvsfs_procs  # noqa: E402
+
+# background daemons are re-parented to pytest, which learns how they ended (kvsfs_procs.reap)
+kvsfs_procs.become_subreaper()
+
+
+@pytest.fixture(autouse=True)
+def no_kvsfs_outlives_its_test(tmp_path_factory):
+    # this run's daemons: their mount points lie under this session's temporary folder (other
+    # pytest sessions on the machine are none of this test's business)
+    base = str(tmp_path_factory.getbasetemp())
+
+    def ours():
+        return [(p, a) for p, a in kvsfs_procs.kvsfs_processes()
+                if any(x.startswith(base + "/") for x in a[1:])]
+
+    before = {pid for pid, _ in ours()}
+    yield
+    left = [(p, a) for p, a in ours() if p not in before]
+    deadline = time.time() + 5
+    while left and time.time() < deadline:  # a daemon that is just exiting gets a moment
+        time.sleep(0.1)
+        left = [(p, a) for p, a in ours() if p not in before]
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            kvsfs_procs.reap(pid, 10)
+        except (ProcessLookupError, TimeoutError):
+            pass
+    assert not left, "kvsfs processes outlived the test: " + "; ".join(
+        f"pid {p}: {' '.join(a)}" for p, a in left)
 
 
 def _build_dir() -> pathlib.Path:

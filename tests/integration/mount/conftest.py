@@ -1,10 +1,12 @@
 """Fixtures for the mounted-daemon suites (like libfuse's and sshfs's tests).
 
 - `kvs`: a kvs-local server for the module (quotas on, as the service has them).
-- `mount`: a factory; `mount(srv, **options)` starts `kvsfs -f` in a subprocess against srv, waits
-  for the mount, and returns a Mount. Every mount is unmounted at teardown, even when the test
-  failed (`fusermount3 -u`, then `-uz` if busy), and the test fails if the daemon logged a warning
-  or an error that the test did not declare with `m.expect_log(regex)`.
+- `mount`: a factory; `mount(srv, **options)` starts kvsfs against srv as users do (it goes to the
+  background once mounted; `foreground=True` runs `kvsfs -f` instead), and returns a Mount. Every
+  mount is unmounted at teardown, even when the test failed (`fusermount3 -u`, then `-uz` if
+  busy), and the test fails if the daemon logged a warning or an error that the test did not
+  declare with `m.expect_log(regex)`, logged a sanitizer report, exited non-zero, or did not exit
+  after its unmount.
 """
 import os
 import re
@@ -15,10 +17,20 @@ import time
 import pytest
 
 from kvs_local.testing import start_server
+from kvsfs_procs import daemon_pids, reap  # noqa: F401 (re-exported for the suites)
+
+
+SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
 
 
 class Mount:
-    def __init__(self, kvsfs, srv, root, options, env=None, name="mnt"):
+    """One kvsfs mount. By default kvsfs runs as users run it: `kvsfs -o ... MNT` goes to the
+    background once mounted (the log goes to a file with log_file=); foreground=True runs
+    `kvsfs -f` as a child of the test instead. Either way `pid` is the daemon's, `signal()`
+    reaches it, `stop()` unmounts and waits for it to exit, and `outlived` records a daemon
+    that did not exit after its unmount (a failure of the test)."""
+
+    def __init__(self, kvsfs, srv, root, options, env=None, name="mnt", foreground=False):
         self.kvsfs = kvsfs
         self.srv = srv
         self.dir = str(root / name)
@@ -26,8 +38,15 @@ class Mount:
         self.log_path = str(root / (name + ".log"))
         self.options = options
         self.env = env
-        self.proc = None
+        self.foreground = foreground
+        self.proc = None      # the kvsfs -f child (foreground only)
+        self.pid = None       # the daemon's pid, whichever mode
+        self.exit_status = None
+        self.reaped = False
+        self.outlived = False
+        self.killed = False
         self.expected = []
+        self.logf = None
         os.makedirs(self.dir, exist_ok=True)
 
     def environ(self):
@@ -39,16 +58,39 @@ class Mount:
             env.update(self.env)
         return env
 
-    def argv(self):
-        opts = [f"endpoint={self.srv.url}", f"cache_dir={self.cache}"]
+    def option_string(self):
+        opts = [f"endpoint={self.srv.url}", f"cache_dir={self.cache}", f"log_file={self.log_path}"]
         for k, v in self.options.items():
             opts.append(k if v is True else f"{k}={v}")
-        return [self.kvsfs, "-f", "-o", ",".join(opts), self.dir]
+        return ",".join(opts)
 
-    def start(self, timeout=15):
+    def argv(self):
+        return [self.kvsfs] + (["-f"] if self.foreground else []) + ["-o", self.option_string(),
+                                                                     self.dir]
+
+    def start(self, timeout=30):
+        self.exit_status = None
+        self.reaped = False
+        self.killed = False
+        if self.foreground:
+            return self._start_foreground(timeout)
+        r = subprocess.run(self.argv(), env=self.environ(), capture_output=True, text=True,
+                           timeout=timeout)
+        if r.returncode != 0:
+            raise AssertionError(f"kvsfs exited with {r.returncode}: {r.stderr}{self.log()}")
+        if not os.path.ismount(self.dir):
+            raise AssertionError(f"kvsfs returned 0 but {self.dir} is not mounted: {self.log()}")
+        pids = daemon_pids(self.dir)
+        if len(pids) != 1:
+            raise AssertionError(f"expected one kvsfs daemon for {self.dir}, found {pids}")
+        self.pid = pids[0]
+        return self
+
+    def _start_foreground(self, timeout):
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv(), env=self.environ(), stdout=self.logf,
                                      stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
         deadline = time.time() + timeout
         while time.time() < deadline:
             if os.path.ismount(self.dir):
@@ -72,26 +114,70 @@ class Mount:
     def unexpected_log_lines(self):
         bad = []
         for line in self.log().splitlines():
-            if "kvsfs[warning]" in line or "kvsfs[error]" in line:
+            if SANITIZER_REPORT.search(line):
+                bad.append(line)
+            elif "kvsfs[warning]" in line or "kvsfs[error]" in line:
                 if not any(p.search(line) for p in self.expected):
                     bad.append(line)
+        if self.outlived:
+            bad.append(f"kvsfs (pid {self.pid}) outlived its unmount of {self.dir}")
+        if self.exit_status not in (None, 0) and not self.killed:
+            bad.append(f"kvsfs (pid {self.pid}) exited with status {self.exit_status}")
         return bad
 
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout=30):
+        """Waits for the daemon to exit; returns its exit status (-N for signal N) when it is
+        our child or the reaper's (see reap()), else None. Raises TimeoutError."""
+        if self.reaped:
+            return self.exit_status
+        if self.proc is not None:
+            try:
+                self.exit_status = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired as e:
+                raise TimeoutError(str(e))
+        else:
+            self.exit_status = reap(self.pid, timeout)
+        self.reaped = True
+        return self.exit_status
+
+    def kill_hard(self):
+        """SIGKILL (a crash): the mount is left dead and lazily removed, as after a real crash."""
+        self.killed = True
+        self.signal(signal.SIGKILL)
+        self.wait(timeout=30)
+        subprocess.run(["fusermount3", "-uz", self.dir], capture_output=True)
+        self._done()
+
+    def _done(self):
+        if self.logf:
+            self.logf.close()
+            self.logf = None
+        self.proc = None
+
     def stop(self):
-        if self.proc is None:
+        if self.pid is None:
             return
         if os.path.ismount(self.dir):
             r = subprocess.run(["fusermount3", "-u", self.dir], capture_output=True)
             if r.returncode != 0:
                 subprocess.run(["fusermount3", "-uz", self.dir], capture_output=True)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-            subprocess.run(["fusermount3", "-uz", self.dir], capture_output=True)
-        self.logf.close()
-        self.proc = None
+        if not self.killed:
+            try:
+                self.wait(timeout=30)
+            except TimeoutError:
+                self.outlived = True
+                os.kill(self.pid, signal.SIGKILL)
+                try:
+                    self.wait(timeout=10)
+                except TimeoutError:
+                    pass
+                subprocess.run(["fusermount3", "-uz", self.dir], capture_output=True)
+        self._done()
+        self.pid_stopped = self.pid
+        self.pid = None
 
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
@@ -111,8 +197,9 @@ def mount(build_dir, tmp_path):
     mounts = []
     kvsfs = str(build_dir / "src" / "kvsfs")
 
-    def make(srv, name=None, env=None, **options):
-        m = Mount(kvsfs, srv, tmp_path, options, env=env, name=name or f"mnt{len(mounts)}")
+    def make(srv, name=None, env=None, foreground=False, **options):
+        m = Mount(kvsfs, srv, tmp_path, options, env=env, name=name or f"mnt{len(mounts)}",
+                  foreground=foreground)
         mounts.append(m)
         return m.start()
 
@@ -120,8 +207,7 @@ def mount(build_dir, tmp_path):
     problems = []
     for m in mounts:
         m.stop()
-        if m.proc is None:
-            problems += m.unexpected_log_lines()
+        problems += m.unexpected_log_lines()
     assert not problems, "kvsfs logged unexpected warnings/errors:\n" + "\n".join(problems)
 
 

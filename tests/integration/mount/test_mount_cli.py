@@ -127,8 +127,8 @@ def test_sigterm_and_sigint_unmount_cleanly(build_dir, kvs, tmp_path):
         m.start()
         try:
             os.listdir(m.dir)
-            m.proc.send_signal(sig)
-            assert m.proc.wait(timeout=20) == 0
+            m.signal(sig)
+            assert m.wait(timeout=20) == 0  # the background daemon, reaped as subreaper
             assert wait_mount(m.dir, False)
             assert "unmounting" in m.log()
         finally:
@@ -166,7 +166,7 @@ def test_secrets_never_in_cmdline_or_debug_log(build_dir, kvs, tmp_path):
             for f in files[:2]:
                 if f.endswith(".mkv"):
                     open(os.path.join(d, f), "rb").read(100)
-        with open(f"/proc/{m.proc.pid}/cmdline", "rb") as f:
+        with open(f"/proc/{m.pid}/cmdline", "rb") as f:
             cmdline = f.read()
         assert kvs.secret_key.encode() not in cmdline
     finally:

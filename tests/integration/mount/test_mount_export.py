@@ -292,7 +292,6 @@ def test_staging_space_running_out_is_enospc(stack, xmount, tmp_path):
 
 
 def test_leftover_staging_after_a_crash_is_reported_not_uploaded(stack, xmount, tmp_path):
-    import signal
     rgw, _, _ = stack
     m = xmount(prefix="crash", max_retry_time=5)
     m.expect_log(r"staging|leftover|left over|crash")
@@ -300,15 +299,11 @@ def test_leftover_staging_after_a_crash_is_reported_not_uploaded(stack, xmount, 
     f = open(path, "wb")
     f.write(os.urandom(300_000))
     f.flush()
-    m.proc.send_signal(signal.SIGKILL)  # the daemon dies with the file staged, not stored
-    m.proc.wait(timeout=30)
+    m.kill_hard()  # the daemon dies with the file staged, not stored
     try:
         f.close()
     except OSError:
         pass
-    subprocess.run(["fusermount3", "-uz", m.dir])
-    m.proc = None
-    m.logf.close()
     m.start()  # the same cache folder: the leftover is found
     time.sleep(0.5)
     report = [l for l in m.log().splitlines() if "kvsfs[warning] export:" in l and "half.bin" in l]
