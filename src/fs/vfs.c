@@ -1746,6 +1746,15 @@ static void node_detach(struct vfs *v, uint64_t parent, const char *name)
 	pthread_mutex_unlock(&v->lock);
 }
 
+int vfs_make_special(struct vfs *v, uint64_t parent)
+{
+	struct node p;
+	int rc = node_copy(v, parent, &p);
+	if (rc)
+		return rc;
+	return is_export(p.kind) ? -EPERM : -EROFS;
+}
+
 int vfs_create(struct vfs *v, uint64_t parent, const char *name, mode_t mode, int flags,
 	       struct vfs_attr *a, struct vfs_file **out)
 {
@@ -1907,10 +1916,41 @@ int vfs_fsync(struct vfs *v, struct vfs_file *f)
 
 /* ---------------------------------------------------------------- xattrs */
 
-static const char *const xattr_names[] = {
+/*
+ * kvsfs's read-only attributes. A fragment carries all of them, every other node of a stream's
+ * tree only user.kvs.stream; the root and export/ entries carry none (S3 keeps no extended
+ * attributes, and export/ shows what the bucket holds, nothing of kvsfs's).
+ */
+enum { XA_NUMBER, XA_PRODUCER, XA_SERVER, XA_DURATION, XA_SIZE, XA_STREAM, XA_COUNT };
+
+static const char *const xattr_names[XA_COUNT] = {
 	"user.kvs.fragment_number", "user.kvs.producer_timestamp", "user.kvs.server_timestamp",
 	"user.kvs.duration_ms", "user.kvs.kvs_size", "user.kvs.stream",
 };
+
+/* The attributes n carries: xattr_names[first .. XA_COUNT); first == XA_COUNT means none. The
+ * switch has no default, so a new kind cannot compile (-Wswitch) without a decision here. */
+static size_t xattr_first(const struct node *n)
+{
+	switch (n->kind) {
+	case K_FRAGMENT:
+		return n->stream ? XA_NUMBER : XA_COUNT;
+	case K_STREAM:
+	case K_FRAGMENTS:
+	case K_DAY:
+	case K_HOUR:
+	case K_CLIPS:
+	case K_CLIP:
+	case K_LIVE_HLS:
+	case K_LIVE_DASH:
+		return n->stream ? XA_STREAM : XA_COUNT;
+	case K_ROOT:
+	case K_EXPORT_DIR:
+	case K_EXPORT_FILE:
+		return XA_COUNT;
+	}
+	return XA_COUNT;
+}
 
 static void fmt_seconds(int64_t ms, char *out, size_t n)
 {
@@ -1923,25 +1963,30 @@ ssize_t vfs_getxattr(struct vfs *v, uint64_t ino, const char *name, char *buf, s
 	int rc = node_copy(v, ino, &n);
 	if (rc)
 		return rc;
+	size_t i = xattr_first(&n);
+	while (i < XA_COUNT && strcmp(name, xattr_names[i]) != 0)
+		i++;
 	char val[256];
-	if (n.kind == K_FRAGMENT) {
-		if (!strcmp(name, xattr_names[0]))
-			snprintf(val, sizeof(val), "%s", n.frag.number);
-		else if (!strcmp(name, xattr_names[1]))
-			fmt_seconds(n.frag.producer_ms, val, sizeof(val));
-		else if (!strcmp(name, xattr_names[2]))
-			fmt_seconds(n.frag.server_ms, val, sizeof(val));
-		else if (!strcmp(name, xattr_names[3]))
-			snprintf(val, sizeof(val), "%lld", (long long)n.frag.duration_ms);
-		else if (!strcmp(name, xattr_names[4]))
-			snprintf(val, sizeof(val), "%lld", (long long)n.frag.size);
-		else if (!strcmp(name, xattr_names[5]))
-			snprintf(val, sizeof(val), "%s", n.stream->name);
-		else
-			return -ENODATA;
-	} else if (n.kind != K_ROOT && !strcmp(name, xattr_names[5])) {
-		snprintf(val, sizeof(val), "%s", n.stream->name);
-	} else {
+	switch (i) {
+	case XA_NUMBER:
+		snprintf(val, sizeof(val), "%s", n.frag.number);
+		break;
+	case XA_PRODUCER:
+		fmt_seconds(n.frag.producer_ms, val, sizeof(val));
+		break;
+	case XA_SERVER:
+		fmt_seconds(n.frag.server_ms, val, sizeof(val));
+		break;
+	case XA_DURATION:
+		snprintf(val, sizeof(val), "%lld", (long long)n.frag.duration_ms);
+		break;
+	case XA_SIZE:
+		snprintf(val, sizeof(val), "%lld", (long long)n.frag.size);
+		break;
+	case XA_STREAM:
+		snprintf(val, sizeof(val), "%s", n.stream->name); /* xattr_first checked stream */
+		break;
+	default:
 		return -ENODATA;
 	}
 	size_t len = strlen(val);
@@ -1970,17 +2015,15 @@ ssize_t vfs_listxattr(struct vfs *v, uint64_t ino, char *buf, size_t size)
 	int rc = node_copy(v, ino, &n);
 	if (rc)
 		return rc;
-	size_t first = n.kind == K_FRAGMENT ? 0 : 5, len = 0;
-	if (n.kind == K_ROOT)
-		return 0;
-	for (size_t i = first; i < 6; i++)
+	size_t first = xattr_first(&n), len = 0;
+	for (size_t i = first; i < XA_COUNT; i++)
 		len += strlen(xattr_names[i]) + 1;
 	if (size == 0)
 		return (ssize_t)len;
 	if (size < len)
 		return -ERANGE;
 	char *p = buf;
-	for (size_t i = first; i < 6; i++) {
+	for (size_t i = first; i < XA_COUNT; i++) {
 		size_t l = strlen(xattr_names[i]) + 1;
 		memcpy(p, xattr_names[i], l);
 		p += l;
