@@ -257,3 +257,33 @@ def test_links_and_special_files_are_eperm_in_export_and_erofs_elsewhere(stack, 
     assert r.returncode != 0 and "Read-only file system" in r.stderr, r.stderr
     assert sorted(os.listdir(e)) == ["b.bin", "d"]
     assert_alive(m)
+
+
+def test_failed_close_gives_the_errno_of_errors_md_as_the_man_page_says(stack, short, xmount):
+    """Issue 9, 6c: the man page said a failed close gives EIO; it gives the errno of the
+    failure (docs/ERRORS.md), here ECONNREFUSED: the S3 endpoint (a proxy in this process, so
+    no forked child inherits the descriptor and flushes it early) stops listening before close."""
+    from s3_local.proxy import FaultProxy
+    rgw, _, _ = stack
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "..")
+    man = open(os.path.join(root, "man", "kvsfs.1")).read()
+    para = man[man.index(".BI export= s3://BUCKET/PREFIX"):man.index(".BI export_dir=")]
+    assert "fail with EIO when" not in para
+    errors_md = open(os.path.join(root, "docs", "ERRORS.md")).read()
+    for name in ("EIO", "ECONNREFUSED", "EHOSTUNREACH", "ETIMEDOUT", "EACCES", "EAGAIN"):
+        assert name in para, name
+        assert f"`{name}`" in errors_md, name
+    proxy = FaultProxy(rgw.endpoint)
+    try:
+        m = xmount(prefix="closeerr", endpoint=proxy.endpoint, streams=STREAM, max_retry_time=3)
+        m.expect_log(r"closeerr|f\.bin|refused|ECONNREFUSED")  # the failed uploads are logged
+        f = open(m.path("export", "f.bin"), "wb")
+        f.write(os.urandom(100_000))
+    finally:
+        proxy.close()
+    with pytest.raises(OSError) as err:
+        f.close()
+    assert err.value.errno == errno.ECONNREFUSED, err.value
+    with pytest.raises(Exception):
+        rgw.s3().head_object(Bucket="exports", Key="closeerr/f.bin")  # not stored, not partial
+    assert_alive(m)
