@@ -525,6 +525,29 @@ static int hour_get(struct vfs *v, struct vstream *s, int64_t hour_ms, struct ho
 	return rc;
 }
 
+/*
+ * After a "not found" from ListFragments: 1 when the stream itself is gone (DescribeStream says
+ * ResourceNotFoundException, or DELETING); then the root listing is refreshed at its next use,
+ * so the stream's folder goes too. 0 when it still exists or DescribeStream fails otherwise.
+ */
+static int stream_gone(struct vfs *v, struct vstream *s)
+{
+	struct kvs_stream ks;
+	struct awserr err;
+	memset(&ks, 0, sizeof(ks));
+	awserr_clear(&err);
+	int rc = kvs_describe_stream(v->c.kvs, s->name, &ks, &err);
+	int gone = rc == -ENOENT || (rc == 0 && ks.status && strcmp(ks.status, "DELETING") == 0);
+	if (rc == 0)
+		kvs_stream_free(&ks);
+	if (gone) {
+		pthread_mutex_lock(&v->lock);
+		v->root_fetched_ms = 0;
+		pthread_mutex_unlock(&v->lock);
+	}
+	return gone;
+}
+
 /* Lists the hour with ListFragments and caches the result. */
 static int hour_fetch(struct vfs *v, struct vstream *s, int64_t hour_ms, struct hour_listing **out)
 {
@@ -536,8 +559,15 @@ static int hour_fetch(struct vfs *v, struct vstream *s, int64_t hour_ms, struct 
 				    &fl, &err);
 	if (rc) {
 		char msg[600];
-		LOG_ERROR(v->c.log, "vfs", "%s: listing fragments failed: %s", s->name,
-			  awserr_format(&err, msg, sizeof(msg)));
+		awserr_format(&err, msg, sizeof(msg));
+		if (rc == -ENOENT && !stream_gone(v, s)) {
+			/* a "not found" for a stream that exists (a bare 404, a stale endpoint): the
+			 * folder is not gone, its listing failed */
+			LOG_ERROR(v->c.log, "vfs", "%s: listing fragments failed: %s; the stream still "
+				  "exists, so the hour folder fails with EIO", s->name, msg);
+			return -EIO;
+		}
+		LOG_ERROR(v->c.log, "vfs", "%s: listing fragments failed: %s", s->name, msg);
 		return rc;
 	}
 	struct hour_listing *h = calloc(1, sizeof(*h));
@@ -2079,8 +2109,12 @@ int vfs_check(struct vfs *v, char *err, size_t errlen)
 	int rc = kvs_list_streams(v->c.kvs, v->c.stream_prefix, &list, &e);
 	if (rc) {
 		char msg[600];
+		LOG_DEBUG(v->c.log, "vfs", "listing streams at mount failed: %s",
+			  awserr_format(&e, msg, sizeof(msg)));
+		/* one short sentence: the server's text can be long (a signature mismatch carries
+		 * the whole canonical request) */
 		snprintf(err, errlen, "cannot list Kinesis Video streams: %s",
-			 awserr_format(&e, msg, sizeof(msg)));
+			 awserr_summary(&e, msg, sizeof(msg)));
 		return rc;
 	}
 	kvs_stream_list_free(&list);
