@@ -1,5 +1,5 @@
-"""Extended attributes of every node kind, and the smaller export/ contracts (issue 9, items 3
-and 6a/6b), through the real mounted daemon.
+"""Extended attributes of every node kind, and the smaller export/ contracts (issue 9, item 3,
+and items 6a KEY and KEY/, 6b links, 6c the errno of a failed close), through the real daemon.
 
 getfattr, rsync -aX and mv of a folder (whose copy fallback reads attributes) walk every kind the
 tree has; afterwards the daemon must still run and the mount still answer. The export stack (Ceph
