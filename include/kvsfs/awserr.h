@@ -101,6 +101,17 @@ int awserr_is_retryable(const struct awserr *e);
  */
 char *awserr_format(const struct awserr *e, char *out, size_t n);
 
+/*
+ * Writes one short sentence for a person (the mount's start-up error): credential and
+ * permission types get a fixed phrase with the type, the HTTP status and what to check ("the
+ * credentials were rejected (SignatureDoesNotMatch, HTTP 403): check the secret access key");
+ * anything else the type or transport code, the first sentence of the message (at most 120
+ * bytes) and the errno. Never the server's whole message (a signature mismatch carries the
+ * canonical request) nor the request id. Safe to print; always NUL-terminated when n > 0.
+ * Returns out.
+ */
+char *awserr_summary(const struct awserr *e, char *out, size_t n);
+
 /* Low-level body scanners, exposed for tests and fuzzing. Each fills type/message (and
  * request_id for XML) when found, truncating and sanitising; returns 1 when the body was
  * recognised as that format (even if some fields were missing), else 0. Outputs untouched

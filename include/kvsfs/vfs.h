@@ -121,6 +121,10 @@ void vfs_abandon(struct vfs *v, struct vfs_file *f);
 #define VFS_SET_SIZE 0x4
 #define VFS_SET_MTIME 0x8
 
+/* A symlink, a hard link, or a fifo/socket/device node to be made in parent: always fails,
+ * EPERM inside export/ (S3 keeps regular files and folders only), EROFS elsewhere (the KVS
+ * tree is read-only), ESTALE for an unknown parent. */
+int vfs_make_special(struct vfs *v, uint64_t parent);
 /* Creates and opens a file (one kernel reference on success). */
 int vfs_create(struct vfs *v, uint64_t parent, const char *name, mode_t mode, int flags,
 	       struct vfs_attr *a, struct vfs_file **out);

@@ -557,3 +557,86 @@ char *awserr_format(const struct awserr *e, char *out, size_t n)
 		snprintf(out, n, "%s -> %s", e->message[0] ? e->message : "error", ename);
 	return out;
 }
+
+/* Credential and permission errors: what happened, and what the user should check. */
+static const struct {
+	const char *type;
+	const char *what;
+	const char *hint;
+} summaries[] = {
+	{ "SignatureDoesNotMatch", "the credentials were rejected", "check the secret access key" },
+	{ "InvalidSignatureException", "the credentials were rejected", "check the secret access key" },
+	{ "IncompleteSignature", "the request signature was refused", "check the credentials" },
+	{ "IncompleteSignatureException", "the request signature was refused", "check the credentials" },
+	{ "InvalidAccessKeyId", "the access key ID is not known", "check the access key ID" },
+	{ "InvalidClientTokenId", "the access key ID is not known", "check the access key ID" },
+	{ "UnrecognizedClientException", "the credentials are not known",
+	  "check the access key ID and the session token" },
+	{ "ExpiredToken", "the credentials have expired", "renew them" },
+	{ "ExpiredTokenException", "the credentials have expired", "renew them" },
+	{ "InvalidToken", "the session token is not valid", "renew the credentials" },
+	{ "RequestExpired", "the request was refused as too old", "check the system clock" },
+	{ "RequestTimeTooSkewed", "the system clock is too far off", "set the system time" },
+	{ "MissingAuthenticationToken", "the request carried no credentials", "check the credentials" },
+	{ "MissingAuthenticationTokenException", "the request carried no credentials",
+	  "check the credentials" },
+	{ "AccessDenied", "access was denied", "check the permissions of these credentials" },
+	{ "AccessDeniedException", "access was denied", "check the permissions of these credentials" },
+	{ "NotAuthorizedException", "access was denied", "check the permissions of these credentials" },
+};
+
+#define SUMMARY_DETAIL_MAX 120
+
+/* The first sentence of msg: up to its ". " (the full stop kept) or a '?' (what a control byte
+ * such as a line break became), at most SUMMARY_DETAIL_MAX bytes cut on a UTF-8 boundary, with
+ * "..." when the sentence itself was cut. */
+static void first_sentence(const char *msg, char *out, size_t n)
+{
+	size_t len = 0;
+	while (msg[len] && msg[len] != '?' && !(msg[len] == '.' && msg[len + 1] == ' '))
+		len++;
+	if (msg[len] == '.')
+		len++;
+	int cut = 0;
+	if (len > SUMMARY_DETAIL_MAX) {
+		len = SUMMARY_DETAIL_MAX;
+		while (len > 0 && ((unsigned char)msg[len] & 0xC0) == 0x80)
+			len--;
+		cut = 1;
+	}
+	snprintf(out, n, "%.*s%s", (int)len, msg, cut ? "..." : "");
+}
+
+char *awserr_summary(const struct awserr *e, char *out, size_t n)
+{
+	if (!n)
+		return out;
+	if (!e->err) {
+		snprintf(out, n, "no error");
+		return out;
+	}
+	const char *ename = strerrorname_np(e->err);
+	char num[16], detail[SUMMARY_DETAIL_MAX + 8];
+	if (!ename) {
+		snprintf(num, sizeof(num), "errno %d", e->err);
+		ename = num;
+	}
+	if (!e->curl_code && e->http_status && e->type[0]) {
+		for (size_t i = 0; i < sizeof(summaries) / sizeof(summaries[0]); i++)
+			if (strcmp(e->type, summaries[i].type) == 0) {
+				snprintf(out, n, "%s (%s, HTTP %d): %s", summaries[i].what, e->type,
+					 e->http_status, summaries[i].hint);
+				return out;
+			}
+	}
+	first_sentence(e->message, detail, sizeof(detail));
+	if (e->curl_code)
+		snprintf(out, n, "transport error %d: %s -> %s", e->curl_code,
+			 detail[0] ? detail : "no detail", ename);
+	else if (e->http_status)
+		snprintf(out, n, "HTTP %d %s%s%s -> %s", e->http_status,
+			 e->type[0] ? e->type : "(no type)", detail[0] ? ": " : "", detail, ename);
+	else
+		snprintf(out, n, "%s -> %s", detail[0] ? detail : "error", ename);
+	return out;
+}

@@ -1091,9 +1091,35 @@ struct list_ctx {
 	struct export_attr *lattr;
 	int *seen;
 	size_t n_local;
+	char **files;               /* names of the objects listed (emitted at once) */
+	size_t n_files, cap_files;
+	char **dirs;                /* names of the prefixes listed (emitted at the end) */
+	size_t n_dirs, cap_dirs;
 	int stop;
 	size_t emitted;
 };
+
+/* Appends name (owned from now on) to *v; frees it and returns -ENOMEM on failure. */
+static int names_push(char ***v, size_t *n, size_t *cap, char *name)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 64;
+		char **nv = realloc(*v, nc * sizeof(*nv));
+		if (!nv) {
+			free(name);
+			return -ENOMEM;
+		}
+		*v = nv;
+		*cap = nc;
+	}
+	(*v)[(*n)++] = name;
+	return 0;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static int list_emit(struct list_ctx *c, const char *name, struct export_attr *a)
 {
@@ -1116,6 +1142,7 @@ static int list_page(void *arg, struct s3xml_list *page)
 {
 	struct list_ctx *c = arg;
 	struct export *ex = c->ex;
+	/* folders wait for the end of the listing: a name that is also an object is the file */
 	for (size_t i = 0; i < page->n_prefixes && !c->stop; i++) {
 		char *pfx = page->prefixes[i];
 		size_t l = strlen(pfx);
@@ -1124,12 +1151,12 @@ static int list_page(void *arg, struct s3xml_list *page)
 		char *name = strndup(pfx + c->plen, l - c->plen - 1);
 		if (!name)
 			return -ENOMEM;
-		if (!export_path_valid(name) && !strchr(name, '/')) {
-			struct export_attr a = { .is_dir = 1, .mode = 0755 & ~ex->umask,
-						 .mtime_ms = ex->start_ms };
-			list_emit(c, name, &a);
+		if (export_path_valid(name) || strchr(name, '/'))
+			free(name);
+		else if (names_push(&c->dirs, &c->n_dirs, &c->cap_dirs, name)) {
+			c->stop = -ENOMEM;
+			return 1;
 		}
-		free(name);
 	}
 	for (size_t i = 0; i < page->n_objects && !c->stop; i++) {
 		const struct s3xml_object *o = &page->objects[i];
@@ -1141,9 +1168,38 @@ static int list_page(void *arg, struct s3xml_list *page)
 			.mode = 0644 & ~ex->umask,
 			.mtime_ms = o->last_modified >= 0 ? o->last_modified * 1000 : ex->start_ms,
 		};
+		char *copy = strdup(name);
+		if (!copy || names_push(&c->files, &c->n_files, &c->cap_files, copy)) {
+			c->stop = -ENOMEM;
+			return 1;
+		}
 		list_emit(c, name, &a);
 	}
 	return c->stop ? 1 : 0;
+}
+
+/*
+ * Emits the folders of a finished listing. A name that is both an object (KEY) and a prefix
+ * (KEY/, a marker or objects below it), or a prefix and a staged file, is listed once, as the
+ * file: that is what export_stat (HeadObject KEY first) says it is (docs/EXPORT.md).
+ */
+static int list_dirs(struct list_ctx *c)
+{
+	if (c->n_files > 1)
+		qsort(c->files, c->n_files, sizeof(*c->files), cmp_name);
+	for (size_t i = 0; i < c->n_dirs && !c->stop; i++) {
+		const char *name = c->dirs[i];
+		int shadowed = c->n_files && bsearch(&name, c->files, c->n_files, sizeof(*c->files),
+						     cmp_name) != NULL;
+		for (size_t j = 0; j < c->n_local && !shadowed; j++)
+			shadowed = strcmp(c->local[j], name) == 0;
+		if (shadowed)
+			continue;
+		struct export_attr a = { .is_dir = 1, .mode = 0755 & ~c->ex->umask,
+					 .mtime_ms = c->ex->start_ms };
+		list_emit(c, name, &a);
+	}
+	return c->stop;
 }
 
 int export_list(struct export *ex, const char *dir, export_list_fn fn, void *arg)
@@ -1191,6 +1247,8 @@ int export_list(struct export *ex, const char *dir, export_list_fn fn, void *arg
 		rc = s3_list_objects_pages(ex->s3, pfx, "/", list_page, &c, &e);
 	if (!rc && c.stop)
 		rc = c.stop;
+	if (!rc)
+		rc = list_dirs(&c);
 	for (size_t i = 0; i < c.n_local && !rc; i++)
 		if (!c.seen[i]) {
 			c.emitted++;
@@ -1205,6 +1263,12 @@ int export_list(struct export *ex, const char *dir, export_list_fn fn, void *arg
 	}
 	for (size_t i = 0; i < c.n_local; i++)
 		free(c.local[i]);
+	for (size_t i = 0; i < c.n_files; i++)
+		free(c.files[i]);
+	for (size_t i = 0; i < c.n_dirs; i++)
+		free(c.dirs[i]);
+	free(c.files);
+	free(c.dirs);
 	free(c.local);
 	free(c.lattr);
 	free(c.seen);

@@ -525,6 +525,29 @@ static int hour_get(struct vfs *v, struct vstream *s, int64_t hour_ms, struct ho
 	return rc;
 }
 
+/*
+ * After a "not found" from ListFragments: 1 when the stream itself is gone (DescribeStream says
+ * ResourceNotFoundException, or DELETING); then the root listing is refreshed at its next use,
+ * so the stream's folder goes too. 0 when it still exists or DescribeStream fails otherwise.
+ */
+static int stream_gone(struct vfs *v, struct vstream *s)
+{
+	struct kvs_stream ks;
+	struct awserr err;
+	memset(&ks, 0, sizeof(ks));
+	awserr_clear(&err);
+	int rc = kvs_describe_stream(v->c.kvs, s->name, &ks, &err);
+	int gone = rc == -ENOENT || (rc == 0 && ks.status && strcmp(ks.status, "DELETING") == 0);
+	if (rc == 0)
+		kvs_stream_free(&ks);
+	if (gone) {
+		pthread_mutex_lock(&v->lock);
+		v->root_fetched_ms = 0;
+		pthread_mutex_unlock(&v->lock);
+	}
+	return gone;
+}
+
 /* Lists the hour with ListFragments and caches the result. */
 static int hour_fetch(struct vfs *v, struct vstream *s, int64_t hour_ms, struct hour_listing **out)
 {
@@ -536,8 +559,15 @@ static int hour_fetch(struct vfs *v, struct vstream *s, int64_t hour_ms, struct 
 				    &fl, &err);
 	if (rc) {
 		char msg[600];
-		LOG_ERROR(v->c.log, "vfs", "%s: listing fragments failed: %s", s->name,
-			  awserr_format(&err, msg, sizeof(msg)));
+		awserr_format(&err, msg, sizeof(msg));
+		if (rc == -ENOENT && !stream_gone(v, s)) {
+			/* a "not found" for a stream that exists (a bare 404, a stale endpoint): the
+			 * folder is not gone, its listing failed */
+			LOG_ERROR(v->c.log, "vfs", "%s: listing fragments failed: %s; the stream still "
+				  "exists, so the hour folder fails with EIO", s->name, msg);
+			return -EIO;
+		}
+		LOG_ERROR(v->c.log, "vfs", "%s: listing fragments failed: %s", s->name, msg);
 		return rc;
 	}
 	struct hour_listing *h = calloc(1, sizeof(*h));
@@ -1757,6 +1787,15 @@ static void node_detach(struct vfs *v, uint64_t parent, const char *name)
 	pthread_mutex_unlock(&v->lock);
 }
 
+int vfs_make_special(struct vfs *v, uint64_t parent)
+{
+	struct node p;
+	int rc = node_copy(v, parent, &p);
+	if (rc)
+		return rc;
+	return is_export(p.kind) ? -EPERM : -EROFS;
+}
+
 int vfs_create(struct vfs *v, uint64_t parent, const char *name, mode_t mode, int flags,
 	       struct vfs_attr *a, struct vfs_file **out)
 {
@@ -1918,10 +1957,41 @@ int vfs_fsync(struct vfs *v, struct vfs_file *f)
 
 /* ---------------------------------------------------------------- xattrs */
 
-static const char *const xattr_names[] = {
+/*
+ * kvsfs's read-only attributes. A fragment carries all of them, every other node of a stream's
+ * tree only user.kvs.stream; the root and export/ entries carry none (S3 keeps no extended
+ * attributes, and export/ shows what the bucket holds, nothing of kvsfs's).
+ */
+enum { XA_NUMBER, XA_PRODUCER, XA_SERVER, XA_DURATION, XA_SIZE, XA_STREAM, XA_COUNT };
+
+static const char *const xattr_names[XA_COUNT] = {
 	"user.kvs.fragment_number", "user.kvs.producer_timestamp", "user.kvs.server_timestamp",
 	"user.kvs.duration_ms", "user.kvs.kvs_size", "user.kvs.stream",
 };
+
+/* The attributes n carries: xattr_names[first .. XA_COUNT); first == XA_COUNT means none. The
+ * switch has no default, so a new kind cannot compile (-Wswitch) without a decision here. */
+static size_t xattr_first(const struct node *n)
+{
+	switch (n->kind) {
+	case K_FRAGMENT:
+		return n->stream ? XA_NUMBER : XA_COUNT;
+	case K_STREAM:
+	case K_FRAGMENTS:
+	case K_DAY:
+	case K_HOUR:
+	case K_CLIPS:
+	case K_CLIP:
+	case K_LIVE_HLS:
+	case K_LIVE_DASH:
+		return n->stream ? XA_STREAM : XA_COUNT;
+	case K_ROOT:
+	case K_EXPORT_DIR:
+	case K_EXPORT_FILE:
+		return XA_COUNT;
+	}
+	return XA_COUNT;
+}
 
 static void fmt_seconds(int64_t ms, char *out, size_t n)
 {
@@ -1934,25 +2004,30 @@ ssize_t vfs_getxattr(struct vfs *v, uint64_t ino, const char *name, char *buf, s
 	int rc = node_copy(v, ino, &n);
 	if (rc)
 		return rc;
+	size_t i = xattr_first(&n);
+	while (i < XA_COUNT && strcmp(name, xattr_names[i]) != 0)
+		i++;
 	char val[256];
-	if (n.kind == K_FRAGMENT) {
-		if (!strcmp(name, xattr_names[0]))
-			snprintf(val, sizeof(val), "%s", n.frag.number);
-		else if (!strcmp(name, xattr_names[1]))
-			fmt_seconds(n.frag.producer_ms, val, sizeof(val));
-		else if (!strcmp(name, xattr_names[2]))
-			fmt_seconds(n.frag.server_ms, val, sizeof(val));
-		else if (!strcmp(name, xattr_names[3]))
-			snprintf(val, sizeof(val), "%lld", (long long)n.frag.duration_ms);
-		else if (!strcmp(name, xattr_names[4]))
-			snprintf(val, sizeof(val), "%lld", (long long)n.frag.size);
-		else if (!strcmp(name, xattr_names[5]))
-			snprintf(val, sizeof(val), "%s", n.stream->name);
-		else
-			return -ENODATA;
-	} else if (n.kind != K_ROOT && !strcmp(name, xattr_names[5])) {
-		snprintf(val, sizeof(val), "%s", n.stream->name);
-	} else {
+	switch (i) {
+	case XA_NUMBER:
+		snprintf(val, sizeof(val), "%s", n.frag.number);
+		break;
+	case XA_PRODUCER:
+		fmt_seconds(n.frag.producer_ms, val, sizeof(val));
+		break;
+	case XA_SERVER:
+		fmt_seconds(n.frag.server_ms, val, sizeof(val));
+		break;
+	case XA_DURATION:
+		snprintf(val, sizeof(val), "%lld", (long long)n.frag.duration_ms);
+		break;
+	case XA_SIZE:
+		snprintf(val, sizeof(val), "%lld", (long long)n.frag.size);
+		break;
+	case XA_STREAM:
+		snprintf(val, sizeof(val), "%s", n.stream->name); /* xattr_first checked stream */
+		break;
+	default:
 		return -ENODATA;
 	}
 	size_t len = strlen(val);
@@ -1981,17 +2056,15 @@ ssize_t vfs_listxattr(struct vfs *v, uint64_t ino, char *buf, size_t size)
 	int rc = node_copy(v, ino, &n);
 	if (rc)
 		return rc;
-	size_t first = n.kind == K_FRAGMENT ? 0 : 5, len = 0;
-	if (n.kind == K_ROOT)
-		return 0;
-	for (size_t i = first; i < 6; i++)
+	size_t first = xattr_first(&n), len = 0;
+	for (size_t i = first; i < XA_COUNT; i++)
 		len += strlen(xattr_names[i]) + 1;
 	if (size == 0)
 		return (ssize_t)len;
 	if (size < len)
 		return -ERANGE;
 	char *p = buf;
-	for (size_t i = first; i < 6; i++) {
+	for (size_t i = first; i < XA_COUNT; i++) {
 		size_t l = strlen(xattr_names[i]) + 1;
 		memcpy(p, xattr_names[i], l);
 		p += l;
@@ -2047,8 +2120,12 @@ int vfs_check(struct vfs *v, char *err, size_t errlen)
 	int rc = kvs_list_streams(v->c.kvs, v->c.stream_prefix, &list, &e);
 	if (rc) {
 		char msg[600];
+		LOG_DEBUG(v->c.log, "vfs", "listing streams at mount failed: %s",
+			  awserr_format(&e, msg, sizeof(msg)));
+		/* one short sentence: the server's text can be long (a signature mismatch carries
+		 * the whole canonical request) */
 		snprintf(err, errlen, "cannot list Kinesis Video streams: %s",
-			 awserr_format(&e, msg, sizeof(msg)));
+			 awserr_summary(&e, msg, sizeof(msg)));
 		return rc;
 	}
 	kvs_stream_list_free(&list);

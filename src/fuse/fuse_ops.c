@@ -235,7 +235,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 {
 	(void)rdev;
 	if (!S_ISREG(mode)) {
-		fuse_reply_err(req, EPERM); /* S3 keeps regular files and folders only */
+		fuse_reply_err(req, -vfs_make_special(CTX(req)->vfs, parent));
 		return;
 	}
 	struct vfs_attr a;
@@ -270,9 +270,8 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	(void)link;
-	(void)parent;
 	(void)name;
-	fuse_reply_err(req, EROFS);
+	fuse_reply_err(req, -vfs_make_special(CTX(req)->vfs, parent));
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -284,9 +283,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	(void)ino;
-	(void)newparent;
 	(void)newname;
-	fuse_reply_err(req, EROFS);
+	fuse_reply_err(req, -vfs_make_special(CTX(req)->vfs, newparent));
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,

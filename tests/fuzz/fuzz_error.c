@@ -2,7 +2,8 @@
  * Fuzz target for awserr: error responses from a server. The first input byte picks the HTTP
  * status, an optional first line (up to '\n') is the x-amzn-ErrorType header, the rest the body.
  * Both body scanners (JSON, XML) also run on the whole input. Checks that every output string
- * is NUL-terminated, bounded and free of control characters, and that 5xx is never ENOENT.
+ * is NUL-terminated, bounded and free of control characters, that 5xx is never ENOENT, and that
+ * the summary sentence stays short.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -54,6 +55,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	clean(e.request_id, sizeof(e.request_id));
 	char line[1024];
 	awserr_format(&e, line, sizeof(line));
+	awserr_summary(&e, line, sizeof(line));
+	clean(line, sizeof(line));
+	if (strlen(line) > 400) /* one short sentence: type (< 128) + 120 bytes of message */
+		abort();
 
 	char t[AWSERR_TYPE_MAX] = "", m[AWSERR_MSG_MAX] = "", q[AWSERR_REQID_MAX] = "";
 	awserr_parse_xml_body(data, size, t, sizeof(t), m, sizeof(m), q, sizeof(q));

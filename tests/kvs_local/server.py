@@ -46,7 +46,7 @@ CONCURRENT = {"GetMediaForFragmentList": 5, "GetMedia": 3, "PutMedia": 1}
 FAULT_KEYS = {"error_rate": float, "throttle_rate": float, "latency_ms": float, "reset_rate": float,
               "slow_rate": float, "error_next": int, "throttle_next": int, "reset_next": int, "slow_next": int,
               "reset_after_bytes": int, "slow_chunk_bytes": int, "slow_delay_ms": float, "error_status": int,
-              "deny_rate": float, "deny_next": int}
+              "deny_rate": float, "deny_next": int, "error_type": str}
 
 
 class Config:
@@ -253,6 +253,8 @@ class Handler(BaseHTTPRequestHandler):
         self.err_type = e.type_
         if getattr(e, "lower_message", False):
             body = {"message": e.message}
+        elif not e.type_:  # an injected error without a type (as a proxy's bare 404)
+            return self.send_json(e.status, {"message": e.message})
         else:
             body = {"Message": e.message, "__type": e.type_}
         self.send_json(e.status, body, {"x-amzn-ErrorType": e.type_})
@@ -411,8 +413,9 @@ class Handler(BaseHTTPRequestHandler):
                            f"kinesisvideo:{api} on resource: {res}")
         if self.server.take(api, "error_next") or random.random() < f.get("error_rate", 0):
             st = int(f.get("error_status", 500))
-            raise KvsError(st, "InternalFailure" if st == 500 else "ServiceUnavailableException",
-                           "Injected failure (kvs-local fault injection).")
+            default = {500: "InternalFailure", 404: "ResourceNotFoundException"}.get(
+                st, "ServiceUnavailableException")
+            raise KvsError(st, f.get("error_type", default), "Injected failure (kvs-local fault injection).")
         return f
 
     def _json_api(self, path: str, u):

@@ -225,6 +225,44 @@ static void test_transport_and_format(void)
 	CHECK_STR(line, "no error", "format no error");
 }
 
+static void test_summary(void)
+{
+	struct awserr e;
+	char line[300];
+	static const char sig[] = "{\"message\":\"The request signature we calculated does not match "
+		"the signature you provided. Check your AWS Secret Access Key and signing method.\\n\\n"
+		"The Canonical String for this request should have been\\n'POST\\n/listStreams\\n'\"}";
+	awserr_parse(&e, 403, "InvalidSignatureException", "rid", sig, strlen(sig));
+	awserr_summary(&e, line, sizeof(line));
+	CHECK_STR(line, "the credentials were rejected (InvalidSignatureException, HTTP 403): check "
+		  "the secret access key", "summary of a signature mismatch");
+	static const char xml[] = "<Error><Code>SignatureDoesNotMatch</Code><Message>x</Message></Error>";
+	awserr_parse(&e, 403, NULL, NULL, xml, strlen(xml));
+	awserr_summary(&e, line, sizeof(line));
+	CHECK(strstr(line, "(SignatureDoesNotMatch, HTTP 403)") != NULL, "summary of S3's mismatch");
+	static const char nf[] = "{\"Message\":\"Stream not found. More text\"}";
+	awserr_parse(&e, 404, "ResourceNotFoundException", "rid", nf, strlen(nf));
+	awserr_summary(&e, line, sizeof(line));
+	CHECK_STR(line, "HTTP 404 ResourceNotFoundException: Stream not found. -> ENOENT",
+		  "summary keeps the first sentence only");
+	char longmsg[400], body[500];
+	memset(longmsg, 'a', sizeof(longmsg) - 1);
+	longmsg[sizeof(longmsg) - 1] = '\0';
+	snprintf(body, sizeof(body), "{\"Message\":\"%s\"}", longmsg);
+	awserr_parse(&e, 400, "InvalidArgumentException", NULL, body, strlen(body));
+	awserr_summary(&e, line, sizeof(line));
+	CHECK(strlen(line) < 200 && strstr(line, "...") && strstr(line, "EINVAL"), "summary cut");
+	awserr_set_transport(&e, 7, 0, "Failed to connect to 127.0.0.1 port 1: Connection refused");
+	awserr_summary(&e, line, sizeof(line));
+	CHECK_STR(line, "transport error 7: Failed to connect to 127.0.0.1 port 1: Connection "
+		  "refused -> ECONNREFUSED", "summary of a transport error");
+	awserr_summary(&e, line, 10);
+	CHECK_INT(strlen(line), 9, "summary truncates");
+	awserr_clear(&e);
+	awserr_summary(&e, line, sizeof(line));
+	CHECK_STR(line, "no error", "summary of no error");
+}
+
 int main(void)
 {
 	test_json_forms();
@@ -232,5 +270,6 @@ int main(void)
 	test_garbage();
 	test_table();
 	test_transport_and_format();
+	test_summary();
 	return check_done();
 }

@@ -151,6 +151,31 @@ def test_fault_errors_latency_and_counters(srv):
     assert srv.counters() == {}
 
 
+def test_fault_error_type_404_as_the_service_or_a_bare_proxy_answers(srv):
+    """error_status 404 answers ResourceNotFoundException (the service's 404); error_type sets
+    another type, and "" none at all (a bare 404, as from a proxy or a wrong endpoint)."""
+    am = boto3_client(srv, "kinesis-video-archived-media")
+    try:
+        srv.faults({"ListFragments": {"error_rate": 1.0, "error_status": 404}})
+        with pytest.raises(ClientError) as e:
+            am.list_fragments(StreamName="ops")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+        assert code(e) == "ResourceNotFoundException"
+        srv.faults({"ListFragments": {"error_type": ""}})
+        with pytest.raises(ClientError) as e:
+            am.list_fragments(StreamName="ops")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+        assert code(e) == "404"  # botocore falls back to the status: no type was sent
+        assert "x-amzn-errortype" not in e.value.response["ResponseMetadata"]["HTTPHeaders"]
+        srv.faults({"ListFragments": {"error_type": "InvalidArgumentException", "error_status": 400}})
+        with pytest.raises(ClientError) as e:
+            am.list_fragments(StreamName="ops")
+        assert code(e) == "InvalidArgumentException"
+    finally:
+        srv.faults({"ListFragments": {}})
+    assert am.list_fragments(StreamName="ops")["Fragments"]
+
+
 def test_fault_reset_and_slow_body(srv):
     am = boto3_client(srv, "kinesis-video-archived-media")
     nums = sorted(f["FragmentNumber"] for f in am.list_fragments(StreamName="ops")["Fragments"])
