@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import fragment_files
+from conftest import daemon_pids, fragment_files
 from test_mount_export import md5, stack, xmount  # noqa: F401  (fixtures: the export stack)
 
 STREAM = "short"  # the one stream these mounts show (streams=), with a short retention
@@ -37,24 +37,8 @@ def short(stack):
     return start
 
 
-def daemon_pids(m):
-    """Process ids of kvsfs daemons serving m (foreground or background)."""
-    pids = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"kvsfs") and m.dir.encode() in argv:
-            pids.append(int(pid))
-    return pids
-
-
 def assert_alive(m):
-    assert daemon_pids(m), "the kvsfs daemon is gone:\n" + m.log()[-3000:]
+    assert daemon_pids(m.dir), "the kvsfs daemon is gone:\n" + m.log()[-3000:]
     assert os.path.ismount(m.dir)
     names = os.listdir(m.dir)  # ENOTCONN if the daemon died
     assert STREAM in names and "export" in names
