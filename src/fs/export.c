@@ -20,6 +20,10 @@
  *    write not at the current end (or a truncate below queued_end) clears seq_ok and the open
  *    multipart upload is aborted at the next flush, which then uploads the whole file.
  *  - ex->staged_bytes = sum of node->alloc (bytes on disk) <= staging_max (ENOSPC otherwise).
+ *  - every multipart upload this run opened has an upload record on disk (STAGING/kvsfs-*.upload,
+ *    fsync'd before its first part) until it is completed or aborted; export_open aborts the
+ *    uploads of the records it finds (an earlier run's: STAGING/lock is flock'ed by one export)
+ *    and never any unrecorded upload. See "upload records" below and docs/EXPORT.md.
  */
 #include "kvsfs/export.h"
 
