@@ -750,10 +750,12 @@ static void recover_record(struct export *ex, const char *name)
 			LOG_WARN(ex->log, MOD, "multipart upload %s of s3://%s/%s left by an earlier "
 				 "run could not be aborted (%s); retried before the next upload and at "
 				 "the next mount", id, bucket, key, strerror(-rc));
-			pthread_mutex_lock(&ex->mu);
-			orphan_add(ex, key, id, strdup(name));  /* no copy: the record stays */
-			pthread_mutex_unlock(&ex->mu);
-			key = id = NULL;
+			if (rc != -EINVAL) {  /* a request S3 rejects is not retried in this run */
+				pthread_mutex_lock(&ex->mu);
+				orphan_add(ex, key, id, strdup(name));  /* no copy: the record stays */
+				pthread_mutex_unlock(&ex->mu);
+				key = id = NULL;
+			}
 		}
 	}
 	free(bucket);
