@@ -1023,6 +1023,72 @@ static void abort_orphans(struct export *ex)
 }
 
 /*
+ * Completes n's multipart upload once every part is sent (mutex held, released during
+ * requests): CompleteMultipartUpload under the key it was created with, then a server-side copy
+ * when the file was renamed meanwhile, or a metadata update when mode/mtime changed after the
+ * create. Removes the upload record once the upload is completed. Returns 0 or a negative errno.
+ */
+static int mpu_finish(struct export *ex, struct xnode *n, const char *key, mode_t mode,
+		      int64_t mt, uint64_t size)
+{
+	char *id = strdup(n->upload_id), *mkey = strdup(n->mpu_key);
+	size_t np = (size_t)n->n_parts;
+	struct s3_part *parts = malloc(np * sizeof(*parts));
+	int64_t sent_mt = n->mpu_mtime;
+	int n_mt_set = n->mtime_set || sent_mt != INT64_MIN;
+	mode_t sent_mode = n->mpu_mode;
+	if (!id || !mkey || !parts) {
+		free(id);
+		free(mkey);
+		free(parts);
+		return -ENOMEM;
+	}
+	memcpy(parts, n->parts, np * sizeof(*parts));
+	char *rec = n->mpu_record;  /* busy: nobody else touches it */
+	n->mpu_record = NULL;
+	pthread_mutex_unlock(&ex->mu);
+	struct awserr e;
+	int rc = s3_mpu_complete(ex->s3, mkey, id, parts, np, NULL, &e);
+	int completed = !rc;
+	if (completed)
+		record_remove(ex, rec);  /* nothing left to abort */
+	int renamed = strcmp(mkey, key) != 0;
+	if (!rc && renamed) {
+		/* renamed while uploading: copy to the new name */
+		struct http_headers h = HTTP_HEADERS_INIT;
+		rc = meta_build(&h, mode, mt, 0);
+		struct s3_put_opts po = { .meta = &h };
+		if (!rc)
+			rc = s3_copy_object(ex->s3, mkey, key, S3_META_REPLACE, &po, NULL, &e);
+		http_headers_free(&h);
+	} else if (!rc && ((n_mt_set && sent_mt != mt) || sent_mode != mode) &&
+		   size <= (uint64_t)S3_MAX_PUT_SIZE) {
+		rc = meta_replace(ex, mkey, mode, mt, 0);
+	}
+	pthread_mutex_lock(&ex->mu);
+	if (completed)
+		free(rec);
+	else
+		n->mpu_record = rec;  /* the caller's abort removes it */
+	if (!rc && renamed) {
+		const char *old = mkey + strlen(ex->prefix);
+		int reused = node_find(ex, old) != NULL;
+		pthread_mutex_unlock(&ex->mu);
+		if (!reused)
+			s3_delete_object(ex->s3, mkey, &e);
+		pthread_mutex_lock(&ex->mu);
+	}
+	free(id);
+	free(mkey);
+	free(parts);
+	if (!rc) {
+		free(n->upload_id);
+		n->upload_id = NULL;  /* completed: nothing to abort */
+	}
+	return rc;
+}
+
+/*
  * Stores node n (mutex held, released during requests). Returns 0 when the object holds the
  * staged bytes and metadata, else a negative errno (staged data kept, dirty stays set).
  */
@@ -1101,61 +1167,8 @@ static int finalize(struct export *ex, struct xnode *n)
 			rc = n->mpu_err;
 		if (!rc && n->queued_end != size)
 			rc = -EIO;
-		if (!rc) {
-			char *id = strdup(n->upload_id), *mkey = strdup(n->mpu_key);
-			size_t np = (size_t)n->n_parts;
-			struct s3_part *parts = malloc(np * sizeof(*parts));
-			int64_t sent_mt = n->mpu_mtime;
-			int n_mt_set = n->mtime_set || sent_mt != INT64_MIN;
-			mode_t sent_mode = n->mpu_mode;
-			if (!id || !mkey || !parts) {
-				rc = -ENOMEM;
-			} else {
-				memcpy(parts, n->parts, np * sizeof(*parts));
-				char *rec = n->mpu_record;  /* busy: nobody else touches it */
-				n->mpu_record = NULL;
-				pthread_mutex_unlock(&ex->mu);
-				struct awserr e;
-				rc = s3_mpu_complete(ex->s3, mkey, id, parts, np, NULL, &e);
-				int completed = !rc;
-				if (completed)
-					record_remove(ex, rec);  /* nothing left to abort */
-				int renamed = strcmp(mkey, key) != 0;
-				if (!rc && renamed) {
-					/* renamed while uploading: copy to the new name */
-					struct http_headers h = HTTP_HEADERS_INIT;
-					rc = meta_build(&h, mode, mt, 0);
-					struct s3_put_opts po = { .meta = &h };
-					if (!rc)
-						rc = s3_copy_object(ex->s3, mkey, key, S3_META_REPLACE,
-								    &po, NULL, &e);
-					http_headers_free(&h);
-				} else if (!rc && ((n_mt_set && sent_mt != mt) || sent_mode != mode) &&
-					   size <= (uint64_t)S3_MAX_PUT_SIZE) {
-					rc = meta_replace(ex, mkey, mode, mt, 0);
-				}
-				pthread_mutex_lock(&ex->mu);
-				if (completed)
-					free(rec);
-				else
-					n->mpu_record = rec;  /* the abort below removes it */
-				if (!rc && renamed) {
-					const char *old = mkey + strlen(ex->prefix);
-					int reused = node_find(ex, old) != NULL;
-					pthread_mutex_unlock(&ex->mu);
-					if (!reused)
-						s3_delete_object(ex->s3, mkey, &e);
-					pthread_mutex_lock(&ex->mu);
-				}
-			}
-			free(id);
-			free(mkey);
-			free(parts);
-			if (!rc) {
-				free(n->upload_id);
-				n->upload_id = NULL;  /* completed: nothing to abort */
-			}
-		}
+		if (!rc)
+			rc = mpu_finish(ex, n, key, mode, mt, size);
 		mpu_abort_locked(ex, n);
 	}
 out:
