@@ -71,9 +71,12 @@ struct export_attr {
 
 /*
  * Checks the bucket (HeadBucket: a missing bucket or denied access fails with one clear sentence
- * in err, e.g. "bucket B does not exist at ENDPOINT"), starts the part workers and reports
- * leftover staging files of an earlier run with one warning line naming them (they are never
- * uploaded). Returns 0 and *out, or a negative errno with err filled.
+ * in err, e.g. "bucket B does not exist at ENDPOINT"), locks staging_dir (STAGING/lock, flock:
+ * -EBUSY when another export holds it), reports leftover staging files of an earlier run with
+ * one warning line naming them (they are never uploaded), aborts the multipart uploads that an
+ * earlier run recorded in staging_dir and never finished (one info line each; a failed abort is
+ * one warning and is retried later; uploads kvsfs did not record are never touched), then starts
+ * the part workers. Returns 0 and *out, or a negative errno with err filled.
  */
 int export_open(const struct export_opts *o, struct export **out, char *err, size_t errlen);
 /* Stops the workers and frees ex (NULL allowed). No file may be open. Staged data whose upload
@@ -144,5 +147,11 @@ int export_parse_mode(const char *s, mode_t *mode);
 int export_part_range(uint64_t p, int n, uint64_t *off, uint64_t *len);
 /* Checks a path (see above): 0 or -EINVAL. */
 int export_path_valid(const char *path);
+/* Parses the upload record kvsfs keeps in the staging folder while a multipart upload is open
+ * (format in docs/EXPORT.md; at most 4096 bytes). On success *bucket, *upload_id and *key are
+ * malloc'd (the caller frees them); else they are NULL. Returns 0, -EINVAL (not a complete
+ * record) or -ENOMEM. */
+int export_parse_upload_record(const char *data, size_t len, char **bucket, char **upload_id,
+			       char **key);
 
 #endif

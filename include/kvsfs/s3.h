@@ -32,7 +32,8 @@
  * with the typed error; errnos come from awserr's one table (NoSuchKey/NoSuchBucket/404 ENOENT,
  * AccessDenied/SignatureDoesNotMatch/403 EACCES, BadDigest/400 EINVAL, 5xx EIO, throttling EAGAIN,
  * ...). Each failure logs exactly one line (level error, or debug for an expected "not found" of
- * HeadObject) naming the operation, bucket, key and the awserr description; secrets never.
+ * HeadObject and for NoSuchUpload of AbortMultipartUpload) naming the operation, bucket, key and
+ * the awserr description; secrets never.
  *
  * Keys: 1..1024 bytes, without "." or ".." segments ("a/./b": libcurl would remove them from the
  * wire path); other keys fail with -EINVAL before any request.
@@ -223,7 +224,8 @@ int s3_mpu_complete(struct s3_client *c, const char *key, const char *upload_id,
 
 /* AbortMultipartUpload. -ENOENT (NoSuchUpload) means the upload is gone: never existed, already
  * aborted or completed, or aborted by an earlier attempt whose answer was lost (when the HTTP layer
- * saw that retry, the call returns 0). Cleanup callers treat -ENOENT as done. */
+ * saw that retry, the call returns 0). Cleanup callers treat -ENOENT as done; it is logged at
+ * debug level only. */
 int s3_mpu_abort(struct s3_client *c, const char *key, const char *upload_id, struct awserr *err);
 
 /* ListMultipartUploads under prefix (NULL = all), every page; appended to *out (zero it first;

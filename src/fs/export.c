@@ -20,6 +20,10 @@
  *    write not at the current end (or a truncate below queued_end) clears seq_ok and the open
  *    multipart upload is aborted at the next flush, which then uploads the whole file.
  *  - ex->staged_bytes = sum of node->alloc (bytes on disk) <= staging_max (ENOSPC otherwise).
+ *  - every multipart upload this run opened has an upload record on disk (STAGING/kvsfs-*.upload,
+ *    fsync'd before its first part) until it is completed or aborted; export_open aborts the
+ *    uploads of the records it finds (an earlier run's: STAGING/lock is flock'ed by one export)
+ *    and never any unrecorded upload. See "upload records" below and docs/EXPORT.md.
  */
 #include "kvsfs/export.h"
 
@@ -32,12 +36,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "kvsfs/awserr.h"
 #include "kvsfs/buf.h"
+#include "kvsfs/fsutil.h"
 #include "kvsfs/http.h"
 #include "kvsfs/log.h"
 #include "kvsfs/s3.h"
@@ -68,6 +74,7 @@ struct xnode {
 	int seq_ok;
 	char *upload_id;
 	char *mpu_key;
+	char *mpu_record;           /* name of the upload record in the staging folder, or NULL */
 	int creating;
 	mode_t mpu_mode;
 	int64_t mpu_mtime;          /* -1: sent without mtime */
@@ -83,6 +90,7 @@ struct xnode {
 /* A multipart upload whose abort failed (server unreachable): aborted again later. */
 struct orphan {
 	char *key, *upload_id;
+	char *record;               /* its upload record (removed once aborted), or NULL */
 	struct orphan *next;
 };
 
@@ -97,6 +105,8 @@ struct export {
 	struct s3_client *s3;
 	char *prefix;               /* "" or "p/" */
 	char *staging_dir;
+	int dfd;                    /* the staging folder (records are created and removed in it) */
+	int lockfd;                 /* STAGING/lock, flock'ed while open: one export per folder */
 	uint64_t staging_max, part_size, max_file;
 	int parallel;
 	uid_t uid;
@@ -314,6 +324,8 @@ static void mpu_reset(struct xnode *n)
 	n->upload_id = NULL;
 	free(n->mpu_key);
 	n->mpu_key = NULL;
+	free(n->mpu_record);  /* a record of an upload not aborted stays on disk for recovery */
+	n->mpu_record = NULL;
 	free(n->parts);
 	n->parts = NULL;
 	n->n_parts = n->cap_parts = 0;
@@ -499,6 +511,308 @@ static int meta_replace(struct export *ex, const char *key, mode_t mode, int64_t
 	return rc;
 }
 
+/* ---- upload records: crash recovery of multipart uploads ---- */
+
+/*
+ * While a multipart upload is open, the staging folder holds its record
+ * STAGING/kvsfs-XXXXXX.upload (bucket, upload id, key; format in docs/EXPORT.md). It is written
+ * and fsync'd (file and folder) after CreateMultipartUpload answered and before the first
+ * UploadPart, and removed once the upload is completed or aborted. The staging folder is
+ * flock'ed by one export at a time, so at export_open every record belongs to an earlier run:
+ * its upload is aborted (recover_uploads). Uploads without a record (another tool's) are never
+ * touched.
+ */
+#define RECORD_SUFFIX ".upload"
+#define RECORD_MAGIC "kvsfs-upload 1\n"
+#define RECORD_MAX 4096
+#define RECORD_KEY_MAX 1024
+
+/* Reads the line "NAME VALUE\n" at *p: VALUE is 1..maxlen bytes without control characters. */
+static int record_line(const char **p, const char *end, const char *name, size_t maxlen,
+		       char **out)
+{
+	size_t nl = strlen(name);
+	if ((size_t)(end - *p) < nl + 1 || memcmp(*p, name, nl) || (*p)[nl] != ' ')
+		return -EINVAL;
+	const char *v = *p + nl + 1;
+	const char *e = memchr(v, '\n', (size_t)(end - v));
+	if (!e || e == v || (size_t)(e - v) > maxlen)
+		return -EINVAL;
+	for (const char *c = v; c < e; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			return -EINVAL;
+	*out = strndup(v, (size_t)(e - v));
+	if (!*out)
+		return -ENOMEM;
+	*p = e + 1;
+	return 0;
+}
+
+int export_parse_upload_record(const char *data, size_t len, char **bucket, char **upload_id,
+			       char **key)
+{
+	*bucket = *upload_id = *key = NULL;
+	size_t ml = strlen(RECORD_MAGIC);
+	if (!data || len > RECORD_MAX || len < ml || memcmp(data, RECORD_MAGIC, ml))
+		return -EINVAL;
+	const char *p = data + ml, *end = data + len;
+	char *klen = NULL;
+	int rc = record_line(&p, end, "bucket", 63, bucket);
+	if (!rc)
+		rc = record_line(&p, end, "upload-id", 1024, upload_id);
+	if (!rc)
+		rc = record_line(&p, end, "key", 4, &klen);
+	size_t kl = 0;
+	for (const char *c = klen; !rc && *c; c++) {
+		if (*c < '0' || *c > '9')
+			rc = -EINVAL;
+		kl = kl * 10 + (size_t)(*c - '0');
+	}
+	/* the key's bytes, then "\nend\n" exactly at the end: a record cut short never parses */
+	if (!rc && (!kl || kl > RECORD_KEY_MAX || (size_t)(end - p) != kl + 5 ||
+		    memchr(p, '\0', kl) || memcmp(p + kl, "\nend\n", 5)))
+		rc = -EINVAL;
+	if (!rc && !(*key = strndup(p, kl)))
+		rc = -ENOMEM;
+	free(klen);
+	if (rc) {
+		free(*bucket);
+		free(*upload_id);
+		*bucket = *upload_id = NULL;
+	}
+	return rc;
+}
+
+/* Writes the record of upload id of key (mutex NOT held: disk writes) and fsyncs it and the
+ * folder. *name gets its file name (malloc'd). Returns 0 or a negative errno (one line logged,
+ * nothing left on disk). */
+static int record_write(struct export *ex, const char *key, const char *id, char **name)
+{
+	*name = NULL;
+	struct buf b = BUF_INIT;
+	char tmpl[4096];
+	int rc = 0, fd = -1;
+	int len = snprintf(tmpl, sizeof(tmpl), "%s/kvsfs-XXXXXX" RECORD_SUFFIX, ex->staging_dir);
+	if (len < 0 || (size_t)len >= sizeof(tmpl))
+		rc = -ENAMETOOLONG;
+	if (!rc && (buf_printf(&b, RECORD_MAGIC "bucket %s\nupload-id %s\nkey %zu\n",
+			       s3_client_bucket(ex->s3), id, strlen(key)) ||
+		    buf_appendz(&b, key) || buf_appendz(&b, "\nend\n")))
+		rc = -ENOMEM;
+	if (!rc) {
+		/* never write a record that the next mount could not read */
+		char *pb, *pi, *pk;
+		rc = export_parse_upload_record(b.data, b.len, &pb, &pi, &pk);
+		free(pb);
+		free(pi);
+		free(pk);
+		if (rc == -EINVAL)
+			rc = -EIO;
+	}
+	if (!rc && (fd = mkostemps(tmpl, (int)strlen(RECORD_SUFFIX), O_CLOEXEC)) < 0)
+		rc = -errno;
+	if (!rc)
+		rc = fsutil_write_all(fd, b.data, b.len);
+	if (!rc && fsync(fd))
+		rc = -errno;
+	if (fd >= 0 && close(fd) && !rc)
+		rc = -errno;
+	if (!rc && fsync(ex->dfd))
+		rc = -errno;
+	if (!rc && !(*name = strdup(strrchr(tmpl, '/') + 1)))
+		rc = -ENOMEM;
+	if (rc) {
+		if (fd >= 0)
+			unlink(tmpl);
+		LOG_ERROR(ex->log, MOD, "cannot record the multipart upload of %s in %s: %s (the "
+			  "upload is aborted)", key, ex->staging_dir, strerror(-rc));
+	}
+	buf_free(&b);
+	return rc;
+}
+
+/* Removes a record (mutex NOT held). NULL allowed. A record left behind only costs the next
+ * mount an abort answered by NoSuchUpload. */
+static void record_remove(struct export *ex, const char *name)
+{
+	if (name && unlinkat(ex->dfd, name, 0) && errno != ENOENT)
+		LOG_DEBUG(ex->log, MOD, "removing %s/%s: %s", ex->staging_dir, name, strerror(errno));
+}
+
+/*
+ * Aborts upload id of key, then confirms with ListMultipartUploads (prefix = key) that it is
+ * no longer listed; a listed one is aborted once more (S3 asks for that when a part upload was
+ * still arriving). *gone = 1 when S3 said NoSuchUpload at once (the upload had ended). Returns 0
+ * or a negative errno. A failed listing does not fail the call: the abort itself was answered.
+ */
+static int abort_confirmed(struct export *ex, const char *key, const char *id, int *gone)
+{
+	*gone = 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct awserr e;
+		int rc = s3_mpu_abort(ex->s3, key, id, &e);
+		if (rc == -ENOENT) {
+			*gone = !attempt;
+			rc = 0;
+		}
+		if (rc)
+			return rc;
+		struct s3xml_uploads u = { 0 };
+		int listed = 0;
+		if (!s3_mpu_list(ex->s3, key, &u, &e))
+			for (size_t i = 0; i < u.n; i++)
+				if (!strcmp(u.v[i].upload_id, id) && !strcmp(u.v[i].key, key))
+					listed = 1;
+		s3xml_uploads_free(&u);
+		if (!listed)
+			return 0;
+		*gone = 0;
+	}
+	return -EIO;
+}
+
+/* Reads one record file: 0 and the fields, -EINVAL (an incomplete record of this format),
+ * -EPROTO (not a record of this format: kept), or another negative errno (unreadable). */
+static int record_read(struct export *ex, const char *name, char **bucket, char **id, char **key)
+{
+	*bucket = *id = *key = NULL;
+	struct buf raw = BUF_INIT;
+	struct stat st;
+	int fd = openat(ex->dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	int rc = fd < 0 ? -errno : 0;
+	if (!rc && (fstat(fd, &st) || !S_ISREG(st.st_mode)))
+		rc = -EPROTO;
+	if (!rc)
+		rc = fsutil_read_fd(fd, RECORD_MAX, &raw);
+	if (fd >= 0)
+		close(fd);
+	if (rc == -EFBIG)
+		rc = -EPROTO;
+	if (!rc) {
+		size_t ml = strlen(RECORD_MAGIC), n = raw.len < ml ? raw.len : ml;
+		if (n && memcmp(raw.data, RECORD_MAGIC, n))
+			rc = -EPROTO;
+	}
+	if (!rc)
+		rc = export_parse_upload_record(raw.data ? raw.data : "", raw.len, bucket, id, key);
+	buf_free(&raw);
+	return rc;
+}
+
+/* Remembers an upload whose abort failed, with its record, for abort_orphans (mutex held). */
+static void orphan_add(struct export *ex, char *key, char *id, char *record)
+{
+	struct orphan *o = calloc(1, sizeof(*o));
+	if (!o) {
+		free(key);
+		free(id);
+		free(record);
+		return;
+	}
+	o->key = key;
+	o->upload_id = id;
+	o->record = record;
+	o->next = ex->orphans;
+	ex->orphans = o;
+}
+
+/* Aborts the upload of one record of an earlier run and removes the record: one log line. */
+static void recover_record(struct export *ex, const char *name)
+{
+	char *bucket, *id, *key;
+	int rc = record_read(ex, name, &bucket, &id, &key);
+	if (rc == -EINVAL) {
+		/* cut short: the run stopped while writing it, so before sending any part */
+		LOG_WARN(ex->log, MOD, "removing the incomplete upload record %s/%s of an earlier "
+			 "run (it stopped before sending any part)", ex->staging_dir, name);
+		record_remove(ex, name);
+	} else if (rc) {
+		LOG_WARN(ex->log, MOD, "upload record %s/%s of an earlier run cannot be read (%s); "
+			 "kept", ex->staging_dir, name, rc == -EPROTO ? "unknown format" :
+			 strerror(-rc));
+	} else if (strcmp(bucket, s3_client_bucket(ex->s3))) {
+		LOG_WARN(ex->log, MOD, "multipart upload %s of s3://%s/%s (recorded in %s/%s) is not "
+			 "in this mount's bucket: kept; remove it with aws s3api abort-multipart-upload "
+			 "and delete the record", id, bucket, key, ex->staging_dir, name);
+	} else {
+		int gone;
+		rc = abort_confirmed(ex, key, id, &gone);
+		if (!rc) {
+			record_remove(ex, name);
+			if (gone)
+				LOG_INFO(ex->log, MOD, "multipart upload %s of s3://%s/%s of an earlier "
+					 "run had already ended (completed or aborted); record removed",
+					 id, bucket, key);
+			else
+				LOG_INFO(ex->log, MOD, "aborted multipart upload %s of s3://%s/%s left "
+					 "unfinished by an earlier run", id, bucket, key);
+		} else {
+			LOG_WARN(ex->log, MOD, "multipart upload %s of s3://%s/%s left by an earlier "
+				 "run could not be aborted (%s); retried before the next upload and at "
+				 "the next mount", id, bucket, key, strerror(-rc));
+			if (rc != -EINVAL) {  /* a request S3 rejects is not retried in this run */
+				pthread_mutex_lock(&ex->mu);
+				orphan_add(ex, key, id, strdup(name));  /* no copy: the record stays */
+				pthread_mutex_unlock(&ex->mu);
+				key = id = NULL;
+			}
+		}
+	}
+	free(bucket);
+	free(id);
+	free(key);
+}
+
+/* At open, before the workers start: the uploads of every record of an earlier run. */
+static void recover_uploads(struct export *ex)
+{
+	DIR *d = opendir(ex->staging_dir);
+	if (!d)
+		return;
+	struct buf names = BUF_INIT;  /* NUL-separated: the folder is changed while processing */
+	struct dirent *de;
+	int oom = 0;
+	size_t sl = strlen(RECORD_SUFFIX);
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		if (l <= sl + 6 || strncmp(de->d_name, "kvsfs-", 6) ||
+		    strcmp(de->d_name + l - sl, RECORD_SUFFIX))
+			continue;
+		if (buf_append(&names, de->d_name, l + 1))
+			oom = 1;
+	}
+	closedir(d);
+	if (oom)
+		LOG_ERROR(ex->log, MOD, "out of memory listing the upload records in %s",
+			  ex->staging_dir);
+	for (size_t off = 0; off < names.len; off += strlen(names.data + off) + 1)
+		recover_record(ex, names.data + off);
+	buf_free(&names);
+}
+
+/* Locks the staging folder for this export: -EBUSY when another one (a mount sharing the
+ * cache folder) holds it. */
+static int staging_lock(struct export *ex, char *err, size_t errlen)
+{
+	ex->dfd = open(ex->staging_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = ex->dfd < 0 ? -errno : 0;
+	if (!rc) {
+		ex->lockfd = openat(ex->dfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (ex->lockfd < 0)
+			rc = -errno;
+	}
+	if (!rc && flock(ex->lockfd, LOCK_EX | LOCK_NB))
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	if (rc == -EBUSY)
+		set_err(err, errlen, "export staging folder %s is in use by another kvsfs mount "
+			"(%s/lock is locked); give each mount its own cache_dir", ex->staging_dir,
+			ex->staging_dir);
+	else if (rc)
+		set_err(err, errlen, "cannot lock the export staging folder %s: %s",
+			ex->staging_dir, strerror(-rc));
+	return rc;
+}
+
 /* ---- upload (the worker side and the finalising side) ---- */
 
 static int grow_parts(struct xnode *n, int need)
@@ -558,16 +872,26 @@ static int mpu_ensure(struct export *ex, struct xnode *n, int64_t mtime_for_crea
 	pthread_mutex_unlock(&ex->mu);
 	struct http_headers h = HTTP_HEADERS_INIT;
 	struct awserr e;
-	char *id = NULL;
+	char *id = NULL, *rec = NULL;
 	int rc = meta_build(&h, mode, mtime_for_create, 0);
 	struct s3_put_opts po = { .meta = &h };
 	if (!rc)
 		rc = s3_mpu_create(ex->s3, key, &po, &id, &e);
 	http_headers_free(&h);
+	/* the record goes to disk before any part: a crash from here on leaves it for the next
+	 * mount, which aborts the upload (docs/EXPORT.md: the window before it holds no part) */
+	if (!rc) {
+		rc = record_write(ex, key, id, &rec);
+		if (rc) {
+			s3_mpu_abort(ex->s3, key, id, &e);
+			free(id);
+		}
+	}
 	pthread_mutex_lock(&ex->mu);
 	n->creating = 0;
 	if (!rc) {
 		n->upload_id = id;
+		n->mpu_record = rec;
 		n->mpu_key = key;
 		n->mpu_mode = mode;
 		n->mpu_mtime = mtime_for_create;
@@ -642,27 +966,24 @@ static int queue_ready_parts(struct export *ex, struct xnode *n)
 static void mpu_abort_locked(struct export *ex, struct xnode *n)
 {
 	if (n->upload_id) {
-		char *key = n->mpu_key, *id = n->upload_id;
+		char *key = n->mpu_key, *id = n->upload_id, *rec = n->mpu_record;
 		n->mpu_key = NULL;
 		n->upload_id = NULL;
+		n->mpu_record = NULL;
 		pthread_mutex_unlock(&ex->mu);
 		struct awserr e;
 		int rc = s3_mpu_abort(ex->s3, key, id, &e);
+		if (!rc || rc == -ENOENT)
+			record_remove(ex, rec);
 		pthread_mutex_lock(&ex->mu);
-		struct orphan *o = rc && rc != -ENOENT ? calloc(1, sizeof(*o)) : NULL;
-		if (o) {
+		if (rc && rc != -ENOENT) {
 			LOG_WARN(ex->log, MOD, "abort of the multipart upload of %s failed (%s); "
 				 "retried at the next upload", key, strerror(-rc));
-			o->key = key;
-			o->upload_id = id;
-			o->next = ex->orphans;
-			ex->orphans = o;
+			orphan_add(ex, key, id, rec);
 		} else {
-			if (rc && rc != -ENOENT)
-				LOG_ERROR(ex->log, MOD, "abort of the multipart upload %s of %s failed "
-					  "(%s)", id, key, strerror(-rc));
 			free(key);
 			free(id);
+			free(rec);
 		}
 	}
 	mpu_reset(n);
@@ -686,8 +1007,10 @@ static void abort_orphans(struct export *ex)
 			keep = o;
 			continue;
 		}
+		record_remove(ex, o->record);
 		free(o->key);
 		free(o->upload_id);
+		free(o->record);
 		free(o);
 	}
 	pthread_mutex_lock(&ex->mu);
@@ -697,6 +1020,72 @@ static void abort_orphans(struct export *ex)
 		o->next = ex->orphans;
 		ex->orphans = o;
 	}
+}
+
+/*
+ * Completes n's multipart upload once every part is sent (mutex held, released during
+ * requests): CompleteMultipartUpload under the key it was created with, then a server-side copy
+ * when the file was renamed meanwhile, or a metadata update when mode/mtime changed after the
+ * create. Removes the upload record once the upload is completed. Returns 0 or a negative errno.
+ */
+static int mpu_finish(struct export *ex, struct xnode *n, const char *key, mode_t mode,
+		      int64_t mt, uint64_t size)
+{
+	char *id = strdup(n->upload_id), *mkey = strdup(n->mpu_key);
+	size_t np = (size_t)n->n_parts;
+	struct s3_part *parts = malloc(np * sizeof(*parts));
+	int64_t sent_mt = n->mpu_mtime;
+	int n_mt_set = n->mtime_set || sent_mt != INT64_MIN;
+	mode_t sent_mode = n->mpu_mode;
+	if (!id || !mkey || !parts) {
+		free(id);
+		free(mkey);
+		free(parts);
+		return -ENOMEM;
+	}
+	memcpy(parts, n->parts, np * sizeof(*parts));
+	char *rec = n->mpu_record;  /* busy: nobody else touches it */
+	n->mpu_record = NULL;
+	pthread_mutex_unlock(&ex->mu);
+	struct awserr e;
+	int rc = s3_mpu_complete(ex->s3, mkey, id, parts, np, NULL, &e);
+	int completed = !rc;
+	if (completed)
+		record_remove(ex, rec);  /* nothing left to abort */
+	int renamed = strcmp(mkey, key) != 0;
+	if (!rc && renamed) {
+		/* renamed while uploading: copy to the new name */
+		struct http_headers h = HTTP_HEADERS_INIT;
+		rc = meta_build(&h, mode, mt, 0);
+		struct s3_put_opts po = { .meta = &h };
+		if (!rc)
+			rc = s3_copy_object(ex->s3, mkey, key, S3_META_REPLACE, &po, NULL, &e);
+		http_headers_free(&h);
+	} else if (!rc && ((n_mt_set && sent_mt != mt) || sent_mode != mode) &&
+		   size <= (uint64_t)S3_MAX_PUT_SIZE) {
+		rc = meta_replace(ex, mkey, mode, mt, 0);
+	}
+	pthread_mutex_lock(&ex->mu);
+	if (completed)
+		free(rec);
+	else
+		n->mpu_record = rec;  /* the caller's abort removes it */
+	if (!rc && renamed) {
+		const char *old = mkey + strlen(ex->prefix);
+		int reused = node_find(ex, old) != NULL;
+		pthread_mutex_unlock(&ex->mu);
+		if (!reused)
+			s3_delete_object(ex->s3, mkey, &e);
+		pthread_mutex_lock(&ex->mu);
+	}
+	free(id);
+	free(mkey);
+	free(parts);
+	if (!rc) {
+		free(n->upload_id);
+		n->upload_id = NULL;  /* completed: nothing to abort */
+	}
+	return rc;
 }
 
 /*
@@ -778,52 +1167,8 @@ static int finalize(struct export *ex, struct xnode *n)
 			rc = n->mpu_err;
 		if (!rc && n->queued_end != size)
 			rc = -EIO;
-		if (!rc) {
-			char *id = strdup(n->upload_id), *mkey = strdup(n->mpu_key);
-			size_t np = (size_t)n->n_parts;
-			struct s3_part *parts = malloc(np * sizeof(*parts));
-			int64_t sent_mt = n->mpu_mtime;
-			int n_mt_set = n->mtime_set || sent_mt != INT64_MIN;
-			mode_t sent_mode = n->mpu_mode;
-			if (!id || !mkey || !parts) {
-				rc = -ENOMEM;
-			} else {
-				memcpy(parts, n->parts, np * sizeof(*parts));
-				pthread_mutex_unlock(&ex->mu);
-				struct awserr e;
-				rc = s3_mpu_complete(ex->s3, mkey, id, parts, np, NULL, &e);
-				int renamed = strcmp(mkey, key) != 0;
-				if (!rc && renamed) {
-					/* renamed while uploading: copy to the new name */
-					struct http_headers h = HTTP_HEADERS_INIT;
-					rc = meta_build(&h, mode, mt, 0);
-					struct s3_put_opts po = { .meta = &h };
-					if (!rc)
-						rc = s3_copy_object(ex->s3, mkey, key, S3_META_REPLACE,
-								    &po, NULL, &e);
-					http_headers_free(&h);
-				} else if (!rc && ((n_mt_set && sent_mt != mt) || sent_mode != mode) &&
-					   size <= (uint64_t)S3_MAX_PUT_SIZE) {
-					rc = meta_replace(ex, mkey, mode, mt, 0);
-				}
-				pthread_mutex_lock(&ex->mu);
-				if (!rc && renamed) {
-					const char *old = mkey + strlen(ex->prefix);
-					int reused = node_find(ex, old) != NULL;
-					pthread_mutex_unlock(&ex->mu);
-					if (!reused)
-						s3_delete_object(ex->s3, mkey, &e);
-					pthread_mutex_lock(&ex->mu);
-				}
-			}
-			free(id);
-			free(mkey);
-			free(parts);
-			if (!rc) {
-				free(n->upload_id);
-				n->upload_id = NULL;  /* completed: nothing to abort */
-			}
-		}
+		if (!rc)
+			rc = mpu_finish(ex, n, key, mode, mt, size);
 		mpu_abort_locked(ex, n);
 	}
 out:
@@ -943,10 +1288,17 @@ int export_open(const struct export_opts *o, struct export **out, char *err, siz
 	ex->umask = o->umask & 0777;
 	ex->log = o->log;
 	ex->start_ms = now_ms();
+	ex->dfd = ex->lockfd = -1;
 	pthread_mutex_init(&ex->mu, NULL);
 	pthread_cond_init(&ex->job_cv, NULL);
 	pthread_cond_init(&ex->done_cv, NULL);
+	rc = staging_lock(ex, err, errlen);
+	if (rc) {
+		export_close(ex);
+		return rc;
+	}
 	report_leftovers(ex);
+	recover_uploads(ex);
 	ex->workers = calloc((size_t)ex->parallel, sizeof(pthread_t));
 	if (!ex->workers) {
 		export_close(ex);
@@ -981,7 +1333,9 @@ void export_close(struct export *ex)
 		ex->nodes = n->next;
 		if (n->upload_id) {
 			struct awserr e;
-			s3_mpu_abort(ex->s3, n->mpu_key, n->upload_id, &e);
+			int rc = s3_mpu_abort(ex->s3, n->mpu_key, n->upload_id, &e);
+			if (!rc || rc == -ENOENT)
+				record_remove(ex, n->mpu_record);  /* else the next mount aborts it */
 		}
 		if (n->dirty && n->path) {
 			kept++;
@@ -1001,16 +1355,25 @@ void export_close(struct export *ex)
 	while (ex->orphans) {
 		struct orphan *o = ex->orphans;
 		ex->orphans = o->next;
-		LOG_WARN(ex->log, MOD, "multipart upload %s of %s could not be aborted; remove it with "
-			 "abort-multipart-upload", o->upload_id, o->key);
+		if (o->record)
+			LOG_WARN(ex->log, MOD, "multipart upload %s of %s could not be aborted; the next "
+				 "mount with this cache folder aborts it", o->upload_id, o->key);
+		else
+			LOG_WARN(ex->log, MOD, "multipart upload %s of %s could not be aborted; remove "
+				 "it with abort-multipart-upload", o->upload_id, o->key);
 		free(o->key);
 		free(o->upload_id);
+		free(o->record);
 		free(o);
 	}
 	pthread_mutex_unlock(&ex->mu);
 	pthread_cond_destroy(&ex->job_cv);
 	pthread_cond_destroy(&ex->done_cv);
 	pthread_mutex_destroy(&ex->mu);
+	if (ex->dfd >= 0)
+		close(ex->dfd);
+	if (ex->lockfd >= 0)
+		close(ex->lockfd);  /* releases the flock */
 	free(ex->prefix);
 	free(ex->staging_dir);
 	free(ex);

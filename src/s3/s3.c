@@ -1251,10 +1251,12 @@ int s3_mpu_abort(struct s3_client *c, const char *key, const char *upload_id, st
 	if (rc && ae.err == ENOENT && resp.attempts > 1)
 		rc = 0; /* an earlier attempt whose answer was lost did it */
 	if (rc) {
+		/* NoSuchUpload: the upload has ended, which cleanup callers take as done */
 		char kl[512], line[768];
 		key_for_log(key, kl, sizeof(kl));
-		LOG_ERROR(c->log, MOD, "AbortMultipartUpload s3://%s/%s failed: %s", c->bucket, kl,
-			  awserr_format(&ae, line, sizeof(line)));
+		log_msg(c->log, ae.err == ENOENT ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, MOD,
+			"AbortMultipartUpload s3://%s/%s failed: %s", c->bucket, kl,
+			awserr_format(&ae, line, sizeof(line)));
 		copy_err(err, &ae);
 	} else if (err) {
 		awserr_clear(err);

@@ -79,11 +79,52 @@ static void test_paths(void)
 	CHECK_INT(export_path_valid(NULL), -EINVAL, "export_path_valid(NULL), -EINVAL");
 }
 
+static int parse_rec(const char *s, size_t n, char **b, char **i, char **k)
+{
+	return export_parse_upload_record(s, n, b, i, k);
+}
+
+static void test_upload_record(void)
+{
+	static const char good[] = "kvsfs-upload 1\nbucket exports\nupload-id 2~AbC.d_e-f\n"
+				   "key 14\ncam1/a\nb c.mp4\nend\n";
+	char *b, *i, *k;
+	size_t n = sizeof(good) - 1;
+	CHECK(!parse_rec(good, n, &b, &i, &k) && !strcmp(b, "exports") && !strcmp(i, "2~AbC.d_e-f") &&
+	      !strcmp(k, "cam1/a\nb c.mp4"), "record with a newline in the key");
+	free(b);
+	free(i);
+	free(k);
+	int cut_ok = 1;
+	for (size_t l = 0; l < n; l++) {  /* every truncation (a crash while writing) is rejected */
+		if (parse_rec(good, l, &b, &i, &k) != -EINVAL || b || i || k)
+			cut_ok = 0;
+	}
+	CHECK(cut_ok, "every cut-short record is -EINVAL with NULL outputs");
+	static const char *bad[] = {
+		"kvsfs-upload 2\nbucket b\nupload-id x\nkey 1\nk\nend\n",     /* other version */
+		"kvsfs-upload 1\nbucket b\nupload-id x\nkey 2\nk\nend\n",     /* length mismatch */
+		"kvsfs-upload 1\nbucket b\nupload-id x\nkey 0\n\nend\n",      /* empty key */
+		"kvsfs-upload 1\nbucket b\nupload-id x\nkey -1\nk\nend\n",    /* sign */
+		"kvsfs-upload 1\nbucket b\nupload-id \x01x\nkey 1\nk\nend\n", /* control byte */
+		"kvsfs-upload 1\nbucket b\nupload-id \nkey 1\nk\nend\n",      /* empty id */
+		"kvsfs-upload 1\nupload-id x\nbucket b\nkey 1\nk\nend\n",     /* order */
+		"kvsfs-upload 1\nbucket b\nupload-id x\nkey 1\nk\nend\nX",    /* trailing bytes */
+		"kvsfs-upload 1\nbucket b\nupload-id x\nkey 99999\nk\nend\n", /* too long */
+	};
+	for (size_t t = 0; t < sizeof(bad) / sizeof(bad[0]); t++)
+		CHECK_INT(parse_rec(bad[t], strlen(bad[t]), &b, &i, &k), -EINVAL, "bad record %zu", t);
+	static const char nul[] = "kvsfs-upload 1\nbucket b\nupload-id x\nkey 3\na\0b\nend\n";
+	CHECK_INT(parse_rec(nul, sizeof(nul) - 1, &b, &i, &k), -EINVAL, "NUL in the key");
+	CHECK_INT(parse_rec(NULL, 0, &b, &i, &k), -EINVAL, "NULL data");
+}
+
 int main(void)
 {
 	test_mtime();
 	test_mode();
 	test_plan();
 	test_paths();
+	test_upload_record();
 	return check_done();
 }

@@ -112,6 +112,27 @@ static void test_uploads(void)
 				   "</ListMultipartUploadsResult>";
 	CHECK_INT(s3xml_parse_list_uploads(noid, sizeof(noid) - 1, &u), -EIO, "upload without id");
 	s3xml_uploads_free(&u);
+	/* a page as Ceph RGW sends it (tests/fuzz/corpus/s3xml/list-uploads-rgw-page): Initiator and
+	 * Owner blocks inside each Upload, entities and UTF-8 in keys and markers */
+	static const char rgw[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListMultipartUploadsResult "
+		"xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>exports</Bucket><Prefix>kvs/"
+		"</Prefix><NextKeyMarker>kvs/c &amp; &lt;1&gt;.mp4</NextKeyMarker><NextUploadIdMarker>"
+		"2~8BeE</NextUploadIdMarker><MaxUploads>2</MaxUploads><IsTruncated>true</IsTruncated>"
+		"<Upload><Key>kvs/a b/\xc3\xa9t\xc3\xa9.bin</Key><UploadId>2~unm4</UploadId><Initiator>"
+		"<ID>test</ID><DisplayName>test</DisplayName></Initiator><Owner><ID>test</ID>"
+		"<DisplayName>test</DisplayName></Owner><StorageClass>STANDARD</StorageClass><Initiated>"
+		"2026-12-03T15:53:15.784Z</Initiated></Upload><Upload><Key>kvs/c &amp; &lt;1&gt;.mp4</Key>"
+		"<UploadId>2~8BeE</UploadId><Initiator><ID>test</ID><DisplayName>test</DisplayName>"
+		"</Initiator><Owner><ID>test</ID><DisplayName>test</DisplayName></Owner><StorageClass>"
+		"STANDARD</StorageClass><Initiated>2026-12-03T15:53:15.832Z</Initiated></Upload>"
+		"</ListMultipartUploadsResult>";
+	CHECK_INT(s3xml_parse_list_uploads(rgw, sizeof(rgw) - 1, &u), 0, "RGW uploads page parses");
+	CHECK(u.n == 2 && !strcmp(u.v[0].key, "kvs/a b/\xc3\xa9t\xc3\xa9.bin") &&
+	      !strcmp(u.v[1].key, "kvs/c & <1>.mp4") && !strcmp(u.v[1].upload_id, "2~8BeE"),
+	      "RGW uploads: decoded keys and ids");
+	CHECK(u.truncated == 1 && !strcmp(u.next_key_marker, "kvs/c & <1>.mp4") &&
+	      !strcmp(u.next_upload_id_marker, "2~8BeE"), "RGW uploads: markers");
+	s3xml_uploads_free(&u);
 }
 
 static void test_results(void)

@@ -9,7 +9,9 @@ pattern with ONE upload of the data; parts sent while the writer still writes; f
 every UploadPart, connection resets, gateway stopped mid-upload): an error from release, no
 object, no multipart upload left, staging kept, and a retry that succeeds; leftover staging files
 reported at the next open; ENOSPC for a full staging area; objects put by boto3 listed with their
-sizes and times.
+sizes and times; a crash (kill -9) mid multipart upload: the upload kvsfs recorded in the staging
+folder is aborted at the next open (another client's upload under the same prefix is not), a
+failed abort keeps the record for a later open; one export per staging folder.
 
 Run: KVSFS_BUILD_DIR=/tmp/build-x /usr/bin/python3 -m pytest tests/integration/s3 -q
 """
@@ -143,6 +145,11 @@ def staged(ex):
     return sorted(p.name for p in ex.staging.iterdir() if p.name.endswith(".stage"))
 
 
+def records(ex):
+    """The upload records kvsfs keeps in the staging folder while a multipart upload is open."""
+    return sorted(p.name for p in ex.staging.iterdir() if p.name.endswith(".upload"))
+
+
 # ---- copies ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("size", [0, 1, 5 * MiB - 1, 5 * MiB, 5 * MiB + 1, 64 * MiB])
@@ -165,6 +172,7 @@ def test_copy_identical(ex, s3, bucket, proxy, tmp_path, size, order):
         assert proxy.counts["UploadPart"] == 13    # 12 parts of 5 MiB + the rest
     assert int(head["Metadata"]["mode"]) == 0o100644
     assert staged(ex) == []                        # staging emptied after the upload
+    assert records(ex) == []                       # the upload record went with it
     r = ex.run("cat", "dir/f.bin")
     assert md5(r.stdout) == md5(data)
     if size == 5 * MiB + 1:   # reads that straddle the read-ahead windows
@@ -353,6 +361,7 @@ def retry_flow(ex, proxy, s3, bucket, args, data, heal, key="f.bin"):
     assert md5(get(s3, bucket, ex.key(key))) == md5(data)
     assert uploads(s3, bucket, ex.prefix) == []
     assert staged(ex) == []
+    assert records(ex) == []                                     # aborted and completed: gone
 
 
 def test_503_on_every_upload_part(ex, s3, bucket, proxy, tmp_path):
@@ -487,3 +496,97 @@ def test_staged_file_visible_while_writing(ex, s3, bucket, proxy, tmp_path):
     p.wait(timeout=120)
     assert p.returncode == 0
     assert get(s3, bucket, ex.key("w.bin")) == data
+
+
+# ---- crash recovery of multipart uploads ------------------------------------------------------
+
+def kill_mid_upload(ex, proxy, tmp_path, name="big.bin"):
+    """Starts a slow 30 MiB copy, kills it (SIGKILL) once 2 parts went up; returns the upload."""
+    src, _ = data_file(tmp_path, 30 * MiB)
+    p = ex.popen("--part-size", 5 * MiB, "--chunk", MiB, "--write-delay-us", 100000,
+                 "cp", src, name, endpoint=proxy.endpoint)
+    try:
+        assert proxy.wait_for("UploadPart", 2, timeout=120), p.stderr.read().decode()
+        assert len(records(ex)) == 1          # recorded before the first part
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    return p
+
+
+def test_crash_mid_multipart_upload_is_aborted_at_next_open(ex, s3, bucket, proxy, tmp_path):
+    kill_mid_upload(ex, proxy, tmp_path)
+    ours = uploads(s3, bucket, ex.prefix)
+    assert [u["Key"] for u in ours] == [ex.key("big.bin")]
+    record = records(ex)
+    assert len(record) == 1 and ours[0]["UploadId"] in (ex.staging / record[0]).read_text()
+    other = s3.create_multipart_upload(Bucket=bucket, Key=ex.key("other.bin"))["UploadId"]
+    s3.upload_part(Bucket=bucket, Key=ex.key("other.bin"), UploadId=other, PartNumber=1,
+                   Body=b"x" * 1000)
+    proxy.reset_counters()
+    r = ex.run("-d", "open-only", endpoint=proxy.endpoint)
+    err = r.stderr.decode()
+    lines = [ln for ln in err.splitlines() if "aborted multipart upload" in ln]
+    assert len(lines) == 1 and ours[0]["UploadId"] in lines[0] and "big.bin" in lines[0], err
+    assert proxy.counts["AbortMultipartUpload"] == 1
+    left = uploads(s3, bucket, ex.prefix)
+    assert [(u["Key"], u["UploadId"]) for u in left] == [(ex.key("other.bin"), other)]
+    assert records(ex) == []
+    assert len(staged(ex)) == 1 and "NOT uploaded" in err        # the staging file is reported
+    assert missing(s3, bucket, ex.key("big.bin"))
+    proxy.reset_counters()
+    ex.run("open-only", endpoint=proxy.endpoint)                 # nothing left to recover
+    assert proxy.counts["AbortMultipartUpload"] == 0
+    s3.abort_multipart_upload(Bucket=bucket, Key=ex.key("other.bin"), UploadId=other)
+
+
+def test_failed_abort_at_open_keeps_the_record(ex, s3, bucket, proxy, tmp_path):
+    kill_mid_upload(ex, proxy, tmp_path)
+    record = records(ex)
+    proxy.fail(kind="AbortMultipartUpload", times=None)
+    r = ex.run("--max-attempts", 1, "open-only", endpoint=proxy.endpoint)
+    err = r.stderr.decode()
+    assert "could not be aborted" in err and "next mount" in err, err
+    assert records(ex) == record
+    assert len(uploads(s3, bucket, ex.prefix)) == 1
+    proxy.pass_through()
+    proxy.reset_counters()
+    ex.run("open-only", endpoint=proxy.endpoint)
+    assert proxy.counts["AbortMultipartUpload"] == 1
+    assert uploads(s3, bucket, ex.prefix) == [] and records(ex) == []
+
+
+def test_failed_abort_at_open_is_retried_before_the_next_upload(ex, s3, bucket, proxy, tmp_path):
+    kill_mid_upload(ex, proxy, tmp_path)
+    proxy.fail(kind="AbortMultipartUpload", times=1)
+    src, data = data_file(tmp_path, 1000, "small")
+    r = ex.run("--max-attempts", 1, "cp", src, "small.bin", endpoint=proxy.endpoint)
+    assert "could not be aborted" in r.stderr.decode()
+    assert proxy.counts["AbortMultipartUpload"] == 2             # at open, then before the put
+    assert uploads(s3, bucket, ex.prefix) == [] and records(ex) == []
+    assert get(s3, bucket, ex.key("small.bin")) == data
+
+
+def test_record_of_another_bucket_is_kept(ex, s3, bucket, tmp_path):
+    rec = ex.staging / "kvsfs-AbCdEf.upload"
+    rec.write_bytes(b"kvsfs-upload 1\nbucket other-bucket\nupload-id 2~x\nkey 5\na/b.c\nend\n")
+    (ex.staging / "kvsfs-Cut123.upload").write_bytes(b"kvsfs-upload 1\nbucket ")
+    err = ex.run("open-only").stderr.decode()
+    assert "not in this mount's bucket" in err and "other-bucket" in err, err
+    assert "incomplete upload record" in err
+    assert records(ex) == ["kvsfs-AbCdEf.upload"]                # the cut-short one is removed
+
+
+def test_one_export_per_staging_folder(ex, proxy, tmp_path):
+    src, _ = data_file(tmp_path, 6 * MiB)
+    p = ex.popen("--chunk", MiB, "--write-delay-us", 300000, "cp", src, "w.bin",
+                 endpoint=proxy.endpoint)
+    try:
+        while not any(ex.staging.glob("*.stage")):
+            assert p.poll() is None, p.stderr.read().decode()
+            time.sleep(0.05)
+        r = ex.run("open-only", check=False)
+        assert r.returncode == 16 and b"in use by another kvsfs mount" in r.stderr   # EBUSY
+    finally:
+        p.wait(timeout=120)
+    assert p.returncode == 0

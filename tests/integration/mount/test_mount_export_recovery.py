@@ -1,0 +1,232 @@
+"""export/ after a crash: kill -9 of the daemon during a multipart upload, then a new mount with
+the same cache folder aborts the multipart upload kvsfs started (it recorded it in the staging
+folder), and only that one: another client's upload under the same prefix stays.
+
+The AWS CLI (list-multipart-uploads) and boto3 are the independent observers; a FaultProxy in
+front of the gateway counts kvsfs's S3 requests. Works whether the Mount fixture runs kvsfs with
+-f or in the background: the daemon is found by its command line (daemon_pid)."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import Mount
+from kvs_local.testing import start_server
+
+s3_testing = pytest.importorskip("s3_local.testing")
+from s3_local.proxy import FaultProxy  # noqa: E402
+
+MiB = 1 << 20
+BUCKET = "exports"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export-recovery")
+    rgw = s3_testing.start_rgw(str(root / "rgw"))
+    srv = None
+    try:
+        rgw.make_bucket(BUCKET)
+        srv = start_server(root / "kvs", access_key=rgw.access_key, secret_key=rgw.secret_key)
+        yield rgw, srv
+    finally:
+        if srv:
+            srv.stop()
+        rgw.stop()
+
+
+@pytest.fixture
+def proxy(stack):
+    with FaultProxy(stack[0].endpoint) as p:
+        yield p
+
+
+@pytest.fixture
+def xmount(stack, proxy, build_dir, tmp_path):
+    """make(prefix, **opts): a mount whose export/ is s3://exports/PREFIX through the proxy."""
+    rgw, srv = stack
+    mounts = []
+
+    def make(prefix, name=None, start=True, **opts):
+        o = {"export": f"s3://{BUCKET}/{prefix}", "s3_endpoint": proxy.endpoint,
+             "s3_path_style": True}
+        o.update(opts)
+        m = Mount(str(build_dir / "src" / "kvsfs"), srv, tmp_path, o,
+                  name=name or f"r{len(mounts)}")
+        mounts.append(m)
+        return m.start() if start else m
+
+    yield make
+    bad = []
+    for m in mounts:
+        m.stop()
+        bad += m.unexpected_log_lines()
+    assert not bad, "\n".join(bad)
+
+
+def daemon_pid(m):
+    """The pid of the kvsfs daemon serving m (the process whose argv holds m.dir), found in /proc
+    so that it works for `kvsfs -f` (m.proc) and for the forked background daemon alike."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == "kvsfs" and m.dir in argv and not dead(int(d)):
+            found.append(int(d))
+    assert len(found) == 1, f"kvsfs daemons for {m.dir}: {found}"
+    return found[0]
+
+
+def dead(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def kill_daemon(m):
+    """kill -9 the daemon, wait until it is gone, clean the dead mount point."""
+    pid = daemon_pid(m)
+    os.kill(pid, signal.SIGKILL)
+    if m.proc is not None and m.proc.pid == pid:
+        m.proc.wait(timeout=30)
+    deadline = time.time() + 30
+    while not dead(pid):
+        assert time.time() < deadline, f"kvsfs {pid} survived SIGKILL"
+        time.sleep(0.05)
+    subprocess.run(["fusermount3", "-uz", m.dir], capture_output=True)
+
+
+def restart(m):
+    """Starts m again (same mount point, same cache folder) after kill_daemon."""
+    if m.proc is not None:
+        m.proc.wait(timeout=30)  # -f: the daemon itself (reaped already); background: launcher
+    m.proc = None
+    logf = getattr(m, "logf", None)
+    if logf is not None:
+        logf.close()
+    return m.start()
+
+
+def aws_uploads(rgw, prefix):
+    """(Key, UploadId) of the multipart uploads under prefix, as the AWS CLI lists them."""
+    r = subprocess.run(["/usr/bin/aws", "--endpoint-url", rgw.endpoint, "s3api",
+                        "list-multipart-uploads", "--bucket", BUCKET, "--prefix", prefix,
+                        "--output", "json"], env=rgw.aws_env(), capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout) if r.stdout.strip() else {}
+    return sorted((u["Key"], u["UploadId"]) for u in out.get("Uploads") or [])
+
+
+def stored_size(s3, key):
+    """The object's size, or None when absent. dd closes a duplicate of its descriptor before
+    writing, which legitimately stores the then-empty file (a state the file had at a close)."""
+    from botocore.exceptions import ClientError
+    try:
+        return s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
+    except ClientError:
+        return None
+
+
+def records(m):
+    return sorted(glob.glob(os.path.join(m.cache, "staging", "*.upload")))
+
+
+def start_copy(m, proxy, tmp_path, name, held_back=4 * MiB):
+    """A copy of a 40 MB file into export/NAME that has written all but its last held_back bytes
+    (dd from a pipe the test holds open), once kvsfs has sent 2 parts (8 MiB each) of its
+    multipart upload. Returns (dd process, the stdin pipe)."""
+    data = os.urandom(40 * 1000 * 1000)
+    dd = subprocess.Popen(["dd", f"of={m.path('export', name)}", "bs=1M", "iflag=fullblock"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    dd.stdin.write(data[:len(data) - held_back])
+    dd.stdin.flush()
+    assert proxy.wait_for("UploadPart", 2, timeout=120), m.log()
+    return dd
+
+
+def finish_dd(dd):
+    try:
+        dd.stdin.close()
+    except OSError:
+        pass
+    dd.wait(timeout=60)
+
+
+def test_kill_during_multipart_upload_then_remount_aborts_it(stack, xmount, proxy, tmp_path):
+    rgw, _ = stack
+    s3 = rgw.s3()
+    m = xmount("recov")
+    m.expect_log(r"staging file\(s\) of an earlier run")  # the leftover is reported (a warning)
+    dd = start_copy(m, proxy, tmp_path, "big.bin")
+    try:
+        ours = aws_uploads(rgw, "recov/")
+        assert [k for k, _ in ours] == ["recov/big.bin"]       # the upload is in progress
+        assert len(records(m)) == 1                            # and recorded in the staging folder
+        kill_daemon(m)
+    finally:
+        finish_dd(dd)
+    assert dd.returncode != 0                                  # the copy did not complete
+    assert aws_uploads(rgw, "recov/") == ours                  # left behind by the crash
+    # another client's upload under the same prefix, with a part
+    other = s3.create_multipart_upload(Bucket=BUCKET, Key="recov/other.bin")["UploadId"]
+    s3.upload_part(Bucket=BUCKET, Key="recov/other.bin", UploadId=other, PartNumber=1,
+                   Body=b"o" * 1000)
+    proxy.reset_counters()
+    restart(m)
+    try:
+        assert aws_uploads(rgw, "recov/") == [("recov/other.bin", other)]
+        assert proxy.counts["AbortMultipartUpload"] == 1        # ours only
+        upload_id = ours[0][1]
+        lines = [ln for ln in m.log().splitlines() if "aborted multipart upload" in ln]
+        assert len(lines) == 1, m.log()
+        assert lines[0].startswith("kvsfs[info] export:") and upload_id in lines[0]
+        assert "s3://exports/recov/big.bin" in lines[0]
+        assert records(m) == []
+        assert stored_size(s3, "recov/big.bin") in (None, 0)     # no partial data stored
+        # the mount works on: a new copy of the file is stored whole
+        src = tmp_path / "again.bin"
+        src.write_bytes(os.urandom(20 * MiB))
+        subprocess.run(["cp", str(src), m.path("export", "big.bin")], check=True, timeout=300)
+        got = s3.get_object(Bucket=BUCKET, Key="recov/big.bin")["Body"].read()
+        assert got == src.read_bytes()
+        assert aws_uploads(rgw, "recov/") == [("recov/other.bin", other)]
+        assert records(m) == []                                 # completed: record removed
+    finally:
+        s3.abort_multipart_upload(Bucket=BUCKET, Key="recov/other.bin", UploadId=other)
+
+
+def test_second_mount_on_the_same_cache_folder_touches_nothing(stack, xmount, proxy, tmp_path):
+    rgw, _ = stack
+    m = xmount("shared")
+    dd = start_copy(m, proxy, tmp_path, "f.bin")
+    try:
+        ours = aws_uploads(rgw, "shared/")
+        assert len(ours) == 1 and len(records(m)) == 1
+        m2 = xmount("shared", name="r-second", start=False)
+        m2.cache = m.cache                                      # the same cache folder
+        m2.expect_log(r".")
+        with pytest.raises(AssertionError):
+            m2.start()
+        assert "in use by another kvsfs mount" in m2.log()
+        assert not os.path.ismount(m2.dir)
+        assert aws_uploads(rgw, "shared/") == ours             # the live upload is untouched
+        assert len(records(m)) == 1
+        dd.stdin.write(os.urandom(4 * MiB))                     # the copy finishes normally
+    finally:
+        finish_dd(dd)
+    assert dd.returncode == 0, dd.stderr.read().decode()
+    head = rgw.s3().head_object(Bucket=BUCKET, Key="shared/f.bin")
+    assert head["ContentLength"] == 40 * 1000 * 1000
+    assert aws_uploads(rgw, "shared/") == [] and records(m) == []
