@@ -81,15 +81,19 @@ static int absolutize(char **path)
 	return 0;
 }
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
+/* A start-up failure: one sentence on stderr (the parent's, before detaching), and the same as
+ * an error line in the log file when log_file= names one. */
+static int fail(struct log_ctx *lg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct log_ctx *lg, const char *fmt, ...)
 {
+	char msg[1200];
 	va_list ap;
 	va_start(ap, fmt);
-	fprintf(stderr, "kvsfs: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	fprintf(stderr, "kvsfs: %s\n", msg);
+	if (lg->fp && lg->fp != stderr)
+		LOG_ERROR(lg, "main", "%s", msg);
 	return 1;
 }
 
@@ -174,13 +178,13 @@ int main(int argc, char **argv)
 	if (awsconfig_files_load(&files, opts.profile, NULL, &lg, err, sizeof(err)) ||
 	    awsconfig_resolve(&settings, &files, opts.region, opts.endpoint, opts.s3_endpoint, NULL,
 			      err, sizeof(err))) {
-		fail("%s", err);
+		fail(&lg, "%s", err);
 		goto out;
 	}
 	struct creds_options co = { .profile = opts.profile, .ca_file = opts.ca_file,
 				    .no_verify_ssl = opts.no_verify_ssl };
 	if (creds_provider_new(&creds, &co, &files, &lg, err, sizeof(err))) {
-		fail("%s", err);
+		fail(&lg, "%s", err);
 		goto out;
 	}
 	struct http_client_opts ho;
@@ -196,14 +200,14 @@ int main(int argc, char **argv)
 	ho.retry.max_total_ms = opts.max_retry_time > 0 ? (unsigned)opts.max_retry_time * 1000 : 60000;
 	rc = http_client_new(&ho, &http);
 	if (rc) {
-		fail("cannot set up HTTPS (%s); check ca_file", strerror(-rc));
+		fail(&lg, "cannot set up HTTPS (%s); check ca_file", strerror(-rc));
 		goto out;
 	}
 	struct awsreq_ctx aws = { .http = http, .creds = creds, .log = &lg };
 	snprintf(aws.region, sizeof(aws.region), "%s", settings.region);
 	struct kvs_client_opts ko = { .aws = &aws, .control_endpoint = settings.kvs_endpoint };
 	if (kvs_client_new(&ko, &kvs)) {
-		fail("%s", "out of memory");
+		fail(&lg, "%s", "out of memory");
 		goto out;
 	}
 
@@ -211,19 +215,19 @@ int main(int argc, char **argv)
 	if (opts.cache_dir)
 		snprintf(cache_dir, sizeof(cache_dir), "%s", opts.cache_dir);
 	else if (default_cache_dir(cache_dir, sizeof(cache_dir))) {
-		fail("%s", "no cache folder: set HOME or give -o cache_dir=DIR");
+		fail(&lg, "%s", "no cache folder: set HOME or give -o cache_dir=DIR");
 		goto out;
 	}
 	snprintf(media_dir, sizeof(media_dir), "%s/media", cache_dir);
 	struct fcache_opts fco = { .dir = media_dir, .log = &lg,
 				   .max_bytes = opts.cache_size ? opts.cache_size : DEFAULT_CACHE_SIZE };
 	if (fcache_open(&fco, &cache, err, sizeof(err))) {
-		fail("%s", err);
+		fail(&lg, "%s", err);
 		goto out;
 	}
 	struct sizeidx_opts so = { .dir = cache_dir, .log = &lg, .sync_ms = 1000 };
 	if (sizeidx_open(&so, &sizes, err, sizeof(err))) {
-		fail("%s", err);
+		fail(&lg, "%s", err);
 		goto out;
 	}
 
@@ -231,14 +235,14 @@ int main(int argc, char **argv)
 		char staging[PATH_MAX + 16];
 		snprintf(staging, sizeof(staging), "%s/staging", cache_dir);
 		if (mkdir(staging, 0700) != 0 && errno != EEXIST) {
-			fail("cannot create the staging folder %s: %s", staging, strerror(errno));
+			fail(&lg, "cannot create the staging folder %s: %s", staging, strerror(errno));
 			goto out;
 		}
 		struct s3_client_opts s3o = { .aws = &aws, .endpoint = settings.s3_endpoint,
 					      .bucket = opts.export_bucket,
 					      .path_style = opts.s3_path_style };
 		if (s3_client_new(&s3o, &s3)) {
-			fail("%s", "cannot set up the S3 client");
+			fail(&lg, "%s", "cannot set up the S3 client");
 			goto out;
 		}
 		struct export_opts eo = {
@@ -252,14 +256,14 @@ int main(int argc, char **argv)
 			.log = &lg,
 		};
 		if (export_open(&eo, &export, err, sizeof(err))) {
-			fail("%s", err);
+			fail(&lg, "%s", err);
 			goto out;
 		}
 	}
 	struct clips_opts clo = { .kvs = kvs, .cache = cache, .log = &lg,
 				  .ts = opts.timestamps_server ? KVS_TS_SERVER : KVS_TS_PRODUCER };
 	if (clips_new(&clo, &clips)) {
-		fail("%s", "out of memory");
+		fail(&lg, "%s", "out of memory");
 		goto out;
 	}
 	struct vfs_config vc = {
@@ -288,17 +292,17 @@ int main(int argc, char **argv)
 	/* the adapter is the target of the vfs's kernel invalidations, the vfs serves the adapter */
 	fops = fuse_ops_new(&lg);
 	if (!fops) {
-		fail("%s", "out of memory");
+		fail(&lg, "%s", "out of memory");
 		goto out;
 	}
 	vc.invalidate_arg = fops;
 	if (vfs_new(&vc, &vfs, err, sizeof(err))) {
-		fail("%s", err);
+		fail(&lg, "%s", err);
 		goto out;
 	}
 	fuse_ops_set_vfs(fops, vfs);
 	if (vfs_check(vfs, err, sizeof(err))) {
-		fail("%s", err);
+		fail(&lg, "%s", err);
 		goto out;
 	}
 
@@ -313,22 +317,22 @@ int main(int argc, char **argv)
 		fuse_opt_add_arg(&fargs, "-odebug");
 	se = fuse_session_new(&fargs, fuse_ops_table(), sizeof(struct fuse_lowlevel_ops), fops);
 	if (!se) {
-		fail("%s", "cannot create the FUSE session");
+		fail(&lg, "%s", "cannot create the FUSE session");
 		goto out;
 	}
 	if (fuse_set_signal_handlers(se) != 0) {
-		fail("%s", "cannot install signal handlers");
+		fail(&lg, "%s", "cannot install signal handlers");
 		goto out;
 	}
 	handlers = 1;
 	if (fuse_session_mount(se, opts.mountpoint) != 0) {
-		fail("cannot mount on %s (is it an existing, empty folder you may use, and is "
+		fail(&lg, "cannot mount on %s (is it an existing, empty folder you may use, and is "
 		     "/dev/fuse available?)", opts.mountpoint);
 		goto out;
 	}
 	mounted = 1;
 	if (fuse_ops_start(fops, se)) {
-		fail("%s", "cannot start the invalidation thread");
+		fail(&lg, "%s", "cannot start the invalidation thread");
 		goto out;
 	}
 	LOG_INFO(&lg, "main", "mounted Kinesis Video Streams of %s on %s (%s)", settings.region,

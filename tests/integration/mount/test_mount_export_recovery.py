@@ -4,7 +4,7 @@ folder), and only that one: another client's upload under the same prefix stays.
 
 The AWS CLI (list-multipart-uploads) and boto3 are the independent observers; a FaultProxy in
 front of the gateway counts kvsfs's S3 requests. Works whether the Mount fixture runs kvsfs with
--f or in the background: the daemon is found by its command line (daemon_pid)."""
+-f or in the background (Mount.kill_hard finds and reaps the daemon either way)."""
 import glob
 import json
 import os
@@ -68,56 +68,6 @@ def xmount(stack, proxy, build_dir, tmp_path):
     assert not bad, "\n".join(bad)
 
 
-def daemon_pid(m):
-    """The pid of the kvsfs daemon serving m (the process whose argv holds m.dir), found in /proc
-    so that it works for `kvsfs -f` (m.proc) and for the forked background daemon alike."""
-    found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) == "kvsfs" and m.dir in argv and not dead(int(d)):
-            found.append(int(d))
-    assert len(found) == 1, f"kvsfs daemons for {m.dir}: {found}"
-    return found[0]
-
-
-def dead(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
-
-
-def kill_daemon(m):
-    """kill -9 the daemon, wait until it is gone, clean the dead mount point."""
-    pid = daemon_pid(m)
-    os.kill(pid, signal.SIGKILL)
-    if m.proc is not None and m.proc.pid == pid:
-        m.proc.wait(timeout=30)
-    deadline = time.time() + 30
-    while not dead(pid):
-        assert time.time() < deadline, f"kvsfs {pid} survived SIGKILL"
-        time.sleep(0.05)
-    subprocess.run(["fusermount3", "-uz", m.dir], capture_output=True)
-
-
-def restart(m):
-    """Starts m again (same mount point, same cache folder) after kill_daemon."""
-    if m.proc is not None:
-        m.proc.wait(timeout=30)  # -f: the daemon itself (reaped already); background: launcher
-    m.proc = None
-    logf = getattr(m, "logf", None)
-    if logf is not None:
-        logf.close()
-    return m.start()
-
-
 def aws_uploads(rgw, prefix):
     """(Key, UploadId) of the multipart uploads under prefix, as the AWS CLI lists them."""
     r = subprocess.run(["/usr/bin/aws", "--endpoint-url", rgw.endpoint, "s3api",
@@ -174,7 +124,7 @@ def test_kill_during_multipart_upload_then_remount_aborts_it(stack, xmount, prox
         ours = aws_uploads(rgw, "recov/")
         assert [k for k, _ in ours] == ["recov/big.bin"]       # the upload is in progress
         assert len(records(m)) == 1                            # and recorded in the staging folder
-        kill_daemon(m)
+        m.kill_hard()
     finally:
         finish_dd(dd)
     assert dd.returncode != 0                                  # the copy did not complete
@@ -184,7 +134,7 @@ def test_kill_during_multipart_upload_then_remount_aborts_it(stack, xmount, prox
     s3.upload_part(Bucket=BUCKET, Key="recov/other.bin", UploadId=other, PartNumber=1,
                    Body=b"o" * 1000)
     proxy.reset_counters()
-    restart(m)
+    m.start()
     try:
         assert aws_uploads(rgw, "recov/") == [("recov/other.bin", other)]
         assert proxy.counts["AbortMultipartUpload"] == 1        # ours only
