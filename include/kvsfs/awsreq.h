@@ -60,6 +60,7 @@ struct awsreq {
 	void *body_arg;
 	int idempotent;
 	long timeout_ms;
+	unsigned max_total_ms;        /* 0: the client's retry budget; else as in http_request */
 };
 
 /*
@@ -80,6 +81,14 @@ int awsreq_perform(const struct awsreq_ctx *ctx, const struct awsreq *req,
 int awsreq_json(const struct awsreq_ctx *ctx, const char *service, const char *base_url,
 		const char *path, json_t *body, int idempotent, size_t max_reply,
 		json_t **out, struct awserr *err);
+
+/*
+ * awsreq_json() for an idempotent call with its own time budget: retries, sleeps and each
+ * attempt's timeouts stay within max_total_ms (0: the client's policy), for calls a user waits
+ * on that must fail fast rather than ride out the mount's whole retry budget.
+ */
+int awsreq_json_within(const struct awsreq_ctx *ctx, const char *base_url, const char *path,
+		       json_t *body, unsigned max_total_ms, json_t **out, struct awserr *err);
 
 /*
  * POSTs a JSON document like awsreq_json(), but streams the 2xx reply body to body_fn (with

@@ -178,6 +178,10 @@ struct http_request {
 
 	int idempotent;                   /* 1: safe to repeat, so it may be retried */
 	int max_attempts;                 /* 0: the client's policy; else overrides it */
+	unsigned max_total_ms;            /* 0: the client's retry budget; else this request's
+	                                   * whole time budget: no attempt or sleep starts beyond
+	                                   * it, and each attempt's connect and total timeouts are
+	                                   * capped at what is left of it (-ETIMEDOUT then) */
 	long timeout_ms;                  /* whole-attempt timeout; 0: client default */
 	long connect_timeout_ms;          /* 0: client default */
 	int no_proxy;                     /* 1: never use a proxy (IMDS, container endpoint) */

@@ -113,6 +113,18 @@ struct buf;
 int kvs_get_session_document(struct kvs_client *c, const char *url, struct buf *out,
 			     struct awserr *err);
 
+/*
+ * Makes a LIVE playback session and fetches its document: GetDataEndpoint (unless cached), then
+ * GetHLSStreamingSessionURL (fMP4) or GetDASHStreamingSessionURL with Expires, then the GET of
+ * the session URL (as kvs_get_session_document). All of it, retries and pacing included, stays
+ * within budget_ms (0: each call gets the HTTP client's whole retry policy); a budget spent
+ * between calls is -ETIMEDOUT. On success *url is malloc'd and the document appended to doc.
+ * Returns 0 or a negative errno with *err (may be NULL) filled; a stream with no recent
+ * fragment is -ENOENT with err->http_status 404.
+ */
+int kvs_live_session(struct kvs_client *c, const char *stream, int dash, int expires_s,
+		     unsigned budget_ms, char **url, struct buf *doc, struct awserr *err);
+
 /* Sorts a fragment list by start time on the given basis, then by number (big integers). */
 void kvs_fragments_sort(struct kvs_fragment_list *l, enum kvs_ts_type type);
 

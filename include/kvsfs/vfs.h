@@ -91,6 +91,10 @@ int vfs_check(struct vfs *v, char *err, size_t errlen);
 /* Looks name up in parent; on success fills *a and counts one kernel reference. Errors: ENOENT,
  * ENOTDIR, or the errno of a failed listing (never ENOENT for a 5xx or a timeout). */
 int vfs_lookup(struct vfs *v, uint64_t parent, const char *name, struct vfs_attr *a);
+/* vfs_lookup() for an entry readdirplus emits: the same, except that a live playlist's
+ * playback session is only started, never waited for (its size is then a placeholder with
+ * timeout 0, see docs/SEMANTICS.md), so a listing returns at once. */
+int vfs_lookup_listed(struct vfs *v, uint64_t parent, const char *name, struct vfs_attr *a);
 /* Drops n kernel references. */
 void vfs_forget(struct vfs *v, uint64_t ino, uint64_t n);
 int vfs_getattr(struct vfs *v, uint64_t ino, struct vfs_attr *a);

@@ -206,15 +206,16 @@ int awsreq_perform(const struct awsreq_ctx *ctx, const struct awsreq *req,
 		.body_arg = req->body_arg,
 		.idempotent = req->idempotent,
 		.timeout_ms = req->timeout_ms,
+		.max_total_ms = req->max_total_ms,
 	};
 	rc = http_perform(ctx->http, &hr, resp);
 	sigv4_key_cache_clear(&st.cache);
 	return rc;
 }
 
-int awsreq_json_stream(const struct awsreq_ctx *ctx, const char *service, const char *base_url,
-		       const char *path, json_t *body, int idempotent, http_body_fn body_fn,
-		       http_reset_fn reset_fn, void *arg, struct awserr *err)
+static int json_stream(const struct awsreq_ctx *ctx, const char *service, const char *base_url,
+		       const char *path, json_t *body, int idempotent, unsigned max_total_ms,
+		       http_body_fn body_fn, http_reset_fn reset_fn, void *arg, struct awserr *err)
 {
 	struct buf url = BUF_INIT;
 	struct http_headers hdrs = HTTP_HEADERS_INIT;
@@ -240,6 +241,7 @@ int awsreq_json_stream(const struct awsreq_ctx *ctx, const char *service, const 
 		.reset_fn = reset_fn,
 		.body_arg = arg,
 		.idempotent = idempotent,
+		.max_total_ms = max_total_ms,
 	};
 	struct http_response resp;
 	rc = awsreq_perform(ctx, &r, &resp);
@@ -253,9 +255,17 @@ out:
 	return rc;
 }
 
-int awsreq_json(const struct awsreq_ctx *ctx, const char *service, const char *base_url,
-		const char *path, json_t *body, int idempotent, size_t max_reply,
-		json_t **out, struct awserr *err)
+int awsreq_json_stream(const struct awsreq_ctx *ctx, const char *service, const char *base_url,
+		       const char *path, json_t *body, int idempotent, http_body_fn body_fn,
+		       http_reset_fn reset_fn, void *arg, struct awserr *err)
+{
+	return json_stream(ctx, service, base_url, path, body, idempotent, 0, body_fn, reset_fn,
+			   arg, err);
+}
+
+static int json_call(const struct awsreq_ctx *ctx, const char *service, const char *base_url,
+		     const char *path, json_t *body, int idempotent, unsigned max_total_ms,
+		     size_t max_reply, json_t **out, struct awserr *err)
 {
 	struct buf reply = BUF_INIT;
 	int rc;
@@ -264,8 +274,8 @@ int awsreq_json(const struct awsreq_ctx *ctx, const char *service, const char *b
 	if (max_reply == 0)
 		max_reply = JSON_DEFAULT_MAX_DOC;
 	struct http_sink sink = { .buf = &reply, .max = max_reply };
-	rc = awsreq_json_stream(ctx, service, base_url, path, body, idempotent, http_sink_buf,
-				http_sink_buf_reset, &sink, err);
+	rc = json_stream(ctx, service, base_url, path, body, idempotent, max_total_ms, http_sink_buf,
+			 http_sink_buf_reset, &sink, err);
 	if (rc)
 		goto out;
 	if (reply.len == 0) {
@@ -284,4 +294,17 @@ int awsreq_json(const struct awsreq_ctx *ctx, const char *service, const char *b
 out:
 	buf_free(&reply);
 	return rc;
+}
+
+int awsreq_json(const struct awsreq_ctx *ctx, const char *service, const char *base_url,
+		const char *path, json_t *body, int idempotent, size_t max_reply,
+		json_t **out, struct awserr *err)
+{
+	return json_call(ctx, service, base_url, path, body, idempotent, 0, max_reply, out, err);
+}
+
+int awsreq_json_within(const struct awsreq_ctx *ctx, const char *base_url, const char *path,
+		       json_t *body, unsigned max_total_ms, json_t **out, struct awserr *err)
+{
+	return json_call(ctx, NULL, base_url, path, body, 1, max_total_ms, 0, out, err);
 }

@@ -533,6 +533,7 @@ struct attempt {
 	int cb_err; /* positive errno from a caller callback: final */
 	const char *cb_msg; /* what failed, for the error message */
 	char errbuf[CURL_ERROR_SIZE];
+	int64_t deadline;   /* monotonic ms at which req->max_total_ms runs out; 0: none */
 };
 
 static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
@@ -682,9 +683,19 @@ static int setup(struct attempt *a, struct curl_slist **hl, struct http_headers 
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_ERRORBUFFER, a->errbuf);
-	SET(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms > 0 ? r->connect_timeout_ms
-							      : c->connect_timeout_ms);
+	long ctmo = r->connect_timeout_ms > 0 ? r->connect_timeout_ms : c->connect_timeout_ms;
 	long tmo = r->timeout_ms > 0 ? r->timeout_ms : c->total_timeout_ms;
+	if (a->deadline) {
+		/* a request with its own budget never outlives it, not even inside one attempt */
+		int64_t left = a->deadline - now_ms();
+		if (left < 1)
+			left = 1;
+		if (ctmo > left)
+			ctmo = (long)left;
+		if (tmo <= 0 || tmo > left)
+			tmo = (long)left;
+	}
+	SET(CURLOPT_CONNECTTIMEOUT_MS, ctmo);
 	if (tmo > 0)
 		SET(CURLOPT_TIMEOUT_MS, tmo);
 	if (c->low_speed_time_s > 0) {
@@ -889,8 +900,10 @@ int http_perform(struct http_client *c, const struct http_request *req,
 		return -ENOMEM;
 	}
 	int64_t t0 = now_ms();
+	unsigned budget = req->max_total_ms ? req->max_total_ms : c->retry.max_total_ms;
 	struct attempt a;
 	memset(&a, 0, sizeof(a));
+	a.deadline = req->max_total_ms ? t0 + req->max_total_ms : 0;
 	a.c = c;
 	a.req = req;
 	a.resp = resp;
@@ -933,7 +946,7 @@ int http_perform(struct http_client *c, const struct http_request *req,
 		unsigned delay = 0;
 		if (!why_not) {
 			delay = next_delay(c, (unsigned)(n - 1));
-			if (now_ms() - t0 + delay > (int64_t)c->retry.max_total_ms)
+			if (now_ms() - t0 + delay > (int64_t)budget)
 				why_not = "retry time budget exhausted";
 		}
 		if (why_not) {

@@ -26,6 +26,10 @@
  * Every download is checked against the prediction; a wrong one is recorded, the kernel's
  * attributes are invalidated and that open reads with direct_io, so a reader always gets exactly
  * the fragment's bytes and the next stat shows the true size (see docs/SIZES.md).
+ *
+ * Live playlists: the playback sessions and their documents belong to the live module
+ * (include/kvsfs/live.h: single flight, a stat waits at most ~2 s, a listing never); a vstream
+ * only keeps its two sessions, made on first use.
  */
 #include "kvsfs/vfs.h"
 
@@ -46,6 +50,7 @@
 #include "kvsfs/fcache.h"
 #include "kvsfs/fetch.h"
 #include "kvsfs/json.h"
+#include "kvsfs/live.h"
 #include "kvsfs/log.h"
 #include "kvsfs/names.h"
 #include "kvsfs/sizeidx.h"
@@ -66,22 +71,6 @@ static int is_export(int kind)
 #define CLIPS_NAME "clips"
 #define IMMUTABLE_TIMEOUT 3600.0
 
-/* A refcounted immutable text (live playlists). */
-struct blob {
-	int refs;
-	size_t len;
-	char data[];
-};
-
-struct live {
-	struct blob *doc;        /* current document, NULL when none */
-	int64_t created_ms;
-	int64_t renew_ms;        /* renew the session after this time */
-	int not_live;            /* the last attempt found the stream not live */
-	int64_t checked_ms;      /* when not_live was decided */
-	uint64_t ino;            /* inode of the file, for invalidation (0: unknown) */
-};
-
 struct hour_entry {
 	char name[NAMES_FRAGMENT_LEN];
 	int64_t ts;              /* start on the mount's basis */
@@ -101,10 +90,10 @@ struct vstream {
 	char *name;
 	int64_t retention_hours;
 	int64_t creation_ms;
-	pthread_mutex_t lock;          /* guards hours, live, correction */
+	pthread_mutex_t lock;          /* guards hours, hls, dash, correction */
 	pthread_mutex_t fill;          /* one ListFragments per stream at a time (no stampede) */
 	struct hour_listing *hours;
-	struct live hls, dash;
+	struct live_session *hls, *dash; /* playback sessions, made on first use (live_of) */
 	int correction_known;
 	int64_t correction;            /* learned: true size - predicted model size */
 	int64_t seq_hour;              /* read-ahead: hour and index of the last fragment opened */
@@ -138,6 +127,7 @@ struct vfs {
 	int64_t root_fetched_ms;
 	int64_t mount_ms;
 	pthread_mutex_t root_fill;     /* one ListStreams at a time */
+	struct live_set *live;         /* the live.m3u8 / live.mpd sessions */
 };
 
 struct vfs_file {
@@ -147,7 +137,7 @@ struct vfs_file {
 	int fd;                        /* FRAGMENT: cache file */
 	uint64_t size;
 	struct fcache_pin *pin;
-	struct blob *doc;              /* LIVE */
+	struct live_doc *doc;          /* LIVE */
 	struct vstream *stream;
 	struct kvs_fragment frag;
 };
@@ -157,19 +147,6 @@ static int64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void blob_unref(struct blob *b)
-{
-	if (b && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
-		free(b);
-}
-
-static struct blob *blob_ref(struct blob *b)
-{
-	if (b)
-		__atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
-	return b;
 }
 
 /* ---------------------------------------------------------------- node table */
@@ -700,176 +677,38 @@ static void on_learned(void *arg, const char *stream, const char *number, uint64
 
 /* ---------------------------------------------------------------- live playlists */
 
-/* Appends base + rel when rel is relative, else rel. */
-static int absolutize(struct buf *out, const char *base, size_t base_len, const char *rel, size_t n)
+/* The playback session of s for live.m3u8 (dash 0) or live.mpd (1); NULL: out of memory. */
+static struct live_session *live_of(struct vfs *v, struct vstream *s, int dash)
 {
-	if (n >= 7 && (strncmp(rel, "http://", 7) == 0 || strncmp(rel, "https://", 8) == 0))
-		return buf_append(out, rel, n);
-	int rc = buf_append(out, base, base_len);
-	return rc ? rc : buf_append(out, rel, n);
-}
-
-/* Rewrites an HLS playlist so every URI is absolute (URI lines and URI="..." attributes). */
-static int hls_absolute(const char *doc, size_t len, const char *url, struct buf *out)
-{
-	size_t qpos = strcspn(url, "?");
-	size_t base_len = qpos;
-	while (base_len > 0 && url[base_len - 1] != '/')
-		base_len--;
-	const char *p = doc, *end = doc + len;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		size_t content = ll;
-		if (content > 0 && p[content - 1] == '\r')
-			content--;
-		int rc = 0;
-		if (content == 0) {
-			/* blank line */
-		} else if (p[0] != '#') {
-			rc = absolutize(out, url, base_len, p, content);
-		} else {
-			const char *u = NULL;
-			for (const char *q = p; q + 5 <= p + content; q++)
-				if (strncmp(q, "URI=\"", 5) == 0) {
-					u = q + 5;
-					break;
-				}
-			const char *ue = u ? memchr(u, '"', (size_t)(p + content - u)) : NULL;
-			if (u && ue) {
-				rc = buf_append(out, p, (size_t)(u - p));
-				if (!rc)
-					rc = absolutize(out, url, base_len, u, (size_t)(ue - u));
-				if (!rc)
-					rc = buf_append(out, ue, (size_t)(p + content - ue));
-			} else {
-				rc = buf_append(out, p, content);
-			}
-		}
-		if (!rc)
-			rc = buf_putc(out, '\n');
-		if (rc)
-			return rc;
-		p += ll + (nl ? 1 : 0);
-	}
-	return 0;
-}
-
-/* Adds <BaseURL> and <Location> right after the MPD start tag so the manifest works from a file. */
-static int dash_absolute(const char *doc, size_t len, const char *url, struct buf *out)
-{
-	const char *mpd = NULL;
-	for (const char *q = doc; q + 4 <= doc + len; q++)
-		if (strncmp(q, "<MPD", 4) == 0 && (q[4] == ' ' || q[4] == '>' || q[4] == '\n')) {
-			mpd = q;
-			break;
-		}
-	const char *gt = mpd ? memchr(mpd, '>', (size_t)(doc + len - mpd)) : NULL;
-	if (!gt)
-		return -EBADMSG;
-	size_t qpos = strcspn(url, "?"), base_len = qpos;
-	while (base_len > 0 && url[base_len - 1] != '/')
-		base_len--;
-	struct buf esc = BUF_INIT;
-	int rc = 0;
-	for (const char *c = url; *c && !rc; c++)
-		rc = *c == '&' ? buf_appendz(&esc, "&amp;") : buf_putc(&esc, *c);
-	if (!rc)
-		rc = buf_append(out, doc, (size_t)(gt + 1 - doc));
-	if (!rc)
-		rc = buf_printf(out, "<BaseURL>%.*s</BaseURL><Location>%s</Location>", (int)base_len,
-				url, buf_str(&esc));
-	if (!rc)
-		rc = buf_append(out, gt + 1, (size_t)(doc + len - gt - 1));
-	buf_free(&esc);
-	return rc;
+	pthread_mutex_lock(&s->lock);
+	struct live_session **p = dash ? &s->dash : &s->hls;
+	if (!*p)
+		*p = live_session_new(v->live, s->name, dash);
+	struct live_session *ls = *p;
+	pthread_mutex_unlock(&s->lock);
+	return ls;
 }
 
 /*
- * Returns (a reference to) the current live document of s (HLS or DASH), creating or renewing
- * the playback session when needed. -ENODATA when the stream is not live.
+ * Attributes of a live file (n is LIVE_HLS or LIVE_DASH). A stat waits at most ~2 s for a
+ * session being made, a listing not at all (see live.h); while there is no current document the
+ * size is a placeholder with attribute timeout 0, so the next stat asks again (docs/SEMANTICS.md).
  */
-static int live_get(struct vfs *v, struct vstream *s, int dash, struct blob **out)
+static void live_attr(struct vfs *v, const struct node *n, enum live_wait w, struct vfs_attr *a)
 {
-	struct live *lv = dash ? &s->dash : &s->hls;
-	int64_t now = now_ms();
-	*out = NULL;
-	pthread_mutex_lock(&s->lock);
-	if (lv->doc && now < lv->renew_ms) {
-		*out = blob_ref(lv->doc);
-		pthread_mutex_unlock(&s->lock);
-		return 0;
-	}
-	if (lv->not_live && now - lv->checked_ms < 2000) {
-		pthread_mutex_unlock(&s->lock);
-		return -ENODATA;
-	}
-	pthread_mutex_unlock(&s->lock);
-
-	char *url = NULL;
-	struct awserr err;
-	awserr_clear(&err);
-	int rc = dash ? kvs_get_dash_url(v->c.kvs, s->name, v->c.hls_expires_s, &url, &err)
-		      : kvs_get_hls_url(v->c.kvs, s->name, v->c.hls_expires_s, &url, &err);
-	if (rc == -ENOENT && err.http_status == 404) {
-		LOG_WARN(v->c.log, "vfs", "%s: stream is not live (no fragment in the last 30 s): %s",
-			 s->name, err.message);
-		pthread_mutex_lock(&s->lock);
-		lv->not_live = 1;
-		lv->checked_ms = now;
-		pthread_mutex_unlock(&s->lock);
-		return -ENODATA;
-	}
-	struct buf raw = BUF_INIT, doc = BUF_INIT;
-	if (rc == 0)
-		rc = kvs_get_session_document(v->c.kvs, url, &raw, &err);
-	if (rc) {
-		char msg[600];
-		LOG_ERROR(v->c.log, "vfs", "%s: %s playback session failed: %s", s->name,
-			  dash ? "DASH" : "HLS", awserr_format(&err, msg, sizeof(msg)));
-		free(url);
-		buf_free(&raw);
-		return rc;
-	}
-	rc = dash ? dash_absolute(raw.data ? raw.data : "", raw.len, url, &doc)
-		  : hls_absolute(raw.data ? raw.data : "", raw.len, url, &doc);
-	free(url);
-	buf_free(&raw);
-	if (rc) {
-		LOG_ERROR(v->c.log, "vfs", "%s: the %s session document is malformed", s->name,
-			  dash ? "DASH manifest" : "HLS playlist");
-		buf_free(&doc);
-		return rc == -ENOMEM ? rc : -EIO;
-	}
-	struct blob *b = malloc(sizeof(*b) + doc.len + 1);
-	if (!b) {
-		buf_free(&doc);
-		return -ENOMEM;
-	}
-	b->refs = 2;
-	b->len = doc.len;
-	memcpy(b->data, doc.data ? doc.data : "", doc.len);
-	b->data[doc.len] = '\0';
-	buf_free(&doc);
-
-	pthread_mutex_lock(&s->lock);
-	struct blob *old = lv->doc;
-	lv->doc = b;
-	lv->created_ms = now;
-	/* renew at 80 % of the lifetime, so a player always gets a URL with time left */
-	lv->renew_ms = now + (int64_t)v->c.hls_expires_s * 800;
-	lv->not_live = 0;
-	uint64_t ino = lv->ino;
-	pthread_mutex_unlock(&s->lock);
-	if (old) {
-		blob_unref(old);
-		if (ino && v->c.invalidate)
-			v->c.invalidate(v->c.invalidate_arg, ino);
-	}
-	LOG_INFO(v->c.log, "vfs", "%s: new %s playback session (expires in %d s)", s->name,
-		 dash ? "DASH" : "HLS", v->c.hls_expires_s);
-	*out = b;
-	return 0;
+	struct live_info li = { 0 };
+	struct live_session *ls = live_of(v, n->stream, n->kind == K_LIVE_DASH);
+	if (ls)
+		live_stat(ls, w, &li);
+	memset(a, 0, sizeof(*a));
+	a->ino = n->ino;
+	a->uid = v->c.uid;
+	a->gid = v->c.gid;
+	a->nlink = 1;
+	a->mode = S_IFREG | ((v->c.live_public ? 0444 : 0400) & ~v->c.umask);
+	a->size = li.size;
+	a->mtime_ms = li.mtime_ms ? li.mtime_ms : v->mount_ms;
+	a->timeout = li.exact ? 1 : 0;
 }
 
 /* ---------------------------------------------------------------- export/ (S3) */
@@ -1024,21 +863,9 @@ static void attr_fill(struct vfs *v, const struct node *n, struct vfs_attr *a)
 		break;
 	}
 	case K_LIVE_HLS:
-	case K_LIVE_DASH: {
-		struct blob *b = NULL;
-		a->mode = S_IFREG | ((v->c.live_public ? 0444 : 0400) & ~v->c.umask);
-		if (live_get(v, n->stream, n->kind == K_LIVE_DASH, &b) == 0) {
-			a->size = b->len;
-			blob_unref(b);
-		}
-		pthread_mutex_lock(&n->stream->lock);
-		struct live *lv = n->kind == K_LIVE_DASH ? &n->stream->dash : &n->stream->hls;
-		lv->ino = n->ino;
-		a->mtime_ms = lv->created_ms ? lv->created_ms : v->mount_ms;
-		pthread_mutex_unlock(&n->stream->lock);
-		a->timeout = 1;
+	case K_LIVE_DASH:
+		live_attr(v, n, LIVE_STAT, a);
 		break;
-	}
 	}
 }
 
@@ -1142,7 +969,8 @@ static int resolve_child(struct vfs *v, const struct node *p, const char *name, 
 	}
 }
 
-int vfs_lookup(struct vfs *v, uint64_t parent, const char *name, struct vfs_attr *a)
+static int lookup(struct vfs *v, uint64_t parent, const char *name, int listing,
+		  struct vfs_attr *a)
 {
 	struct node p, proto;
 	int rc = node_copy(v, parent, &p);
@@ -1184,8 +1012,21 @@ int vfs_lookup(struct vfs *v, uint64_t parent, const char *name, struct vfs_attr
 	pthread_mutex_unlock(&v->lock);
 	if (!n)
 		return -ENOMEM;
-	attr_fill(v, &copy, a);
+	if (listing && (copy.kind == K_LIVE_HLS || copy.kind == K_LIVE_DASH))
+		live_attr(v, &copy, LIVE_LISTING, a); /* readdirplus never waits for a session */
+	else
+		attr_fill(v, &copy, a);
 	return 0;
+}
+
+int vfs_lookup(struct vfs *v, uint64_t parent, const char *name, struct vfs_attr *a)
+{
+	return lookup(v, parent, name, 0, a);
+}
+
+int vfs_lookup_listed(struct vfs *v, uint64_t parent, const char *name, struct vfs_attr *a)
+{
+	return lookup(v, parent, name, 1, a);
 }
 
 void vfs_forget(struct vfs *v, uint64_t ino, uint64_t nl)
@@ -1267,11 +1108,11 @@ static int dir_add(struct dir_builder *b, const char *name, const struct node *p
 	}
 	tmp.name = NULL;
 	if (tmp.kind == K_LIVE_HLS || tmp.kind == K_LIVE_DASH) {
-		/* avoid creating playback sessions for a plain listing */
+		/* a plain listing makes no playback session; one with nodes starts it, no wait */
 		e->attr.mode = S_IFREG;
 		e->attr.ino = tmp.ino;
 		if (b->with_nodes)
-			attr_fill(b->v, &tmp, &e->attr);
+			live_attr(b->v, &tmp, LIVE_LISTING, &e->attr);
 	} else {
 		attr_fill(b->v, &tmp, &e->attr);
 		e->attr.ino = tmp.ino;
@@ -1625,7 +1466,8 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 		return 0;
 	}
 	if (n.kind == K_LIVE_HLS || n.kind == K_LIVE_DASH) {
-		rc = live_get(v, n.stream, n.kind == K_LIVE_DASH, &f->doc);
+		struct live_session *ls = live_of(v, n.stream, n.kind == K_LIVE_DASH);
+		rc = ls ? live_open(ls, &f->doc) : -ENOMEM;
 		if (rc) {
 			free(f);
 			return rc;
@@ -1736,7 +1578,7 @@ void vfs_release(struct vfs *v, struct vfs_file *f)
 		clips_unpin(v->c.clips, f->pin);
 	else if (f->pin)
 		fcache_unpin(v->c.cache, f->pin);
-	blob_unref(f->doc);
+	live_doc_unref(f->doc);
 	free(f);
 }
 
@@ -2101,8 +1943,9 @@ int vfs_new(const struct vfs_config *cfg, struct vfs **out, char *err, size_t er
 		.batch_bytes = 256ull << 20,
 		.learned = on_learned, .learned_arg = v,
 	};
+	struct live_opts lo = { .kvs = cfg->kvs, .log = cfg->log, .expires_s = v->c.hls_expires_s };
 	struct node root = { .kind = K_ROOT };
-	if (!v->by_ino || !v->by_name || fetch_new(&fo, &v->fetch) ||
+	if (!v->by_ino || !v->by_name || live_set_new(&lo, &v->live) || fetch_new(&fo, &v->fetch) ||
 	    !node_get(v, 0, "/", &root, 1)) {
 		vfs_free(v);
 		snprintf(err, errlen, "out of memory");
@@ -2136,6 +1979,7 @@ void vfs_free(struct vfs *v)
 {
 	if (!v)
 		return;
+	live_set_free(v->live); /* waits for sessions being made */
 	fetch_free(v->fetch);
 	for (size_t i = 0; v->by_ino && i < v->nbuckets; i++) {
 		struct node *n = v->by_ino[i];
@@ -2154,8 +1998,6 @@ void vfs_free(struct vfs *v)
 			s->hours = h->link;
 			hour_unref(h);
 		}
-		blob_unref(s->hls.doc);
-		blob_unref(s->dash.doc);
 		pthread_mutex_destroy(&s->lock);
 		pthread_mutex_destroy(&s->fill);
 		free(s->name);

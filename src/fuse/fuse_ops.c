@@ -429,7 +429,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			name = de->name;
 			if (plus) {
 				struct vfs_attr a;
-				if (vfs_lookup(c->vfs, ino, name, &a) != 0)
+				if (vfs_lookup_listed(c->vfs, ino, name, &a) != 0)
 					continue; /* vanished since the snapshot */
 				to_entry(&a, &e);
 				looked_up = 1;

@@ -67,6 +67,33 @@ static struct log_ctx *LG(const struct kvs_client *c)
 	return c->aws->log;
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Budget of the next call before deadline (CLOCK_MONOTONIC ms; 0: none, *left = 0 = the HTTP
+ * client's policy). Returns 0, or -ETIMEDOUT with *err (may be NULL) filled when it is spent.
+ */
+static int budget_left(int64_t deadline, const char *what, unsigned *left, struct awserr *err)
+{
+	*left = 0;
+	if (!deadline)
+		return 0;
+	int64_t l = deadline - mono_ms();
+	if (l <= 0) {
+		if (!err)
+			return -ETIMEDOUT;
+		awserr_clear(err);
+		return awserr_set_errno(err, ETIMEDOUT, what);
+	}
+	*left = (unsigned)l;
+	return 0;
+}
+
 int kvs_client_new(const struct kvs_client_opts *opts, struct kvs_client **out)
 {
 	*out = NULL;
@@ -255,8 +282,9 @@ int kvs_describe_stream(struct kvs_client *c, const char *name, struct kvs_strea
 	return rc;
 }
 
-int kvs_data_endpoint(struct kvs_client *c, const char *stream, const char *api, char **url,
-		      struct awserr *err)
+/* kvs_data_endpoint() within deadline (see budget_left). */
+static int endpoint_get(struct kvs_client *c, const char *stream, const char *api,
+			int64_t deadline, char **url, struct awserr *err)
 {
 	time_t now = time(NULL);
 	*url = NULL;
@@ -272,7 +300,10 @@ int kvs_data_endpoint(struct kvs_client *c, const char *stream, const char *api,
 
 	json_t *body = json_pack("{s:s,s:s}", "StreamName", stream, "APIName", api), *reply = NULL;
 	pace(c, stream, "GetDataEndpoint", KVS_TPS_STREAM);
-	int rc = awsreq_json(c->aws, NULL, c->control, "/getDataEndpoint", body, 1, 0, &reply, err);
+	unsigned left;
+	int rc = budget_left(deadline, "time budget spent before GetDataEndpoint", &left, err);
+	if (rc == 0)
+		rc = awsreq_json_within(c->aws, c->control, "/getDataEndpoint", body, left, &reply, err);
 	json_decref(body);
 	if (rc)
 		return rc;
@@ -325,6 +356,12 @@ int kvs_data_endpoint(struct kvs_client *c, const char *stream, const char *api,
 	return 0;
 }
 
+int kvs_data_endpoint(struct kvs_client *c, const char *stream, const char *api, char **url,
+		      struct awserr *err)
+{
+	return endpoint_get(c, stream, api, 0, url, err);
+}
+
 void kvs_data_endpoint_forget(struct kvs_client *c, const char *stream, const char *api)
 {
 	pthread_mutex_lock(&c->lock);
@@ -344,20 +381,24 @@ static void maybe_forget(struct kvs_client *c, const char *stream, const char *a
 		kvs_data_endpoint_forget(c, stream, api);
 }
 
-/* One JSON call against the stream's data endpoint for api. */
+/* One JSON call against the stream's data endpoint for api, within deadline (0: none). */
 static int data_call(struct kvs_client *c, const char *stream, const char *api, const char *path,
-		     json_t *body, int rate, json_t **reply, struct awserr *err)
+		     json_t *body, int rate, int64_t deadline, json_t **reply, struct awserr *err)
 {
 	struct awserr local;
 	struct awserr *e = err ? err : &local;
 	char *ep = NULL;
-	int rc = kvs_data_endpoint(c, stream, api, &ep, e);
+	int rc = endpoint_get(c, stream, api, deadline, &ep, e);
 	if (rc)
 		return rc;
 	pace(c, stream, path + 1, rate);
-	rc = awsreq_json(c->aws, NULL, ep, path, body, 1, 0, reply, e);
-	if (rc)
-		maybe_forget(c, stream, api, e);
+	unsigned left;
+	rc = budget_left(deadline, "time budget spent before the data-plane call", &left, e);
+	if (rc == 0) {
+		rc = awsreq_json_within(c->aws, ep, path, body, left, reply, e);
+		if (rc)
+			maybe_forget(c, stream, api, e);
+	}
 	free(ep);
 	return rc;
 }
@@ -421,7 +462,7 @@ int kvs_list_fragments(struct kvs_client *c, const char *stream, enum kvs_ts_typ
 		}
 		json_t *reply = NULL, *frags = NULL;
 		int rc = data_call(c, stream, "LIST_FRAGMENTS", "/listFragments", body, KVS_TPS_STREAM,
-				   &reply, err);
+				   0, &reply, err);
 		json_decref(body);
 		free(token);
 		token = NULL;
@@ -489,7 +530,7 @@ int kvs_get_media_for_fragment_list(struct kvs_client *c, const char *stream,
 }
 
 static int session_url(struct kvs_client *c, const char *stream, int dash, int expires_s,
-		       char **url, struct awserr *err)
+		       int64_t deadline, char **url, struct awserr *err)
 {
 	const char *api = dash ? "GET_DASH_STREAMING_SESSION_URL" : "GET_HLS_STREAMING_SESSION_URL";
 	const char *path = dash ? "/getDASHStreamingSessionURL" : "/getHLSStreamingSessionURL";
@@ -500,7 +541,7 @@ static int session_url(struct kvs_client *c, const char *stream, int dash, int e
 		json_object_set_new(body, "ContainerFormat", json_string("FRAGMENTED_MP4"));
 	json_t *reply = NULL;
 	*url = NULL;
-	int rc = data_call(c, stream, api, path, body, KVS_TPS_SESSION, &reply, err);
+	int rc = data_call(c, stream, api, path, body, KVS_TPS_SESSION, deadline, &reply, err);
 	json_decref(body);
 	if (rc)
 		return rc;
@@ -517,18 +558,23 @@ static int session_url(struct kvs_client *c, const char *stream, int dash, int e
 int kvs_get_hls_url(struct kvs_client *c, const char *stream, int expires_s, char **url,
 		    struct awserr *err)
 {
-	return session_url(c, stream, 0, expires_s, url, err);
+	return session_url(c, stream, 0, expires_s, 0, url, err);
 }
 
 int kvs_get_dash_url(struct kvs_client *c, const char *stream, int expires_s, char **url,
 		     struct awserr *err)
 {
-	return session_url(c, stream, 1, expires_s, url, err);
+	return session_url(c, stream, 1, expires_s, 0, url, err);
 }
 
-int kvs_get_session_document(struct kvs_client *c, const char *url, struct buf *out,
-			     struct awserr *err)
+/* kvs_get_session_document() within deadline (0: none). */
+static int session_document(struct kvs_client *c, const char *url, int64_t deadline,
+			    struct buf *out, struct awserr *err)
 {
+	unsigned left;
+	int rc = budget_left(deadline, "time budget spent before the session document", &left, err);
+	if (rc)
+		return rc;
 	struct http_sink sink = { .buf = out, .max = 1u << 20 };
 	struct http_request r = {
 		.method = "GET",
@@ -537,12 +583,34 @@ int kvs_get_session_document(struct kvs_client *c, const char *url, struct buf *
 		.reset_fn = http_sink_buf_reset,
 		.body_arg = &sink,
 		.idempotent = 1,
+		.max_total_ms = left,
 	};
 	struct http_response resp;
-	int rc = http_perform(c->aws->http, &r, &resp);
+	rc = http_perform(c->aws->http, &r, &resp);
 	if (rc && err)
 		*err = resp.err;
 	http_response_free(&resp);
+	return rc;
+}
+
+int kvs_get_session_document(struct kvs_client *c, const char *url, struct buf *out,
+			     struct awserr *err)
+{
+	return session_document(c, url, 0, out, err);
+}
+
+int kvs_live_session(struct kvs_client *c, const char *stream, int dash, int expires_s,
+		     unsigned budget_ms, char **url, struct buf *doc, struct awserr *err)
+{
+	int64_t deadline = budget_ms ? mono_ms() + budget_ms : 0;
+	int rc = session_url(c, stream, dash, expires_s, deadline, url, err);
+	if (rc)
+		return rc;
+	rc = session_document(c, *url, deadline, doc, err);
+	if (rc) {
+		free(*url);
+		*url = NULL;
+	}
 	return rc;
 }
 

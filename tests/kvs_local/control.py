@@ -177,7 +177,8 @@ def get_data_endpoint(ctx, body):
     if api not in API_NAMES:
         raise invalid_argument(f"1 validation error detected: Value '{api}' at 'aPIName' failed to satisfy "
                                "constraint: Member must satisfy enum value set")
-    return {"DataEndpoint": ctx.base_url}
+    over = getattr(ctx.config, "data_endpoints", None) or {}
+    return {"DataEndpoint": over.get(api) or over.get("*") or ctx.base_url}
 
 
 def tag_stream(ctx, body):

@@ -46,7 +46,7 @@ CONCURRENT = {"GetMediaForFragmentList": 5, "GetMedia": 3, "PutMedia": 1}
 FAULT_KEYS = {"error_rate": float, "throttle_rate": float, "latency_ms": float, "reset_rate": float,
               "slow_rate": float, "error_next": int, "throttle_next": int, "reset_next": int, "slow_next": int,
               "reset_after_bytes": int, "slow_chunk_bytes": int, "slow_delay_ms": float, "error_status": int,
-              "deny_rate": float, "deny_next": int, "error_type": str}
+              "deny_rate": float, "deny_next": int, "error_type": str, "error_message": str}
 
 
 class Config:
@@ -69,6 +69,9 @@ class Config:
         self.max_streams = kw.get("max_streams", 10000)
         # test switch: add this many bytes to every FragmentSizeInBytes (clients must not rely on it)
         self.fragment_size_skew = kw.get("fragment_size_skew", 0)
+        # test switch: {APIName or "*": URL} that GetDataEndpoint returns instead of the server's
+        # own URL (e.g. a closed port, to make a data endpoint unreachable); {} = normal
+        self.data_endpoints = kw.get("data_endpoints") or {}
         self.no_auth = kw.get("no_auth", False)
 
 
@@ -415,7 +418,8 @@ class Handler(BaseHTTPRequestHandler):
             st = int(f.get("error_status", 500))
             default = {500: "InternalFailure", 404: "ResourceNotFoundException"}.get(
                 st, "ServiceUnavailableException")
-            raise KvsError(st, f.get("error_type", default), "Injected failure (kvs-local fault injection).")
+            raise KvsError(st, f.get("error_type", default),
+                           f.get("error_message", "Injected failure (kvs-local fault injection)."))
         return f
 
     def _json_api(self, path: str, u):
@@ -612,9 +616,13 @@ class Handler(BaseHTTPRequestHandler):
                 for k, attr in (("quotas", "quotas"), ("sort_fragments", "sort_fragments"),
                                 ("retention_semantics", "retention_semantics"),
                                 ("getmedia_idle_seconds", "getmedia_idle_seconds"),
-                                ("fragment_size_skew", "fragment_size_skew")):
+                                ("fragment_size_skew", "fragment_size_skew"),
+                                ("data_endpoints", "data_endpoints")):
                     if k in req:
-                        setattr(srv.config, attr, req[k])
+                        if k == "data_endpoints" and not isinstance(req[k] or {}, dict):
+                            raise KvsError(400, "InvalidArgumentException",
+                                           "admin: data_endpoints must be an object")
+                        setattr(srv.config, attr, (req[k] or {}) if k == "data_endpoints" else req[k])
                 with srv.lock:
                     srv.windows.clear()
             c = srv.config
@@ -622,6 +630,7 @@ class Handler(BaseHTTPRequestHandler):
                                         "retention_semantics": c.retention_semantics,
                                         "getmedia_idle_seconds": c.getmedia_idle_seconds,
                                         "fragment_size_skew": c.fragment_size_skew,
+                                        "data_endpoints": c.data_endpoints,
                                         "region": c.region, "url": srv.base_url})
         if sub == "seed" and method == "POST":
             from . import seed

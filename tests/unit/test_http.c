@@ -1,6 +1,7 @@
 /* Unit tests for http: header lists, URL redaction for logs, full-jitter backoff bounds, the
  * memory sink, client creation errors (ca_file), and request failures that need no server
- * (refused connection with retries, callbacks aborting, bad input). The wire behaviour against
+ * (refused connection with retries, callbacks aborting, bad input) or only a silent listener
+ * (a request's own time budget). The wire behaviour against
  * real servers is tested by tests/integration/aws/test_http_retry.py. */
 #include <curl/curl.h>
 #include <errno.h>
@@ -236,6 +237,52 @@ static void test_requests(void)
 	http_client_free(c);
 }
 
+/* A request with its own budget never outlives it, even against a server that never answers:
+ * the client has no total timeout and no low-speed limit, so without the cap it would hang. */
+static void test_request_budget(void)
+{
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t l = sizeof(a);
+	if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(ls, 8) != 0 ||
+	    getsockname(ls, (struct sockaddr *)&a, &l) != 0) {
+		CHECK(0, "listening socket");
+		if (ls >= 0)
+			close(ls);
+		return;
+	}
+	struct http_client *c = NULL;
+	struct http_client_opts o;
+	http_client_opts_init(&o);
+	o.retry.max_attempts = 3;
+	o.retry.base_delay_ms = 1;
+	o.retry.max_delay_ms = 5;
+	o.low_speed_time_s = -1;
+	o.seed = 1;
+	CHECK_INT(http_client_new(&o, &c), 0, "client");
+	if (!c) {
+		close(ls);
+		return;
+	}
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/silent", ntohs(a.sin_port));
+	struct http_request r;
+	memset(&r, 0, sizeof(r));
+	r.url = url;
+	r.idempotent = 1;
+	r.max_total_ms = 200;
+	struct http_response resp;
+	int rc = http_perform(c, &r, &resp);
+	CHECK_INT(rc, -ETIMEDOUT, "a silent server: the budget ends the request");
+	CHECK(resp.attempts <= 2, "no attempt after the budget (%d attempts)", resp.attempts);
+	http_response_free(&resp);
+	http_client_free(c);
+	close(ls);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -245,6 +292,7 @@ int main(void)
 	test_sink();
 	test_client_errors();
 	test_requests();
+	test_request_budget();
 	curl_global_cleanup();
 	return check_done();
 }
