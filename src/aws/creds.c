@@ -32,6 +32,8 @@
 #include <unistd.h>
 
 #include "kvsfs/buf.h"
+#include "kvsfs/clk.h"
+#include "kvsfs/decsec.h"
 #include "kvsfs/fsutil.h"
 #include "kvsfs/http.h"
 
@@ -369,13 +371,6 @@ static int fetch_env(struct creds_provider *p, struct creds_value *out, char *er
 
 /* ---- source: credential_process ---- */
 
-static long elapsed_ms(const struct timespec *t0)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (t.tv_sec - t0->tv_sec) * 1000L + (t.tv_nsec - t0->tv_nsec) / 1000000L;
-}
-
 static void kill_child(pid_t pid)
 {
 	kill(-pid, SIGKILL);
@@ -423,14 +418,13 @@ static int fetch_process(struct creds_provider *p, struct creds_value *out, char
 			 strerror(src));
 		return -EIO;
 	}
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int64_t deadline = clk_mono_ms() + p->process_timeout_ms;
 	struct buf b = BUF_INIT;
 	int rc = 0;
 	const char *why = NULL;
 	/* Read stdout until EOF, the size limit or the deadline. */
 	for (;;) {
-		long left = p->process_timeout_ms - elapsed_ms(&t0);
+		int64_t left = deadline - clk_mono_ms();
 		if (left <= 0) {
 			rc = -ETIMEDOUT;
 			why = "timed out";
@@ -484,14 +478,13 @@ static int fetch_process(struct creds_provider *p, struct creds_value *out, char
 				why = "its exit status is unknown";
 				break;
 			}
-			if (elapsed_ms(&t0) >= p->process_timeout_ms) {
+			if (clk_mono_ms() >= deadline) {
 				kill_child(pid);
 				rc = -ETIMEDOUT;
 				why = "timed out";
 				break;
 			}
-			struct timespec ts = { 0, 5 * 1000 * 1000 };
-			nanosleep(&ts, NULL);
+			clk_sleep_ms(5);
 		}
 	}
 	if (!rc) {
@@ -1171,12 +1164,10 @@ static int resolve(struct creds_provider *p, const struct creds_options *opts,
 			       strcasecmp(awsconfig_files_get(f, "ec2_metadata_v1_disabled"), "true") == 0);
 	p->imds_timeout_ms = opts->imds_timeout_ms > 0 ? opts->imds_timeout_ms : 1000;
 	const char *ts = penv(p, "AWS_METADATA_SERVICE_TIMEOUT");
-	if (opts->imds_timeout_ms <= 0 && ts && *ts) {
-		char *end;
-		double secs = strtod(ts, &end);
-		if (*end == '\0' && secs > 0 && secs <= 600)
-			p->imds_timeout_ms = (int)(secs * 1000);
-	}
+	int64_t tms;
+	if (opts->imds_timeout_ms <= 0 && ts && *ts && decsec_parse_ms(ts, 0, &tms) == 0 &&
+	    tms >= 1 && tms <= 600000)
+		p->imds_timeout_ms = (int)tms;
 	p->imds_attempts = 1;
 	const char *na = penv(p, "AWS_METADATA_SERVICE_NUM_ATTEMPTS");
 	if (na && *na) {

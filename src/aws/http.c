@@ -31,9 +31,9 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "kvsfs/clk.h"
 #include "kvsfs_config.h"
 
 #define MOD "http"
@@ -266,20 +266,6 @@ unsigned http_backoff_ms(uint64_t *state, unsigned n, unsigned base_ms, unsigned
 	return (unsigned)(splitmix64(state) % (cap + 1));
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 /* ---------------------------------------------------------------- client */
 
 void http_client_opts_init(struct http_client_opts *opts)
@@ -429,7 +415,7 @@ int http_client_new(const struct http_client_opts *opts, struct http_client **ou
 	}
 	c->rng = opts->seed;
 	if (!c->rng && getrandom(&c->rng, sizeof(c->rng), 0) != (ssize_t)sizeof(c->rng))
-		c->rng = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32);
+		c->rng = (uint64_t)clk_mono_ms() ^ ((uint64_t)getpid() << 32);
 
 	if (opts->ca_file && *opts->ca_file) {
 		int rc = build_ca_bundle(c, opts->ca_file);
@@ -888,7 +874,7 @@ int http_perform(struct http_client *c, const struct http_request *req,
 		awserr_set_errno(&resp->err, ENOMEM, "curl_easy_init failed");
 		return -ENOMEM;
 	}
-	int64_t t0 = now_ms();
+	int64_t t0 = clk_mono_ms();
 	struct attempt a;
 	memset(&a, 0, sizeof(a));
 	a.c = c;
@@ -933,7 +919,7 @@ int http_perform(struct http_client *c, const struct http_request *req,
 		unsigned delay = 0;
 		if (!why_not) {
 			delay = next_delay(c, (unsigned)(n - 1));
-			if (now_ms() - t0 + delay > (int64_t)c->retry.max_total_ms)
+			if (clk_mono_ms() - t0 + delay > (int64_t)c->retry.max_total_ms)
 				why_not = "retry time budget exhausted";
 		}
 		if (why_not) {
@@ -941,7 +927,7 @@ int http_perform(struct http_client *c, const struct http_request *req,
 				  where, n, max_attempts, what, why_not);
 			if (resp->err.retryable && req->idempotent && n > 1)
 				LOG_WARN(c->log, MOD, "%s %s: giving up after %d attempts in "
-					 "%" PRId64 " ms: %s", method, where, n, now_ms() - t0, what);
+					 "%" PRId64 " ms: %s", method, where, n, clk_mono_ms() - t0, what);
 			break;
 		}
 		LOG_DEBUG(c->log, MOD, "%s %s attempt %d/%d: %s, retry in %u ms", method, where, n,
@@ -961,7 +947,7 @@ int http_perform(struct http_client *c, const struct http_request *req,
 				break;
 			}
 		}
-		sleep_ms(delay);
+		clk_sleep_ms(delay);
 	}
 	buf_free(&a.errbody);
 	pool_put(c, h);

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kvsfs/decsec.h"
 #include "kvsfs/log.h"
 #include "webm_reader.h"
 
@@ -171,39 +172,8 @@ static void problem(struct mkv_reader *r, unsigned flag, const char *fmt, ...)
 
 int mkv_parse_timestamp_ms(const char *s, int64_t *ms)
 {
-	const char *p = s;
-	while (*p == ' ')
-		p++;
-	if (*p < '0' || *p > '9')
-		return -EINVAL;
-	int64_t sec = 0;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (sec > (INT64_MAX / 1000 - 9) / 10)
-			return -EINVAL;
-		sec = sec * 10 + (*p - '0');
-	}
-	int64_t frac = 0;
-	int digits = 0, round_up = 0;
-	if (*p == '.') {
-		for (p++; *p >= '0' && *p <= '9'; p++) {
-			if (digits < 3) {
-				frac = frac * 10 + (*p - '0');
-				digits++;
-			} else if (*p != '0') {
-				round_up = 1;
-			}
-		}
-	}
-	while (*p == ' ')
-		p++;
-	if (*p != '\0')
-		return -EINVAL;
-	while (digits < 3) {
-		frac *= 10;
-		digits++;
-	}
-	*ms = sec * 1000 + frac + round_up;
-	return 0;
+	/* KVS writes "seconds.fraction", sometimes padded with spaces; its parser rounds up */
+	return decsec_parse_ms(s, DECSEC_LENIENT | DECSEC_ROUND_UP, ms) ? -EINVAL : 0;
 }
 
 static const struct {
