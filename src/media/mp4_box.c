@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kvsfs/fsutil.h"
 #include "kvsfs/log.h"
 #include "mp4_internal.h"
 
@@ -120,19 +121,7 @@ int mp4_in_read(const struct mp4_input *in, void *buf, size_t len, uint64_t off)
 		memcpy(buf, (const uint8_t *)in->mem + off, len);
 		return 0;
 	}
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(in->fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		done += (size_t)n;
-	}
-	return 0;
+	return fsutil_pread_all(in->fd, buf, len, off);
 }
 
 size_t mp4_box_begin(struct buf *b, uint32_t type, int *rc)
