@@ -139,7 +139,7 @@ static int imds_role_creds(struct creds_provider *p, struct buf *url, const char
 		if (rc)
 			snprintf(err, errlen, "instance metadata at %s: fetching the role's credentials "
 				 "failed: %s", p->imds_base, creds_http_reason(rc, g.status, tmp,
-									sizeof(tmp)));
+									       sizeof(tmp)));
 	}
 	if (!rc) {
 		const char *why = NULL;

@@ -234,10 +234,10 @@ static int canonical_headers(struct signing *s, const char *amz_date)
 		rc = sigv4_kvlist_add(&s->hl, strdup("x-amz-date"), strdup(amz_date), 0);
 		if (!rc && s->sign_token)
 			rc = sigv4_kvlist_add(&s->hl, strdup("x-amz-security-token"), sigv4_trimall(s->token),
-					1);
+					      1);
 		if (!rc && add_content_sha256(s))
 			rc = sigv4_kvlist_add(&s->hl, strdup("x-amz-content-sha256"), strdup(s->payload),
-					0);
+					      0);
 		if (rc)
 			return rc;
 	}
@@ -284,10 +284,10 @@ static int compute_signature(const struct signing *s, struct sigv4_key_cache *ca
 	int rc = sigv4_canonical_uri(&uri, s->req->path, s->flags);
 	if (!rc)
 		rc = sigv4_render_creq(&creq, m, buf_str(&uri), &s->ql, &s->hl, out->signed_headers,
-				 s->payload, 0);
+				       s->payload, 0);
 	if (!rc)
 		rc = sigv4_render_creq(&logreq, m, buf_str(&uri), &s->ql, &s->hl, out->signed_headers,
-				 s->payload, 1);
+				       s->payload, 1);
 	if (!rc)
 		rc = sigv4_sha256_hex(creq.data, creq.len, hash);
 	if (!rc)

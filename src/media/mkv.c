@@ -120,13 +120,13 @@ int mkv_reader_finish(struct mkv_reader *r)
 		case RS_SKIP:
 		case RS_HEAD:
 			mkv_problem(r, MKV_FRAG_TRUNCATED, "stream ends %" PRIu64 " bytes early inside"
-				" element 0x%" PRIX32 " at %" PRIu64,
+				    " element 0x%" PRIX32 " at %" PRIu64,
 				r->remaining + (r->state == RS_HEAD ? r->head_want - r->head_len : 0),
 				r->el_id, r->el_start);
 			break;
 		case RS_CAPTURE:
 			mkv_problem(r, MKV_FRAG_TRUNCATED, "stream ends %" PRIu64 " bytes early inside"
-				" element 0x%" PRIX32 " at %" PRIu64, r->remaining, r->el_id, r->el_start);
+				    " element 0x%" PRIX32 " at %" PRIu64, r->remaining, r->el_id, r->el_start);
 			mkv_capture_end(r); /* deliver what can be decoded */
 			break;
 		default:

@@ -41,10 +41,10 @@ void mkv_pop_ctx(struct mkv_reader *r, uint64_t cut_at, int truncated)
 	if (c->end != UNKNOWN_SIZE && c->end > cut_at) {
 		if (truncated)
 			mkv_problem(r, MKV_FRAG_TRUNCATED, "element 0x%" PRIX32 " at %" PRIu64
-				" cut short by %" PRIu64 " bytes", c->id, c->start, c->end - cut_at);
+				    " cut short by %" PRIu64 " bytes", c->id, c->start, c->end - cut_at);
 		else
 			mkv_problem(r, MKV_FRAG_MALFORMED, "element 0x%" PRIX32 " at %" PRIu64
-				" ends early at a level-1 element", c->id, c->start);
+				    " ends early at a level-1 element", c->id, c->start);
 	}
 	if (c->kind == CTX_BLOCKGROUP)
 		mkv_blockgroup_end(r);

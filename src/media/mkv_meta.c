@@ -35,7 +35,7 @@ static int wr_element(void *opaque, uint32_t id, uint64_t size, int *skip)
 			fb->pending_codec_private = 0;
 		if (size != MKV_WR_UNKNOWN_SIZE && size > MKV_MAX_TAG_SIZE) {
 			mkv_problem(r, MKV_FRAG_SKIPPED, "element 0x%" PRIX32 " of %" PRIu64
-				" bytes skipped", id, size);
+				    " bytes skipped", id, size);
 			*skip = 1;
 		}
 		return 0;
@@ -45,7 +45,7 @@ static int wr_element(void *opaque, uint32_t id, uint64_t size, int *skip)
 	default:
 		if (size != MKV_WR_UNKNOWN_SIZE && size > MKV_MAX_STRING_SIZE) {
 			mkv_problem(r, MKV_FRAG_SKIPPED, "element 0x%" PRIX32 " of %" PRIu64
-				" bytes skipped", id, size);
+				    " bytes skipped", id, size);
 			*skip = 1;
 		}
 		return 0;

@@ -77,7 +77,7 @@ int mp4_box_at(struct ectx *e, const uint8_t *p, size_t avail, struct box *b)
 		return mp4_fail(e, -EBADMSG, "box '%s' too small (%llu bytes)", t, (unsigned long long)size);
 	if (size > avail)
 		return mp4_fail(e, -EBADMSG, "box '%s' (%llu bytes) overruns its parent (%zu left)", t,
-			    (unsigned long long)size, avail);
+				(unsigned long long)size, avail);
 	b->start = p;
 	b->size = (size_t)size;
 	b->p = p + hdr;
@@ -94,7 +94,7 @@ int mp4_full_box(struct ectx *e, const struct box *b, size_t min_len, const char
 
 /* Takes a "version/flags, u32 count, count * esize" table (after skip extra bytes before the count). */
 int mp4_take_tbl(struct ectx *e, const struct box *b, struct tbl *t, size_t skip, size_t esize,
-		    const char *what)
+		 const char *what)
 {
 	if (t->present)
 		return mp4_fail(e, -EBADMSG, "duplicate %s box", what);
@@ -109,7 +109,7 @@ int mp4_take_tbl(struct ectx *e, const struct box *b, struct tbl *t, size_t skip
 	t->ent = b->p + 8 + skip;
 	if (esize && (uint64_t)t->count > (b->len - 8 - skip) / esize)
 		return mp4_fail(e, -EBADMSG, "%s declares %u entries but holds %zu bytes", what, t->count,
-			    b->len - 8 - skip);
+				b->len - 8 - skip);
 	return 0;
 }
 

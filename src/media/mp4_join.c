@@ -44,7 +44,7 @@ static int match_tracks(struct ectx *e, const struct part *p0, const struct part
 {
 	if (p->ntracks != p0->ntracks)
 		return mp4_fail(e, -EMEDIUMTYPE, "%s has %zu tracks, %s has %zu", mp4_in_name(&p->in), p->ntracks,
-			    mp4_in_name(&p0->in), p0->ntracks);
+				mp4_in_name(&p0->in), p0->ntracks);
 	for (size_t i = 0; i < p0->ntracks; i++) {
 		size_t rank = 0;
 		for (size_t k = 0; k < i; k++)
@@ -60,14 +60,14 @@ static int match_tracks(struct ectx *e, const struct part *p0, const struct part
 		mp4_fourcc_str(p0->tr[i].handler, h);
 		if (k == p->ntracks)
 			return mp4_fail(e, -EMEDIUMTYPE, "%s has no '%s' track matching track %u",
-				    mp4_in_name(&p->in), h, p0->tr[i].id);
+					mp4_in_name(&p->in), h, p0->tr[i].id);
 		map[i] = k;
 		int same = mp4_stsd_same(&p0->tr[i].stsd, &p->tr[k].stsd, p0->tr[i].handler);
 		if (same < 0)
 			return mp4_fail(e, same, "out of memory");
 		if (!same)
 			return mp4_fail(e, -EMEDIUMTYPE, "%s: sample description of '%s' track %u differs from %s",
-				    mp4_in_name(&p->in), h, p->tr[k].id, mp4_in_name(&p0->in));
+					mp4_in_name(&p->in), h, p->tr[k].id, mp4_in_name(&p0->in));
 	}
 	return 0;
 }

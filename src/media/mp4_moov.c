@@ -15,7 +15,7 @@
 #include "mp4_internal.h"
 
 size_t mp4_edits(const struct track *t, const struct otrack *o, uint32_t movie_ts,
-		    struct edit *ed, uint64_t *tkdur, int *v1)
+		 struct edit *ed, uint64_t *tkdur, int *v1)
 {
 	const struct tbl *el = &t->elst;
 	size_t n = 0;

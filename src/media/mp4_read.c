@@ -295,7 +295,7 @@ static int parse_trak(struct ectx *e, const struct box *trak, struct track *t)
 				size_t es = t->elst.version ? 20 : 12;
 				if (t->elst.count > (m.len - 8) / es)
 					return mp4_fail(e, -EBADMSG, "elst declares %u entries but holds %zu bytes",
-						    t->elst.count, m.len - 8);
+							t->elst.count, m.len - 8);
 			}
 			if (rc < 0)
 				return rc;
@@ -337,7 +337,7 @@ static int parse_trak(struct ectx *e, const struct box *trak, struct track *t)
 		return rc;
 	if (!have_tkhd || !have_mdhd || !have_hdlr || !have_stbl)
 		return mp4_fail(e, -EBADMSG, "trak lacks %s", !have_tkhd ? "tkhd" : !have_mdhd ? "mdhd" :
-			    !have_hdlr ? "hdlr" : "stbl");
+				!have_hdlr ? "hdlr" : "stbl");
 	if (t->timescale == 0)
 		return mp4_fail(e, -EBADMSG, "track %u has timescale 0", t->id);
 	return 0;
@@ -398,7 +398,7 @@ int mp4_part_load(struct ectx *e, struct part *p, const struct mp4_input *in)
 		uint64_t left = p->fsize - off;
 		if (left < 8)
 			return mp4_fail(e, -EBADMSG, "%s: %llu trailing bytes after the last box", mp4_in_name(in),
-				    (unsigned long long)left);
+					(unsigned long long)left);
 		if (++nboxes > MAX_TOP_BOXES)
 			return mp4_fail(e, -EBADMSG, "%s: more than %d top-level boxes", mp4_in_name(in), MAX_TOP_BOXES);
 		size_t hl = left >= 16 ? 16 : 8;
@@ -418,7 +418,7 @@ int mp4_part_load(struct ectx *e, struct part *p, const struct mp4_input *in)
 		}
 		if (size < hdr || size > left)
 			return mp4_fail(e, -EBADMSG, "%s: top-level box '%s' has bad size %llu (%llu bytes left)",
-				    mp4_in_name(in), t, (unsigned long long)size, (unsigned long long)left);
+					mp4_in_name(in), t, (unsigned long long)size, (unsigned long long)left);
 		if (type == FOURCC('f', 't', 'y', 'p')) {
 			if (p->ftyp || size > FTYP_MAX)
 				return mp4_fail(e, -EBADMSG, "%s: duplicate or oversized ftyp", mp4_in_name(in));
@@ -433,7 +433,7 @@ int mp4_part_load(struct ectx *e, struct part *p, const struct mp4_input *in)
 				return mp4_fail(e, -EBADMSG, "%s: more than one moov", mp4_in_name(in));
 			if (size - hdr > MP4_MOOV_MAX)
 				return mp4_fail(e, -EFBIG, "%s: moov of %llu bytes exceeds the limit", mp4_in_name(in),
-					    (unsigned long long)size);
+						(unsigned long long)size);
 			p->moov_len = (size_t)(size - hdr);
 			p->moov = malloc(p->moov_len ? p->moov_len : 1);
 			if (!p->moov)
@@ -459,7 +459,7 @@ int mp4_part_load(struct ectx *e, struct part *p, const struct mp4_input *in)
 	for (size_t i = 0; i < p->ntracks && !rc; i++)
 		if ((uint64_t)p->tr[i].nsamples * p->tr[i].stsz_const > p->fsize)
 			rc = mp4_fail(e, -EBADMSG, "%s: track %u declares more sample bytes than the file holds",
-				  mp4_in_name(in), p->tr[i].id);
+				      mp4_in_name(in), p->tr[i].id);
 	return rc;
 }
 
