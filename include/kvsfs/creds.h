@@ -32,7 +32,9 @@
  *      is true. Endpoint: AWS_EC2_METADATA_SERVICE_ENDPOINT, else the profile's
  *      ec2_metadata_service_endpoint, else http://169.254.169.254. Disabled by
  *      AWS_EC2_METADATA_DISABLED=true. Timeout 1 s per request (AWS_METADATA_SERVICE_TIMEOUT
- *      seconds overrides), one attempt, so a mount without IMDS fails fast.
+ *      overrides it: decimal seconds such as "2" or "0.5", more than 0 and at most 600, read
+ *      with decsec_parse_ms; other values are ignored), one attempt, so a mount without IMDS
+ *      fails fast.
  *   Nothing found: -ENOKEY with "no AWS credentials found: ..." in err.
  *
  * Refresh: credentials with an Expiration are refreshed when less than refresh_margin_s

@@ -1,11 +1,13 @@
 /*
- * fsutil: small file-system helpers shared by the on-disk modules (fcache, sizeidx).
+ * fsutil: small file-system helpers shared by the on-disk modules (fcache, sizeidx), the shared
+ * config files and the MP4 reader.
  * Stateless and thread-safe; errors are negative errno values.
  */
 #ifndef KVSFS_FSUTIL_H
 #define KVSFS_FSUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct buf;
 
@@ -15,6 +17,10 @@ int fsutil_mkdir_p(const char *path);
 /* Writes all len bytes (retrying short writes and EINTR). Returns 0, -EIO when write(2)
  * returns 0, or -errno. */
 int fsutil_write_all(int fd, const void *data, size_t len);
+
+/* Reads exactly len bytes at offset off with pread (retrying short reads and EINTR; the file
+ * position is not used). Returns 0, -EIO when the file ends first, or -errno. */
+int fsutil_pread_all(int fd, void *buf, size_t len, uint64_t off);
 
 /* Appends everything fd has until end of file to out (retrying EINTR). Returns 0, -ENOMEM,
  * -EIO for a read error, or -EFBIG once more than max bytes were read (out then holds what

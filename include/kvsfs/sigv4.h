@@ -1,5 +1,6 @@
 /*
  * sigv4: AWS Signature Version 4 (AWS4-HMAC-SHA256) request signing with OpenSSL libcrypto.
+ * (Payload hashing: sigv4_hash.h, included here.)
  *
  * The HTTP layer signs every attempt (a retry gets a fresh X-Amz-Date) by describing the request
  * exactly as it will go on the wire:
@@ -58,6 +59,8 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "kvsfs/sigv4_hash.h"
+
 struct log_ctx;
 struct buf;
 
@@ -65,8 +68,6 @@ struct buf;
 /* SHA-256 of the empty string: the payload hash of an empty body and of KVS PutMedia streaming. */
 #define SIGV4_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define SIGV4_UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
-/* Length of a hex SHA-256 (a buffer needs SIGV4_HEX_LEN + 1 bytes). */
-#define SIGV4_HEX_LEN 64
 /* Presigned URLs may live at most 7 days. */
 #define SIGV4_MAX_EXPIRES 604800u
 
@@ -183,27 +184,6 @@ int sigv4_sign_headers(const struct sigv4_request *req, const struct sigv4_creds
 int sigv4_presign(const struct sigv4_request *req, const struct sigv4_creds *creds,
 		  const struct sigv4_params *params, struct sigv4_key_cache *cache,
 		  struct sigv4_result *out);
-
-/* Incremental SHA-256 for payload hashes of large bodies. Usage: init, update*, final (final also
- * frees); call sigv4_hasher_free() instead to abandon. Not thread-safe per object. */
-struct sigv4_hasher {
-	void *ctx; /* EVP_MD_CTX, owned */
-};
-
-/* Starts a hash. Returns 0, -ENOMEM or -EIO. */
-int sigv4_hasher_init(struct sigv4_hasher *h);
-/* Adds n bytes. Returns 0 or -EIO. */
-int sigv4_hasher_update(struct sigv4_hasher *h, const void *data, size_t n);
-/* Writes the lowercase hex digest (65 bytes with NUL) and frees h. Returns 0 or -EIO. */
-int sigv4_hasher_final(struct sigv4_hasher *h, char hex[SIGV4_HEX_LEN + 1]);
-/* Frees h without a digest (safe on a finished or zeroed hasher). */
-void sigv4_hasher_free(struct sigv4_hasher *h);
-
-/* SHA-256 hex of a memory block (data may be NULL when n == 0). Returns 0 or -ENOMEM/-EIO. */
-int sigv4_sha256_hex(const void *data, size_t n, char hex[SIGV4_HEX_LEN + 1]);
-/* SHA-256 hex of len bytes of fd from offset (pread; the file position is not used), or up to
- * end of file when len < 0. Returns 0, -EIO when the file is shorter than len, or -errno. */
-int sigv4_sha256_fd(int fd, off_t offset, off_t len, char hex[SIGV4_HEX_LEN + 1]);
 
 /* Appends s[0..n) URI-encoded with the RFC 3986 unreserved set (uppercase %XX); '/' is kept
  * when keep_slash is set (paths), else encoded (query names/values). Useful for building wire

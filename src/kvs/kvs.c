@@ -6,7 +6,7 @@
  * per-stream quota window of that API (ratelimit), so a busy mount paces itself instead of
  * collecting ClientLimitExceededException replies. Data-plane calls first resolve the stream's
  * data endpoint for that API from a small cache (list under a mutex; entries expire after
- * endpoint_ttl_s and are dropped when a call against them fails in a way that suggests a stale
+ * endpoint_ttl_s on the monotonic clock and are dropped when a call against them fails in a way that suggests a stale
  * endpoint: InvalidEndpointException or no HTTP response at all).
  *
  * Invariants: result structs are either fully filled or left as the caller passed them plus
@@ -20,9 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "kvsfs/array.h"
 #include "kvsfs/buf.h"
+#include "kvsfs/clk.h"
 #include "kvsfs/json.h"
 #include "kvsfs/log.h"
 #include "kvsfs/ratelimit.h"
@@ -34,7 +35,7 @@ struct endpoint_entry {
 	char *stream;
 	char *api;
 	char *url;
-	time_t expires;
+	int64_t expires_ms;  /* monotonic */
 	struct endpoint_entry *link;
 };
 
@@ -47,20 +48,6 @@ struct kvs_client {
 	pthread_mutex_t lock;
 	struct endpoint_entry *endpoints;
 };
-
-/* Makes room for one more element in a growable array (*v, *n used, *cap allocated). */
-static int grow(void **v, size_t n, size_t *cap, size_t elem, size_t first)
-{
-	if (n < *cap)
-		return 0;
-	size_t nc = *cap ? *cap * 2 : first;
-	void *nv = realloc(*v, nc * elem);
-	if (!nv)
-		return -ENOMEM;
-	*v = nv;
-	*cap = nc;
-	return 0;
-}
 
 static struct log_ctx *LG(const struct kvs_client *c)
 {
@@ -236,10 +223,12 @@ int kvs_list_streams(struct kvs_client *c, const char *prefix, struct kvs_stream
 		size_t i;
 		json_t *it;
 		json_array_foreach(list, i, it) {
-			if (grow((void **)&out->v, out->n, &out->cap, sizeof(*out->v), 16)) {
+			struct kvs_stream *nv = array_grow(out->v, out->n, &out->cap, sizeof(*nv), 16);
+			if (!nv) {
 				json_decref(reply);
 				return -ENOMEM;
 			}
+			out->v = nv;
 			rc = parse_stream(c, it, &out->v[out->n]);
 			if (rc == -ENOMEM) {
 				json_decref(reply);
@@ -286,11 +275,11 @@ int kvs_describe_stream(struct kvs_client *c, const char *name, struct kvs_strea
 static int endpoint_get(struct kvs_client *c, const char *stream, const char *api,
 			int64_t deadline, char **url, struct awserr *err)
 {
-	time_t now = time(NULL);
+	int64_t now = clk_mono_ms();
 	*url = NULL;
 	pthread_mutex_lock(&c->lock);
 	for (struct endpoint_entry *e = c->endpoints; e; e = e->link) {
-		if (strcmp(e->stream, stream) == 0 && strcmp(e->api, api) == 0 && e->expires > now) {
+		if (strcmp(e->stream, stream) == 0 && strcmp(e->api, api) == 0 && e->expires_ms > now) {
 			*url = strdup(e->url);
 			pthread_mutex_unlock(&c->lock);
 			return *url ? 0 : -ENOMEM;
@@ -317,7 +306,7 @@ static int endpoint_get(struct kvs_client *c, const char *stream, const char *ap
 		e->stream = strdup(stream);
 		e->api = strdup(api);
 		e->url = strdup(ep);
-		e->expires = now + c->ttl_s;
+		e->expires_ms = now + (int64_t)c->ttl_s * 1000;
 	}
 	*url = strdup(ep);
 	json_decref(reply);
@@ -367,7 +356,7 @@ void kvs_data_endpoint_forget(struct kvs_client *c, const char *stream, const ch
 	pthread_mutex_lock(&c->lock);
 	for (struct endpoint_entry *e = c->endpoints; e; e = e->link)
 		if (strcmp(e->stream, stream) == 0 && strcmp(e->api, api) == 0)
-			e->expires = 0;
+			e->expires_ms = INT64_MIN;
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -475,10 +464,12 @@ int kvs_list_fragments(struct kvs_client *c, const char *stream, enum kvs_ts_typ
 		size_t i;
 		json_t *it;
 		json_array_foreach(frags, i, it) {
-			if (grow((void **)&out->v, out->n, &out->cap, sizeof(*out->v), 256)) {
+			struct kvs_fragment *nv = array_grow(out->v, out->n, &out->cap, sizeof(*nv), 256);
+			if (!nv) {
 				json_decref(reply);
 				return -ENOMEM;
 			}
+			out->v = nv;
 			if (parse_fragment(it, &out->v[out->n])) {
 				json_decref(reply);
 				out->n = first;

@@ -11,7 +11,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "kvsfs/clk.h"
 
 #define RATELIMIT_MAX_RATE 64
 /* One second plus a margin for network jitter, so the server never counts rate+1 in a second. */
@@ -28,13 +29,6 @@ struct ratelimit {
 	pthread_mutex_t lock;
 	struct rl_key *keys;
 };
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 struct ratelimit *ratelimit_new(void)
 {
@@ -86,7 +80,7 @@ long ratelimit_acquire(struct ratelimit *rl, const char *key, int rate)
 	 * at next-1; entries older than rate are irrelevant. */
 	unsigned newest = (k->next + RATELIMIT_MAX_RATE - 1) % RATELIMIT_MAX_RATE;
 	unsigned idx = (newest + RATELIMIT_MAX_RATE - (unsigned)rate + 1) % RATELIMIT_MAX_RATE;
-	int64_t now = now_ns();
+	int64_t now = clk_mono_ns();
 	int64_t start = k->starts[idx] + RATELIMIT_WINDOW_NS;
 	if (start < now)
 		start = now;
@@ -98,10 +92,6 @@ long ratelimit_acquire(struct ratelimit *rl, const char *key, int rate)
 	pthread_mutex_unlock(&rl->lock);
 
 	int64_t wait = start - now;
-	if (wait > 0) {
-		struct timespec ts = { (time_t)(wait / 1000000000), (long)(wait % 1000000000) };
-		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-			;
-	}
+	clk_sleep_ns(wait);
 	return (long)(wait / 1000000);
 }

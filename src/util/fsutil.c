@@ -1,5 +1,6 @@
 /*
- * fsutil: mkdir -p and write-everything helpers (see include/kvsfs/fsutil.h).
+ * fsutil: mkdir -p, write-everything, read-exactly and read-whole-file helpers (see
+ * include/kvsfs/fsutil.h).
  */
 #include "kvsfs/fsutil.h"
 
@@ -46,6 +47,23 @@ int fsutil_write_all(int fd, const void *data, size_t len)
 			return -EIO;
 		p += n;
 		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fsutil_pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
 	}
 	return 0;
 }
