@@ -11,6 +11,9 @@
  *   --random             cp: write the chunks in a non-sequential order (2nd half first)
  *   --fsync              cp: fsync before release
  *   --write-delay-us N   sleep after each write() (a slow writer)
+ *   --fsize-limit N      RLIMIT_FSIZE of N bytes (SIGXFSZ ignored): writes to the staging file
+ *                        beyond N fail with EFBIG, as on a full disk
+ *   --stat               cp: print the file's stat JSON after the writes, before the release
  *   --retry              cp/rsync: after a failure print "FAILED <errno>" on stdout, wait for a
  *                        line on stdin, then retry (export_sync_all) and exit with its result
  * commands:
@@ -35,6 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,7 +61,7 @@ static void usage(void)
 }
 
 static size_t chunk = 131072;
-static int random_order, do_fsync, do_retry;
+static int random_order, do_fsync, do_retry, do_stat;
 static long write_delay_us;
 
 static int read_local(const char *path, char **data, size_t *len)
@@ -125,6 +130,8 @@ static int retry_wait(struct export *ex, int rc)
 	return export_sync_all(ex);
 }
 
+static void print_attr(const char *name, const struct export_attr *a);
+
 static int cmd_cp(struct export *ex, const char *local, const char *path)
 {
 	char *data = NULL;
@@ -136,6 +143,9 @@ static int cmd_cp(struct export *ex, const char *local, const char *path)
 	rc = export_create(ex, path, 0644, &f);
 	if (!rc) {
 		rc = write_all(f, data, len);
+		struct export_attr a;
+		if (do_stat && !export_stat(ex, path, &a))
+			print_attr(NULL, &a);
 		if (!rc && do_fsync)
 			rc = export_fsync(f);
 		int r2 = export_release(f);
@@ -318,6 +328,15 @@ int main(int argc, char **argv)
 			do_fsync = 1;
 		else if (!strcmp(a, "--retry"))
 			do_retry = 1;
+		else if (!strcmp(a, "--stat"))
+			do_stat = 1;
+		else if (more && !strcmp(a, "--fsize-limit")) {
+			struct rlimit rl;
+			rl.rlim_cur = rl.rlim_max = (rlim_t)strtoull(argv[++i], NULL, 10);
+			signal(SIGXFSZ, SIG_IGN);
+			if (setrlimit(RLIMIT_FSIZE, &rl))
+				usage();
+		}
 		else if (more && !strcmp(a, "--endpoint"))
 			endpoint = argv[++i];
 		else if (more && !strcmp(a, "--bucket"))

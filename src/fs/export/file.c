@@ -449,11 +449,10 @@ ssize_t export_write(struct export_file *f, const char *buf, size_t size, off_t 
 	size_t done = 0;
 	if (rc == -ENOSPC)
 		ex_stage_log_full(ex, n->path, used);  /* owned: n->path does not change */
-	int tried = !rc;
 	if (!rc)
 		rc = stage_pwrite(ex, n, fd, buf, size, off, &done);
 	pthread_mutex_lock(&ex->mu);
-	write_done(ex, n, (uint64_t)off, tried ? size : 0, alloc0);
+	write_done(ex, n, (uint64_t)off, done, alloc0);
 	ex_node_disown(ex, n);
 	if (!rc)
 		rc = ex_queue_ready_parts(ex, n);

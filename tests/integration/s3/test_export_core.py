@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError  # noqa: E402
 
 MiB = 1 << 20
 ENOENT, EIO, EPERM, EEXIST, ENOTDIR, EISDIR, ENOSPC, ENOTEMPTY = 2, 5, 1, 17, 20, 21, 28, 39
+EFBIG = 27
 
 
 @pytest.fixture(scope="module")
@@ -466,6 +467,25 @@ def test_enospc(ex, s3, bucket, tmp_path):
     src2, data2 = data_file(tmp_path, MiB, "small")
     ex.run("--staging-max", 2 * MiB, "cp", src2, "small")
     assert get(s3, bucket, ex.key("small")) == data2
+
+
+def test_failed_staging_write_counts_only_the_bytes_written(ex, s3, bucket, tmp_path):
+    # the staging disk fills up in the middle of a write (RLIMIT_FSIZE stands for the full disk:
+    # the 2nd 1 MiB write gets half way, then EFBIG): the file's size grows only by the bytes
+    # that reached the staging file, and the object stored at close holds exactly those
+    import json
+    src, data = data_file(tmp_path, 3 * MiB)
+    limit = MiB + MiB // 2
+    r = ex.run("--fsize-limit", limit, "--chunk", MiB, "--stat", "cp", src, "part.bin",
+               check=False)
+    err = r.stderr.decode()
+    assert r.returncode == EFBIG, err
+    assert "writing the staging file of part.bin" in err
+    st = [json.loads(ln) for ln in r.stdout.decode().splitlines() if ln.startswith("{")]
+    assert [s["size"] for s in st] == [limit]                 # not 2 MiB (the failed write's end)
+    got = get(s3, bucket, ex.key("part.bin"))
+    assert len(got) == limit and got == data[:limit]
+    assert staged(ex) == []
 
 
 def test_parallel_writers(ex, s3, bucket, tmp_path):
