@@ -24,6 +24,10 @@
  *                                  (early: utimens/chmod/rename before the release)
  *   append LOCAL PATH              open O_WRONLY (existing content downloaded), write at the end
  *   par N LOCAL DIR                N threads copy LOCAL to DIR/f0..f<N-1> at once (listing meanwhile)
+ *   beside LOCAL_A A LOCAL_B B     a thread copies LOCAL_A to A (cp); after a line on stdin
+ *                                  (A's upload is under way) this thread creates B, writes
+ *                                  LOCAL_B ("B-WRITTEN"), stats A ("A-SIZE N"), lists A's
+ *                                  folder ("LISTED N"), then after another line releases B
  *   cat PATH                       content to stdout (reads of --chunk bytes)
  *   stat PATH                      JSON {is_dir, mode, size, mtime_ms}
  *   ls DIR                         one line per entry: NAME TAB d|f TAB SIZE TAB MTIME_MS TAB MODE
@@ -292,6 +296,58 @@ static int cmd_par(struct export *ex, int n, const char *local, const char *dir)
 	return rc;
 }
 
+static int wait_line(void)
+{
+	char line[64];
+	return fgets(line, sizeof(line), stdin) ? 0 : -EPIPE;
+}
+
+/* Writes and stats other files while A uploads (see "beside" above). */
+static int cmd_beside(struct export *ex, char **a)
+{
+	struct par_arg pa = { .ex = ex, .local = a[0] };
+	snprintf(pa.path, sizeof(pa.path), "%s", a[1]);
+	pthread_t th;
+	if (pthread_create(&th, NULL, par_main, &pa))
+		return -EAGAIN;
+	char *data = NULL;
+	size_t len = 0;
+	struct export_file *f = NULL;
+	struct export_attr at;
+	int count = 0;
+	int rc = wait_line();
+	if (!rc)
+		rc = read_local(a[2], &data, &len);
+	if (!rc)
+		rc = export_create(ex, a[3], 0644, &f);
+	if (!rc) {
+		ssize_t w = len ? export_write(f, data, len, 0) : 0;
+		rc = w < 0 ? (int)w : 0;
+	}
+	if (!rc) {
+		printf("B-WRITTEN\n");
+		fflush(stdout);
+		rc = export_stat(ex, a[1], &at);
+	}
+	if (!rc) {
+		printf("A-SIZE %llu\n", (unsigned long long)at.size);
+		fflush(stdout);
+		char dir[512];
+		const char *sl = strrchr(a[1], '/');
+		snprintf(dir, sizeof(dir), "%.*s", sl ? (int)(sl - a[1]) : 0, a[1]);
+		rc = export_list(ex, dir, count_entry, &count);
+	}
+	if (!rc) {
+		printf("LISTED %d\n", count);
+		fflush(stdout);
+		rc = wait_line();
+	}
+	int r2 = export_release(f);
+	pthread_join(th, NULL);
+	free(data);
+	return rc ? rc : r2 ? r2 : pa.rc;
+}
+
 static void print_attr(const char *name, const struct export_attr *a)
 {
 	if (name)
@@ -431,6 +487,8 @@ int main(int argc, char **argv)
 		rc = cmd_rsync(ex, args, nargs == 6);
 	else if (!strcmp(cmd, "par") && nargs == 3)
 		rc = cmd_par(ex, atoi(args[0]), args[1], args[2]);
+	else if (!strcmp(cmd, "beside") && nargs == 4)
+		rc = cmd_beside(ex, args);
 	else if (!strcmp(cmd, "append") && nargs == 2)
 		rc = cmd_append(ex, args[0], args[1]);
 	else if (!strcmp(cmd, "cat") && nargs == 1)

@@ -488,6 +488,53 @@ def test_failed_staging_write_counts_only_the_bytes_written(ex, s3, bucket, tmp_
     assert staged(ex) == []
 
 
+def test_other_files_written_while_one_uploads(ex, s3, bucket, proxy, tmp_path):
+    # A's upload is held at the proxy (its PutObject has arrived and waits there): meanwhile
+    # another file B is created and written whole, A is stat'ed and its folder listed. Nothing
+    # waits for A's upload: no lock is held across it. (The read guard is for a hang only.)
+    import queue
+    import threading
+    src_a, data_a = data_file(tmp_path, 3 * MiB, "a")
+    src_b, data_b = data_file(tmp_path, 4 * MiB, "b")
+    hold = proxy.hold(kind="PutObject", path="/a.bin")
+    p = ex.popen("beside", src_a, "d/a.bin", src_b, "d/b.bin", endpoint=proxy.endpoint)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln.decode().strip()) for ln in p.stdout],
+                     daemon=True).start()
+
+    def until(prefix):
+        while True:
+            try:
+                ln = lines.get(timeout=120)
+            except queue.Empty:
+                raise AssertionError(f"no {prefix} line: blocked behind A's upload?")
+            if ln.startswith(prefix):
+                return ln
+    try:
+        assert proxy.wait_for("PutObject", 1, timeout=60)       # A's upload has begun
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+        until("B-WRITTEN")
+        assert until("A-SIZE") == f"A-SIZE {len(data_a)}"
+        assert until("LISTED") == "LISTED 2"
+        a_put = [s for s in proxy.log if s.kind == "PutObject"]
+        assert len(a_put) == 1 and a_put[0].status is None     # A still uploading meanwhile
+        assert hold.waiting == 1
+        proxy.release(hold)
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+        p.wait(timeout=120)
+        assert p.returncode == 0, p.stderr.read().decode()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert get(s3, bucket, ex.key("d/a.bin")) == data_a
+    assert get(s3, bucket, ex.key("d/b.bin")) == data_b
+    assert [s.status for s in proxy.log if s.kind == "PutObject"] == [200, 200]
+    assert staged(ex) == []
+
+
 def test_parallel_writers(ex, s3, bucket, tmp_path):
     src, data = data_file(tmp_path, 13 * MiB)
     ex.run("--part-size", 5 * MiB, "--parallel", 3, "par", 6, src, "par")
