@@ -1,5 +1,5 @@
 /*
- * kvsfs-export: drives the export core (src/fs/export.c) from the command line for the pytest
+ * kvsfs-export: drives the export core (src/fs/export/) from the command line for the pytest
  * suites, the way the FUSE layer would. Credentials come from the normal chain, never argv.
  *
  *   kvsfs-export [options] COMMAND ARGS...

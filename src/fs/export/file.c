@@ -201,14 +201,20 @@ static int node_staged(struct export *ex, const char *path, int trunc, int must_
 	return 0;
 }
 
+/* The checks of every open of path: 0, -EINVAL / -ENAMETOOLONG (bad path) or -EISDIR (the
+ * root). */
+static int open_check(struct export *ex, const char *path)
+{
+	int rc = ex_path_check(ex, path);
+	return rc ? rc : *path ? 0 : -EISDIR;
+}
+
 int export_create(struct export *ex, const char *path, mode_t mode, struct export_file **f)
 {
 	*f = NULL;
-	int rc = ex_path_check(ex, path);
+	int rc = open_check(ex, path);
 	if (rc)
 		return rc;
-	if (!*path)
-		return -EISDIR;
 	pthread_mutex_lock(&ex->mu);
 	struct xnode *n = NULL;
 	rc = node_staged(ex, path, 1, 0, mode, &n);
@@ -250,11 +256,9 @@ static int open_remote(struct export *ex, const char *path, struct export_file *
 int export_open_file(struct export *ex, const char *path, int flags, struct export_file **f)
 {
 	*f = NULL;
-	int rc = ex_path_check(ex, path);
+	int rc = open_check(ex, path);
 	if (rc)
 		return rc;
-	if (!*path)
-		return -EISDIR;
 	int acc = flags & O_ACCMODE;
 	pthread_mutex_lock(&ex->mu);
 	struct xnode *n = NULL;
@@ -474,11 +478,9 @@ int export_ftruncate(struct export_file *f, uint64_t size)
 
 int export_truncate(struct export *ex, const char *path, uint64_t size)
 {
-	int rc = ex_path_check(ex, path);
+	int rc = open_check(ex, path);
 	if (rc)
 		return rc;
-	if (!*path)
-		return -EISDIR;
 	pthread_mutex_lock(&ex->mu);
 	struct xnode *n = NULL;
 	rc = node_staged(ex, path, size == 0, 1, 0644, &n);

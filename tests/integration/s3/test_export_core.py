@@ -1,4 +1,4 @@
-"""The export core (src/fs/export.c) against a real, strict S3 server (Ceph RGW, tests/s3_local),
+"""The export core (src/fs/export/) against a real, strict S3 server (Ceph RGW, tests/s3_local),
 driven through tests/tools/kvsfs-export, with boto3 as the independent reader and writer and the
 fault proxy (tests/s3_local/proxy.py) counting requests and injecting failures.
 
@@ -336,6 +336,27 @@ def test_rsync_pattern_one_upload(ex, s3, bucket, proxy, tmp_path, size, early):
 
 # ---- failures ----------------------------------------------------------------------------------
 
+def go(p):
+    """Sends the line a --retry or beside run waits for."""
+    p.stdin.write(b"go\n")
+    p.stdin.flush()
+
+
+def finish(p, timeout=180):
+    """Waits for a run that must succeed; returns its stderr."""
+    p.wait(timeout=timeout)
+    err = p.stderr.read().decode()
+    assert p.returncode == 0, err
+    return err
+
+
+def stop(p):
+    """Kills a run still going (a test failed half way)."""
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+
+
 def retry_flow(ex, proxy, s3, bucket, args, data, heal, key="f.bin"):
     """Runs a --retry copy that fails, checks the failure state, heals, lets it retry."""
     p = ex.popen("--retry", "--max-attempts", 2, *args, endpoint=proxy.endpoint)
@@ -349,16 +370,11 @@ def retry_flow(ex, proxy, s3, bucket, args, data, heal, key="f.bin"):
         assert uploads(s3, bucket, ex.prefix) == []              # failed upload aborted
         assert len(staged(ex)) == 1                              # the data is kept
         heal()
-        p.stdin.write(b"go\n")
-        p.stdin.flush()
-        p.wait(timeout=180)
-        err = p.stderr.read().decode()
-        assert p.returncode == 0, err
+        go(p)
+        err = finish(p)
         assert "storing" in err and "failed" in err              # one line said why
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        stop(p)
     assert md5(get(s3, bucket, ex.key(key))) == md5(data)
     assert uploads(s3, bucket, ex.prefix) == []
     assert staged(ex) == []
@@ -399,14 +415,10 @@ def test_gateway_stopped_mid_upload(ex, s3, bucket, rgw, proxy, tmp_path):
         rgw.start_gateway()
         assert missing(s3, bucket, ex.key("f.bin"))
         assert len(staged(ex)) == 1
-        p.stdin.write(b"go\n")
-        p.stdin.flush()
-        p.wait(timeout=180)
-        assert p.returncode == 0, p.stderr.read().decode()
+        go(p)
+        finish(p)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        stop(p)
         if not rgw.status()[0]:
             rgw.start_gateway()
     assert md5(get(s3, bucket, ex.key("f.bin"))) == md5(data)
@@ -512,8 +524,7 @@ def test_other_files_written_while_one_uploads(ex, s3, bucket, proxy, tmp_path):
                 return ln
     try:
         assert proxy.wait_for("PutObject", 1, timeout=60)       # A's upload has begun
-        p.stdin.write(b"go\n")
-        p.stdin.flush()
+        go(p)
         until("B-WRITTEN")
         assert until("A-SIZE") == f"A-SIZE {len(data_a)}"
         assert until("LISTED") == "LISTED 2"
@@ -521,14 +532,10 @@ def test_other_files_written_while_one_uploads(ex, s3, bucket, proxy, tmp_path):
         assert len(a_put) == 1 and a_put[0].status is None     # A still uploading meanwhile
         assert hold.waiting == 1
         proxy.release(hold)
-        p.stdin.write(b"go\n")
-        p.stdin.flush()
-        p.wait(timeout=120)
-        assert p.returncode == 0, p.stderr.read().decode()
+        go(p)
+        finish(p)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        stop(p)
     assert get(s3, bucket, ex.key("d/a.bin")) == data_a
     assert get(s3, bucket, ex.key("d/b.bin")) == data_b
     assert [s.status for s in proxy.log if s.kind == "PutObject"] == [200, 200]
