@@ -26,8 +26,9 @@
  * Each failure logs one line with the cause (module "export").
  *
  * Thread-safety: every function may be called from any thread at once (one mutex inside; no S3
- * request is made while it is held). Open files of the same path share one node (staged data,
- * mode, mtime): a rename or setattr while a writer has the path open applies to the staged file.
+ * request, staging-disk operation or log line is made while it is held: a call waits only for
+ * calls on the same file). Open files of the same path share one node (staged data, mode,
+ * mtime): a rename or setattr while a writer has the path open applies to the staged file.
  */
 #ifndef KVSFS_EXPORT_H
 #define KVSFS_EXPORT_H

@@ -8,6 +8,8 @@
         proxy.fail(kind="UploadPart", times=None)      # every UploadPart: 503, until cleared
         proxy.fail(method="POST", query="uploadId=")   # CompleteMultipartUpload, once
         proxy.reset_after(1 << 20, kind="UploadPart")  # forward 1 MiB of the body, then RST
+        rule = proxy.hold(kind="PutObject")            # matching requests wait at the proxy...
+        proxy.release(rule)                            # ...until released, then go through
         proxy.pass_through()                           # drop every rule
         proxy.counts["UploadPart"], proxy.faults["UploadPart"], proxy.log[-1]
         proxy.wait_for("UploadPart", 2, timeout=30)   # True once 2 UploadParts were seen
@@ -27,6 +29,10 @@ Rules are tried in the order they were added; the first matching one with uses l
     (TCP RST) and close the upstream one, as a network failure mid-upload would. When NBYTES is
     at least the body's size, the whole request reaches the server, the proxy waits for the
     server's answer (Seen.status; the server has acted) and the client gets a reset instead.
+  * hold: the request waits at the proxy, nothing forwarded (rule.waiting counts the requests
+    waiting), until release(rule) (or pass_through/close), then goes through unchanged; its
+    Seen.status stays None until the server answered. Shows what a client does while one of
+    its requests is in flight. Keep holds short: clients time out stalled transfers.
 Matching: kind (the S3 operation: see classify()), method, query (substring of the raw query
 string, e.g. "partNumber=" or "uploads"), path (substring), or any callable match(req) -> bool;
 all given criteria must hold. times: how many requests the rule acts on (None: until removed).
@@ -70,9 +76,10 @@ class Request:
 
 @dataclasses.dataclass
 class Seen:
-    """One request as the proxy saw it. action: "forward", "error" or "reset"; status: the
-    upstream's or the injected status code (None when the connection was reset or failed);
-    body_bytes: request body bytes forwarded upstream."""
+    """One request as the proxy saw it. action: "forward", "error", "reset" or "hold" (held,
+    then forwarded); status: the upstream's or the injected status code (None when the
+    connection was reset or failed, or while the request is in flight); body_bytes: request
+    body bytes forwarded upstream."""
     method: str
     target: str
     kind: str
@@ -84,7 +91,7 @@ class Seen:
 
 @dataclasses.dataclass
 class Rule:
-    action: str                         # "error" or "reset"
+    action: str                         # "error", "reset" or "hold"
     kind: Optional[str] = None
     method: Optional[str] = None
     query: Optional[str] = None
@@ -96,6 +103,8 @@ class Rule:
     message: str = "Service unavailable (injected by the test proxy)"
     nbytes: int = 0                     # reset: body bytes to forward first
     used: int = 0
+    event: Optional[threading.Event] = None   # hold: set by release()
+    waiting: int = 0                    # hold: requests waiting now
 
     def matches(self, req: Request) -> bool:
         if self.times is not None and self.used >= self.times:
@@ -215,6 +224,7 @@ class FaultProxy:
 
     def close(self) -> None:
         """Stop listening and drop every open connection."""
+        self.pass_through()
         self._server.shutdown()
         self._server.server_close()
         self._server.close_all()
@@ -243,15 +253,29 @@ class FaultProxy:
         return self.add(Rule("reset", kind=kind, method=method, query=query, path=path,
                              match=match, times=times, nbytes=nbytes))
 
+    def hold(self, *, kind=None, method=None, query=None, path=None, match=None,
+             times: Optional[int] = None) -> Rule:
+        """Matching requests wait at the proxy until release(rule), then go through."""
+        return self.add(Rule("hold", kind=kind, method=method, query=query, path=path,
+                             match=match, times=times, event=threading.Event()))
+
+    def release(self, rule: Rule) -> None:
+        """Let the requests held by RULE (and later ones) go through; the rule is removed."""
+        self.remove(rule)
+        rule.event.set()
+
     def remove(self, rule: Rule) -> None:
         with self._lock:
             if rule in self.rules:
                 self.rules.remove(rule)
 
     def pass_through(self) -> None:
-        """Drop every rule: forward everything."""
+        """Drop every rule: forward everything (held requests go through)."""
         with self._lock:
-            self.rules.clear()
+            rules, self.rules = self.rules, []
+        for r in rules:
+            if r.event is not None:
+                r.event.set()
 
     def reset_counters(self) -> None:
         with self._lock:
@@ -515,6 +539,13 @@ class _Handler(socketserver.StreamRequestHandler):
 
         if rule is not None and rule.action == "error":
             return self._inject_error(rule, req, seen, expect, client_close)
+        if rule is not None and rule.action == "hold":
+            with proxy._lock:
+                rule.waiting += 1
+            rule.event.wait(IO_TIMEOUT)
+            with proxy._lock:
+                rule.waiting -= 1
+            rule = None
 
         budget = rule.nbytes if rule is not None else None
         try:

@@ -1,5 +1,5 @@
 /*
- * kvsfs-export: drives the export core (src/fs/export.c) from the command line for the pytest
+ * kvsfs-export: drives the export core (src/fs/export/) from the command line for the pytest
  * suites, the way the FUSE layer would. Credentials come from the normal chain, never argv.
  *
  *   kvsfs-export [options] COMMAND ARGS...
@@ -11,6 +11,9 @@
  *   --random             cp: write the chunks in a non-sequential order (2nd half first)
  *   --fsync              cp: fsync before release
  *   --write-delay-us N   sleep after each write() (a slow writer)
+ *   --fsize-limit N      RLIMIT_FSIZE of N bytes (SIGXFSZ ignored): writes to the staging file
+ *                        beyond N fail with EFBIG, as on a full disk
+ *   --stat               cp: print the file's stat JSON after the writes, before the release
  *   --retry              cp/rsync: after a failure print "FAILED <errno>" on stdout, wait for a
  *                        line on stdin, then retry (export_sync_all) and exit with its result
  * commands:
@@ -21,6 +24,10 @@
  *                                  (early: utimens/chmod/rename before the release)
  *   append LOCAL PATH              open O_WRONLY (existing content downloaded), write at the end
  *   par N LOCAL DIR                N threads copy LOCAL to DIR/f0..f<N-1> at once (listing meanwhile)
+ *   beside LOCAL_A A LOCAL_B B     a thread copies LOCAL_A to A (cp); after a line on stdin
+ *                                  (A's upload is under way) this thread creates B, writes
+ *                                  LOCAL_B ("B-WRITTEN"), stats A ("A-SIZE N"), lists A's
+ *                                  folder ("LISTED N"), then after another line releases B
  *   cat PATH                       content to stdout (reads of --chunk bytes)
  *   stat PATH                      JSON {is_dir, mode, size, mtime_ms}
  *   ls DIR                         one line per entry: NAME TAB d|f TAB SIZE TAB MTIME_MS TAB MODE
@@ -35,6 +42,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,7 +65,7 @@ static void usage(void)
 }
 
 static size_t chunk = 131072;
-static int random_order, do_fsync, do_retry;
+static int random_order, do_fsync, do_retry, do_stat;
 static long write_delay_us;
 
 static int read_local(const char *path, char **data, size_t *len)
@@ -125,6 +134,8 @@ static int retry_wait(struct export *ex, int rc)
 	return export_sync_all(ex);
 }
 
+static void print_attr(const char *name, const struct export_attr *a);
+
 static int cmd_cp(struct export *ex, const char *local, const char *path)
 {
 	char *data = NULL;
@@ -136,6 +147,9 @@ static int cmd_cp(struct export *ex, const char *local, const char *path)
 	rc = export_create(ex, path, 0644, &f);
 	if (!rc) {
 		rc = write_all(f, data, len);
+		struct export_attr a;
+		if (do_stat && !export_stat(ex, path, &a))
+			print_attr(NULL, &a);
 		if (!rc && do_fsync)
 			rc = export_fsync(f);
 		int r2 = export_release(f);
@@ -282,6 +296,58 @@ static int cmd_par(struct export *ex, int n, const char *local, const char *dir)
 	return rc;
 }
 
+static int wait_line(void)
+{
+	char line[64];
+	return fgets(line, sizeof(line), stdin) ? 0 : -EPIPE;
+}
+
+/* Writes and stats other files while A uploads (see "beside" above). */
+static int cmd_beside(struct export *ex, char **a)
+{
+	struct par_arg pa = { .ex = ex, .local = a[0] };
+	snprintf(pa.path, sizeof(pa.path), "%s", a[1]);
+	pthread_t th;
+	if (pthread_create(&th, NULL, par_main, &pa))
+		return -EAGAIN;
+	char *data = NULL;
+	size_t len = 0;
+	struct export_file *f = NULL;
+	struct export_attr at;
+	int count = 0;
+	int rc = wait_line();
+	if (!rc)
+		rc = read_local(a[2], &data, &len);
+	if (!rc)
+		rc = export_create(ex, a[3], 0644, &f);
+	if (!rc) {
+		ssize_t w = len ? export_write(f, data, len, 0) : 0;
+		rc = w < 0 ? (int)w : 0;
+	}
+	if (!rc) {
+		printf("B-WRITTEN\n");
+		fflush(stdout);
+		rc = export_stat(ex, a[1], &at);
+	}
+	if (!rc) {
+		printf("A-SIZE %llu\n", (unsigned long long)at.size);
+		fflush(stdout);
+		char dir[512];
+		const char *sl = strrchr(a[1], '/');
+		snprintf(dir, sizeof(dir), "%.*s", sl ? (int)(sl - a[1]) : 0, a[1]);
+		rc = export_list(ex, dir, count_entry, &count);
+	}
+	if (!rc) {
+		printf("LISTED %d\n", count);
+		fflush(stdout);
+		rc = wait_line();
+	}
+	int r2 = export_release(f);
+	pthread_join(th, NULL);
+	free(data);
+	return rc ? rc : r2 ? r2 : pa.rc;
+}
+
 static void print_attr(const char *name, const struct export_attr *a)
 {
 	if (name)
@@ -318,6 +384,15 @@ int main(int argc, char **argv)
 			do_fsync = 1;
 		else if (!strcmp(a, "--retry"))
 			do_retry = 1;
+		else if (!strcmp(a, "--stat"))
+			do_stat = 1;
+		else if (more && !strcmp(a, "--fsize-limit")) {
+			struct rlimit rl;
+			rl.rlim_cur = rl.rlim_max = (rlim_t)strtoull(argv[++i], NULL, 10);
+			signal(SIGXFSZ, SIG_IGN);
+			if (setrlimit(RLIMIT_FSIZE, &rl))
+				usage();
+		}
 		else if (more && !strcmp(a, "--endpoint"))
 			endpoint = argv[++i];
 		else if (more && !strcmp(a, "--bucket"))
@@ -412,6 +487,8 @@ int main(int argc, char **argv)
 		rc = cmd_rsync(ex, args, nargs == 6);
 	else if (!strcmp(cmd, "par") && nargs == 3)
 		rc = cmd_par(ex, atoi(args[0]), args[1], args[2]);
+	else if (!strcmp(cmd, "beside") && nargs == 4)
+		rc = cmd_beside(ex, args);
 	else if (!strcmp(cmd, "append") && nargs == 2)
 		rc = cmd_append(ex, args[0], args[1]);
 	else if (!strcmp(cmd, "cat") && nargs == 1)

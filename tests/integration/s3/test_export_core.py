@@ -1,4 +1,4 @@
-"""The export core (src/fs/export.c) against a real, strict S3 server (Ceph RGW, tests/s3_local),
+"""The export core (src/fs/export/) against a real, strict S3 server (Ceph RGW, tests/s3_local),
 driven through tests/tools/kvsfs-export, with boto3 as the independent reader and writer and the
 fault proxy (tests/s3_local/proxy.py) counting requests and injecting failures.
 
@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError  # noqa: E402
 
 MiB = 1 << 20
 ENOENT, EIO, EPERM, EEXIST, ENOTDIR, EISDIR, ENOSPC, ENOTEMPTY = 2, 5, 1, 17, 20, 21, 28, 39
+EFBIG = 27
 
 
 @pytest.fixture(scope="module")
@@ -335,6 +336,27 @@ def test_rsync_pattern_one_upload(ex, s3, bucket, proxy, tmp_path, size, early):
 
 # ---- failures ----------------------------------------------------------------------------------
 
+def go(p):
+    """Sends the line a --retry or beside run waits for."""
+    p.stdin.write(b"go\n")
+    p.stdin.flush()
+
+
+def finish(p, timeout=180):
+    """Waits for a run that must succeed; returns its stderr."""
+    p.wait(timeout=timeout)
+    err = p.stderr.read().decode()
+    assert p.returncode == 0, err
+    return err
+
+
+def stop(p):
+    """Kills a run still going (a test failed half way)."""
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+
+
 def retry_flow(ex, proxy, s3, bucket, args, data, heal, key="f.bin"):
     """Runs a --retry copy that fails, checks the failure state, heals, lets it retry."""
     p = ex.popen("--retry", "--max-attempts", 2, *args, endpoint=proxy.endpoint)
@@ -348,16 +370,11 @@ def retry_flow(ex, proxy, s3, bucket, args, data, heal, key="f.bin"):
         assert uploads(s3, bucket, ex.prefix) == []              # failed upload aborted
         assert len(staged(ex)) == 1                              # the data is kept
         heal()
-        p.stdin.write(b"go\n")
-        p.stdin.flush()
-        p.wait(timeout=180)
-        err = p.stderr.read().decode()
-        assert p.returncode == 0, err
+        go(p)
+        err = finish(p)
         assert "storing" in err and "failed" in err              # one line said why
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        stop(p)
     assert md5(get(s3, bucket, ex.key(key))) == md5(data)
     assert uploads(s3, bucket, ex.prefix) == []
     assert staged(ex) == []
@@ -398,14 +415,10 @@ def test_gateway_stopped_mid_upload(ex, s3, bucket, rgw, proxy, tmp_path):
         rgw.start_gateway()
         assert missing(s3, bucket, ex.key("f.bin"))
         assert len(staged(ex)) == 1
-        p.stdin.write(b"go\n")
-        p.stdin.flush()
-        p.wait(timeout=180)
-        assert p.returncode == 0, p.stderr.read().decode()
+        go(p)
+        finish(p)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        stop(p)
         if not rgw.status()[0]:
             rgw.start_gateway()
     assert md5(get(s3, bucket, ex.key("f.bin"))) == md5(data)
@@ -466,6 +479,67 @@ def test_enospc(ex, s3, bucket, tmp_path):
     src2, data2 = data_file(tmp_path, MiB, "small")
     ex.run("--staging-max", 2 * MiB, "cp", src2, "small")
     assert get(s3, bucket, ex.key("small")) == data2
+
+
+def test_failed_staging_write_counts_only_the_bytes_written(ex, s3, bucket, tmp_path):
+    # the staging disk fills up in the middle of a write (RLIMIT_FSIZE stands for the full disk:
+    # the 2nd 1 MiB write gets half way, then EFBIG): the file's size grows only by the bytes
+    # that reached the staging file, and the object stored at close holds exactly those
+    import json
+    src, data = data_file(tmp_path, 3 * MiB)
+    limit = MiB + MiB // 2
+    r = ex.run("--fsize-limit", limit, "--chunk", MiB, "--stat", "cp", src, "part.bin",
+               check=False)
+    err = r.stderr.decode()
+    assert r.returncode == EFBIG, err
+    assert "writing the staging file of part.bin" in err
+    st = [json.loads(ln) for ln in r.stdout.decode().splitlines() if ln.startswith("{")]
+    assert [s["size"] for s in st] == [limit]                 # not 2 MiB (the failed write's end)
+    got = get(s3, bucket, ex.key("part.bin"))
+    assert len(got) == limit and got == data[:limit]
+    assert staged(ex) == []
+
+
+def test_other_files_written_while_one_uploads(ex, s3, bucket, proxy, tmp_path):
+    # A's upload is held at the proxy (its PutObject has arrived and waits there): meanwhile
+    # another file B is created and written whole, A is stat'ed and its folder listed. Nothing
+    # waits for A's upload: no lock is held across it. (The read guard is for a hang only.)
+    import queue
+    import threading
+    src_a, data_a = data_file(tmp_path, 3 * MiB, "a")
+    src_b, data_b = data_file(tmp_path, 4 * MiB, "b")
+    hold = proxy.hold(kind="PutObject", path="/a.bin")
+    p = ex.popen("beside", src_a, "d/a.bin", src_b, "d/b.bin", endpoint=proxy.endpoint)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln.decode().strip()) for ln in p.stdout],
+                     daemon=True).start()
+
+    def until(prefix):
+        while True:
+            try:
+                ln = lines.get(timeout=120)
+            except queue.Empty:
+                raise AssertionError(f"no {prefix} line: blocked behind A's upload?")
+            if ln.startswith(prefix):
+                return ln
+    try:
+        assert proxy.wait_for("PutObject", 1, timeout=60)       # A's upload has begun
+        go(p)
+        until("B-WRITTEN")
+        assert until("A-SIZE") == f"A-SIZE {len(data_a)}"
+        assert until("LISTED") == "LISTED 2"
+        a_put = [s for s in proxy.log if s.kind == "PutObject"]
+        assert len(a_put) == 1 and a_put[0].status is None     # A still uploading meanwhile
+        assert hold.waiting == 1
+        proxy.release(hold)
+        go(p)
+        finish(p)
+    finally:
+        stop(p)
+    assert get(s3, bucket, ex.key("d/a.bin")) == data_a
+    assert get(s3, bucket, ex.key("d/b.bin")) == data_b
+    assert [s.status for s in proxy.log if s.kind == "PutObject"] == [200, 200]
+    assert staged(ex) == []
 
 
 def test_parallel_writers(ex, s3, bucket, tmp_path):

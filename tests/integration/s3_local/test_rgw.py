@@ -463,6 +463,26 @@ def test_proxy_fail_only_upload_part_then_complete(rgw, bucket, proxy):
     assert proxy.counts["UploadPart"] == 4 and proxy.counts["CompleteMultipartUpload"] == 2
 
 
+def test_proxy_hold_until_release(rgw, s3, bucket, proxy):
+    import threading
+    ps3 = rgw.s3(proxy.endpoint)
+    rule = proxy.hold(kind="PutObject", path="/held")
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (ps3.put_object(Bucket=bucket, Key="held", Body=b"h"),
+                                         done.set()))
+    t.start()
+    assert proxy.wait_for("PutObject", 1, timeout=30)
+    ps3.put_object(Bucket=bucket, Key="free", Body=b"f")     # not held: goes through meanwhile
+    assert rule.waiting == 1 and not done.is_set()
+    assert [(s.action, s.status) for s in proxy.log if s.kind == "PutObject"] == [
+        ("hold", None), ("forward", 200)]
+    proxy.release(rule)
+    t.join(30)
+    assert done.is_set() and rule.waiting == 0
+    assert s3.get_object(Bucket=bucket, Key="held")["Body"].read() == b"h"
+    assert [s.status for s in proxy.log if s.kind == "PutObject"] == [200, 200]
+
+
 def test_proxy_reset_mid_body(rgw, s3, bucket, proxy):
     ps3 = rgw.s3(proxy.endpoint)
     proxy.reset_after(MiB, kind="PutObject")

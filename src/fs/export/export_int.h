@@ -1,0 +1,238 @@
+/*
+ * export_int.h: what the modules of src/fs/export/ share. Private: the API is
+ * include/kvsfs/export.h, the design docs/EXPORT.md.
+ *
+ * Modules (one concept each):
+ *   export.c     life cycle: export_open, export_close, export_sync_all
+ *   meta.c       paths, keys, x-amz-meta-* metadata, attributes, the part plan (pure helpers)
+ *   node.c       the node table: lookup, references, ownership (busy), unlocking
+ *   staging.c    staging files: create, sidecar, space accounting, truncate, drop, leftovers
+ *   records.c    upload records (crash recovery of multipart uploads) and failed aborts
+ *   upload.c     the part queue and its workers, multipart uploads, finalize
+ *   namespace.c  stat, mkdir, rmdir, unlink, rename, mode/mtime/owner changes
+ *   list.c       directory listings: S3 pages merged with staged files
+ *   file.c       open files: create/open, read (staged or a remote window), write, truncate,
+ *                fsync/flush/release
+ *
+ * Locking. One mutex, ex->mu, guards the node table, every field of every node, the part-job
+ * queue, the orphan list, ex->staged_bytes and ex->trash. Condition variables: ex->job_cv
+ * (workers wait for jobs), ex->done_cv (a node stopped being busy, a part finished, a
+ * multipart upload was created). ex->mu is never held across a network call, a disk operation
+ * on the staging folder (create, write, truncate, close, unlink, fsync) or a log line:
+ *   - a thread that changes a node's staged data or upload (a write, truncate, download,
+ *     sidecar rewrite, upload or abort) first OWNS the node (n->busy = 1, after waiting on
+ *     done_cv while another thread owns it), then releases ex->mu for the slow work, then
+ *     re-locks, updates the node and disowns it (busy = 0, broadcast). Other threads that need
+ *     the same node wait on done_cv without holding ex->mu; other nodes are never blocked.
+ *     While a node is busy, only its owner changes n->path, n->st and the staged bytes, so
+ *     the owner may read those (e.g. n->path for a log line) with ex->mu released;
+ *   - staging files that are no longer needed go to ex->trash under ex->mu and are closed and
+ *     unlinked by ex_unlock() once ex->mu is released (every public function unlocks with it);
+ *   - a thread waiting on a node holds a reference to it (n->refs), so it cannot be freed
+ *     under the waiter.
+ * An open file's read window has its own mutex (f->rmu, never taken together with ex->mu)
+ * and a `fetching` flag: one GET fills the window while other readers of the handle wait on
+ * f->rcv.
+ */
+#ifndef KVSFS_EXPORT_INT_H
+#define KVSFS_EXPORT_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "kvsfs/export.h"
+#include "kvsfs/s3.h"
+
+struct http_headers;
+
+#define MOD "export"
+#define PLAN_GROUP 1000
+
+/* A staging file: STAGING/kvsfs-XXXXXX.stage and its sidecar ".path" naming the export path. */
+struct stage_file {
+	int fd;
+	char *path;
+	int keep;                   /* in the trash: close only (the data stays for a report) */
+	struct stage_file *next;    /* in ex->trash */
+};
+
+struct xnode {
+	char *path;                 /* export path; NULL once unlinked / replaced */
+	int refs;                   /* open files + part jobs + threads waiting on the node */
+	int opens;                  /* open files */
+	int in_table;
+	/* staging */
+	struct stage_file *st;      /* NULL: not staged */
+	uint64_t size;              /* logical size of the staged file */
+	uint64_t alloc;             /* bytes counted in ex->staged_bytes */
+	int dirty;                  /* staged content not stored yet */
+	int meta_dirty;             /* mode/mtime not stored yet (object itself stored) */
+	mode_t mode;
+	int64_t mtime_ms;
+	int mtime_set;              /* mtime given by utimens after the last write */
+	int busy;                   /* owned by one thread (see "Locking" above) */
+	int last_err;               /* result of the last failed upload (negative) */
+	/* multipart upload of a sequential writer */
+	int seq_ok;
+	char *upload_id;
+	char *mpu_key;
+	char *mpu_record;           /* name of the upload record in the staging folder, or NULL */
+	int creating;               /* CreateMultipartUpload in flight (a worker or finalize) */
+	mode_t mpu_mode;
+	int64_t mpu_mtime;          /* INT64_MIN: sent without mtime */
+	struct s3_part *parts;
+	int n_parts;                /* parts queued so far */
+	int cap_parts;
+	uint64_t queued_end;
+	int inflight;               /* part jobs queued or running */
+	int mpu_err;
+	struct xnode *next;
+};
+
+/* A multipart upload whose abort failed (server unreachable): aborted again later. */
+struct orphan {
+	char *key, *upload_id;
+	char *record;               /* its upload record (removed once aborted), or NULL */
+	struct orphan *next;
+};
+
+struct job {
+	struct xnode *n;
+	int part;                   /* 1-based */
+	uint64_t off, len;
+	struct job *next;
+};
+
+struct export {
+	struct s3_client *s3;
+	char *prefix;               /* "" or "p/" */
+	char *staging_dir;
+	int dfd;                    /* the staging folder (records are created and removed in it) */
+	int lockfd;                 /* STAGING/lock, flock'ed while open: one export per folder */
+	uint64_t staging_max, part_size, max_file;
+	int parallel;
+	uid_t uid;
+	gid_t gid;
+	mode_t umask;
+	struct log_ctx *log;
+	int64_t start_ms;
+	pthread_mutex_t mu;
+	pthread_cond_t job_cv, done_cv;
+	struct xnode *nodes;
+	struct job *jobs, *jobs_tail;
+	int stopping;
+	pthread_t *workers;
+	int n_workers;
+	uint64_t staged_bytes;
+	struct orphan *orphans;
+	struct stage_file *trash;   /* staging files to close/unlink once ex->mu is released */
+};
+
+struct export_file {
+	struct export *ex;
+	struct xnode *n;            /* staged files; NULL for remote reads */
+	int writable;
+	char *key;                  /* remote reads: key and size at open */
+	uint64_t rsize;
+	pthread_mutex_t rmu;        /* guards the read window below */
+	pthread_cond_t rcv;         /* a window fetch ended */
+	int fetching;               /* one reader is fetching a window (rmu released) */
+	char *rbuf;                 /* bytes [roff, roff + rlen) of the object */
+	uint64_t roff;
+	size_t rlen;
+};
+
+/* ---- export.c ---- */
+/* Formats one sentence into err (NULL or errlen 0: nothing). */
+void ex_set_err(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- meta.c: paths, keys, metadata, attributes ---- */
+int64_t ex_now_ms(void);
+/* PREFIX + path + suffix, malloc'd; NULL on ENOMEM. */
+char *ex_key(const struct export *ex, const char *path, const char *suffix);
+/* export_path_valid plus one debug line for a bad path. */
+int ex_path_check(struct export *ex, const char *path);
+/* Adds x-amz-meta-mtime (unless INT64_MIN) and x-amz-meta-mode to h. 0 or -ENOMEM. */
+int ex_meta_build(struct http_headers *h, mode_t mode, int64_t mtime_ms, int is_dir);
+void ex_attr_from_info(struct export *ex, const struct s3_object_info *info, int is_dir,
+		       struct export_attr *a);
+void ex_attr_from_node(const struct xnode *n, struct export_attr *a);
+/* The attributes of a directory without metadata (the root, implicit directories). */
+void ex_attr_dir(const struct export *ex, struct export_attr *a);
+/* CopyObject of key onto itself with REPLACE metadata (network; mutex NOT held). */
+int ex_meta_replace(struct export *ex, const char *key, mode_t mode, int64_t mtime_ms,
+		    int is_dir);
+
+/* ---- node.c: the node table (mutex held unless said otherwise) ---- */
+struct xnode *ex_node_find(struct export *ex, const char *path);
+/* A new node for path in the table (refs 0, mode 0644 - umask, mtime now), or NULL. */
+struct xnode *ex_node_new(struct export *ex, const char *path);
+void ex_node_unlink(struct export *ex, struct xnode *n);
+void ex_node_free(struct xnode *n);
+/* Drops a reference; a node out of the table at refs 0 is freed (its staging file trashed,
+ * or only closed when it holds data not stored yet). */
+void ex_node_put(struct export *ex, struct xnode *n);
+/* Waits (caller holds a reference) until no thread owns n and no part job of n is queued. */
+void ex_node_wait_idle(struct export *ex, struct xnode *n);
+/* Waits until no thread owns n, then owns it (caller holds a reference). */
+void ex_node_own(struct export *ex, struct xnode *n);
+void ex_node_disown(struct export *ex, struct xnode *n);
+/* Releases ex->mu, then closes/unlinks the staging files in ex->trash. */
+void ex_unlock(struct export *ex);
+
+/* ---- staging.c: staging files ---- */
+/* Creates a staging file and its sidecar naming path (mutex NOT held). 0 or -errno (logged). */
+int ex_stage_open(struct export *ex, const char *path, struct stage_file **out);
+/* Rewrites the sidecar of stage_path to name path (mutex NOT held). */
+void ex_stage_sidecar(const char *stage_path, const char *path);
+/* Counts growth of n's staging file to end bytes (mutex held, n owned). 0 or -ENOSPC (not
+ * logged: the caller logs with ex_stage_log_full after unlocking; *used = bytes in use). */
+int ex_stage_reserve(struct export *ex, struct xnode *n, uint64_t end, uint64_t *used);
+void ex_stage_log_full(struct export *ex, const char *path, uint64_t used);
+/* Truncates n's staged file to size (mutex held, caller holds a reference; owns n meanwhile,
+ * ftruncate with the mutex released). 0, -ENOSPC, -EIO (logged). */
+int ex_stage_truncate(struct export *ex, struct xnode *n, uint64_t size);
+/* Moves n's staging file to the trash (unlinked at ex_unlock) and releases its space. */
+void ex_stage_drop(struct export *ex, struct xnode *n);
+/* Same, but the file is only closed: it holds data not stored (reported at the next open). */
+void ex_stage_keep(struct export *ex, struct xnode *n);
+/* Closes (and unless keep, unlinks) every staging file of list and frees it (mutex NOT held). */
+void ex_stage_dispose(struct export *ex, struct stage_file *list);
+/* Renames node n to npath (owned from now on; mutex held, caller holds a reference); the
+ * sidecar is rewritten with the mutex released while n is owned. */
+void ex_stage_rename(struct export *ex, struct xnode *n, char *npath);
+void ex_staging_report_leftovers(struct export *ex);
+/* flock STAGING/lock: 0, or -EBUSY (another export) / -errno with err filled. */
+int ex_staging_lock(struct export *ex, char *err, size_t errlen);
+
+/* ---- records.c: upload records and failed aborts ---- */
+/* Writes and fsyncs the record of upload id of key (mutex NOT held). *name: its file name. */
+int ex_record_write(struct export *ex, const char *key, const char *id, char **name);
+void ex_record_remove(struct export *ex, const char *name);
+/* Remembers an upload whose abort failed (mutex held; takes key, id and record). */
+void ex_orphan_add(struct export *ex, char *key, char *id, char *record);
+/* Aborts the remembered uploads (mutex held; released meanwhile). */
+void ex_abort_orphans(struct export *ex);
+/* At close: one warning per upload still not aborted, then frees the list (mutex NOT held). */
+void ex_orphans_report(struct export *ex);
+/* At open, before the workers start: aborts the uploads recorded by an earlier run. */
+void ex_recover_uploads(struct export *ex);
+
+/* ---- upload.c: part queue, workers, multipart uploads, finalize (mutex held) ---- */
+int ex_workers_start(struct export *ex);
+void ex_workers_stop(struct export *ex);   /* mutex NOT held */
+int ex_queue_ready_parts(struct export *ex, struct xnode *n);
+void ex_mpu_reset(struct xnode *n);
+/* Aborts n's multipart upload once n is idle (owns n meanwhile; mutex released for S3). */
+void ex_abort_idle(struct export *ex, struct xnode *n);
+/* Stores n (caller holds a reference; owns n meanwhile; mutex released for S3). 0 when the
+ * object holds the staged bytes and metadata, else a negative errno (staged data kept). */
+int ex_finalize(struct export *ex, struct xnode *n);
+
+/* ---- namespace.c ---- */
+/* HeadObject KEY, KEY/, then a one-key listing (mutex NOT held). */
+int ex_stat_remote(struct export *ex, const char *path, struct export_attr *a);
+
+#endif
