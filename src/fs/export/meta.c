@@ -24,6 +24,7 @@
 #include "kvsfs/awserr.h"
 #include "kvsfs/buf.h"
 #include "kvsfs/http.h"
+#include "kvsfs/decsec.h"
 #include "kvsfs/log.h"
 
 #define META_MTIME "mtime"
@@ -50,39 +51,8 @@ int export_path_valid(const char *path)
 
 int export_parse_mtime(const char *s, int64_t *ms)
 {
-	if (!s)
-		return -EINVAL;
-	int neg = 0;
-	const char *p = s;
-	if (*p == '-') {
-		neg = 1;
-		p++;
-	}
-	if (*p < '0' || *p > '9')
-		return -EINVAL;
-	int64_t sec = 0;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (sec > (INT64_MAX / 1000 - 9) / 10)
-			return -EINVAL;
-		sec = sec * 10 + (*p - '0');
-	}
-	int64_t frac = 0;
-	if (*p == '.') {
-		p++;
-		int digits = 0;
-		for (; *p >= '0' && *p <= '9'; p++, digits++)
-			if (digits < 3)
-				frac = frac * 10 + (*p - '0');
-		if (!digits)
-			return -EINVAL;
-		for (; digits < 3; digits++)
-			frac *= 10;
-	}
-	if (*p)
-		return -EINVAL;
-	int64_t v = sec * 1000 + frac;
-	*ms = neg ? -v : v;
-	return 0;
+	/* the one decimal-seconds parser: "[-]SECONDS[.FRACTION]", extra digits dropped */
+	return decsec_parse_ms(s, DECSEC_NEGATIVE, ms) ? -EINVAL : 0;
 }
 
 void export_format_mtime(int64_t ms, char *out, size_t n)
