@@ -44,7 +44,6 @@
 #include "kvsfs/awserr.h"
 #include "kvsfs/buf.h"
 #include "kvsfs/fsutil.h"
-#include "kvsfs/http.h"
 #include "kvsfs/log.h"
 #include "kvsfs/s3.h"
 
@@ -447,16 +446,16 @@ static void wait_idle(struct export *ex, struct xnode *n)
 
 /* ---- metadata ---- */
 
-static int meta_build(struct http_headers *h, mode_t mode, int64_t mtime_ms, int is_dir)
+static int meta_build(struct s3_meta *h, mode_t mode, int64_t mtime_ms, int is_dir)
 {
 	char v[48];
 	if (mtime_ms != INT64_MIN) {
 		export_format_mtime(mtime_ms, v, sizeof(v));
-		if (http_headers_set(h, META_MTIME, v))
+		if (s3_meta_set(h, META_MTIME, v))
 			return -ENOMEM;
 	}
 	snprintf(v, sizeof(v), "%u", (unsigned)((is_dir ? S_IFDIR : S_IFREG) | (mode & 07777)));
-	if (http_headers_set(h, META_MODE, v))
+	if (s3_meta_set(h, META_MODE, v))
 		return -ENOMEM;
 	return 0;
 }
@@ -498,14 +497,14 @@ static int meta_replace(struct export *ex, const char *key, mode_t mode, int64_t
 	struct awserr e;
 	int rc = s3_head_object(ex->s3, key, &info, &e);
 	if (!rc) {
-		struct http_headers h = HTTP_HEADERS_INIT;
-		rc = http_headers_copy(&h, &info.meta) ? -ENOMEM : 0;
+		struct s3_meta h = S3_META_INIT;
+		rc = s3_meta_copy(&h, &info.meta) ? -ENOMEM : 0;
 		if (!rc)
 			rc = meta_build(&h, mode, mtime_ms, is_dir);
 		struct s3_put_opts po = { .meta = &h, .content_type = info.content_type };
 		if (!rc)
 			rc = s3_copy_object(ex->s3, key, key, S3_META_REPLACE, &po, NULL, &e);
-		http_headers_free(&h);
+		s3_meta_free(&h);
 	}
 	s3_object_info_free(&info);
 	return rc;
@@ -870,14 +869,14 @@ static int mpu_ensure(struct export *ex, struct xnode *n, int64_t mtime_for_crea
 	n->creating = 1;
 	mode_t mode = n->mode;
 	pthread_mutex_unlock(&ex->mu);
-	struct http_headers h = HTTP_HEADERS_INIT;
+	struct s3_meta h = S3_META_INIT;
 	struct awserr e;
 	char *id = NULL, *rec = NULL;
 	int rc = meta_build(&h, mode, mtime_for_create, 0);
 	struct s3_put_opts po = { .meta = &h };
 	if (!rc)
 		rc = s3_mpu_create(ex->s3, key, &po, &id, &e);
-	http_headers_free(&h);
+	s3_meta_free(&h);
 	/* the record goes to disk before any part: a crash from here on leaves it for the next
 	 * mount, which aborts the upload (docs/EXPORT.md: the window before it holds no part) */
 	if (!rc) {
@@ -927,8 +926,8 @@ static void *worker_main(void *arg)
 			struct s3_part part;
 			struct awserr e;
 			rc = key && id ? s3_mpu_upload_part(ex->s3, key, id, j->part, fd,
-							    (off_t)j->off, (off_t)j->len, NULL,
-							    &part, &e)
+							    (off_t)j->off, (off_t)j->len, &part,
+							    &e)
 				       : -ENOMEM;
 			free(key);
 			free(id);
@@ -1055,12 +1054,12 @@ static int mpu_finish(struct export *ex, struct xnode *n, const char *key, mode_
 	int renamed = strcmp(mkey, key) != 0;
 	if (!rc && renamed) {
 		/* renamed while uploading: copy to the new name */
-		struct http_headers h = HTTP_HEADERS_INIT;
+		struct s3_meta h = S3_META_INIT;
 		rc = meta_build(&h, mode, mt, 0);
 		struct s3_put_opts po = { .meta = &h };
 		if (!rc)
 			rc = s3_copy_object(ex->s3, mkey, key, S3_META_REPLACE, &po, NULL, &e);
-		http_headers_free(&h);
+		s3_meta_free(&h);
 	} else if (!rc && ((n_mt_set && sent_mt != mt) || sent_mode != mode) &&
 		   size <= (uint64_t)S3_MAX_PUT_SIZE) {
 		rc = meta_replace(ex, mkey, mode, mt, 0);
@@ -1132,13 +1131,13 @@ static int finalize(struct export *ex, struct xnode *n)
 	if (!n->upload_id && size <= ex->part_size) {
 		int fd = n->fd;
 		pthread_mutex_unlock(&ex->mu);
-		struct http_headers h = HTTP_HEADERS_INIT;
+		struct s3_meta h = S3_META_INIT;
 		struct awserr e;
 		rc = meta_build(&h, mode, mt, 0);
 		struct s3_put_opts po = { .meta = &h };
 		if (!rc)
 			rc = s3_put_object_fd(ex->s3, key, fd, 0, (off_t)size, &po, NULL, &e);
-		http_headers_free(&h);
+		s3_meta_free(&h);
 		pthread_mutex_lock(&ex->mu);
 	} else {
 		if (size > ex->max_file) {
@@ -1682,13 +1681,13 @@ int export_mkdir(struct export *ex, const char *path, mode_t mode)
 	char *key = key_of(ex, path, "/");
 	if (!key)
 		return -ENOMEM;
-	struct http_headers h = HTTP_HEADERS_INIT;
+	struct s3_meta h = S3_META_INIT;
 	struct awserr e;
 	rc = meta_build(&h, mode & 07777, now_ms(), 1);
 	struct s3_put_opts po = { .meta = &h };
 	if (!rc)
 		rc = s3_put_object_mem(ex->s3, key, NULL, 0, &po, NULL, &e);
-	http_headers_free(&h);
+	s3_meta_free(&h);
 	free(key);
 	return rc;
 }
@@ -1854,12 +1853,12 @@ int export_rename(struct export *ex, const char *from, const char *to)
 		goto done;
 	}
 	if (have_meta) {
-		struct http_headers h = HTTP_HEADERS_INIT;
+		struct s3_meta h = S3_META_INIT;
 		rc = meta_build(&h, mode, mt, 0);
 		struct s3_put_opts po = { .meta = &h };
 		if (!rc)
 			rc = s3_copy_object(ex->s3, fkey, tkey, S3_META_REPLACE, &po, NULL, &e);
-		http_headers_free(&h);
+		s3_meta_free(&h);
 	} else {
 		rc = s3_copy_object(ex->s3, fkey, tkey, S3_META_COPY, NULL, NULL, &e);
 	}
@@ -1933,12 +1932,12 @@ static int set_meta(struct export *ex, const char *path, int set_mode, mode_t mo
 	s3_object_info_free(&info);
 	if (rc == -ENOENT && a.is_dir) {
 		/* an implicit directory: give it a marker carrying the metadata */
-		struct http_headers h = HTTP_HEADERS_INIT;
+		struct s3_meta h = S3_META_INIT;
 		rc = meta_build(&h, a.mode, a.mtime_ms, 1);
 		struct s3_put_opts po = { .meta = &h };
 		if (!rc)
 			rc = s3_put_object_mem(ex->s3, key, NULL, 0, &po, NULL, &e);
-		http_headers_free(&h);
+		s3_meta_free(&h);
 	} else if (!rc) {
 		if (a.size > (uint64_t)S3_MAX_PUT_SIZE)
 			rc = -EFBIG;
