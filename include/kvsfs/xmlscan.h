@@ -40,6 +40,8 @@ struct xmlscan_span {
 
 /* 1 for XML whitespace (' ', '\t', '\r', '\n'), else 0. */
 int xmlscan_is_ws(char c);
+/* Narrows the span [*p, *p + *n) to drop leading and trailing XML whitespace. */
+void xmlscan_trim(const char **p, size_t *n);
 
 /*
  * Finds the first element `name` in [p, p + n) and its content up to its end tag. Returns 1 and

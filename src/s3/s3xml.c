@@ -128,33 +128,35 @@ int s3xml_root(const void *body, size_t len, char *out, size_t n)
 	return xmlscan_root(body, len, out, n);
 }
 
+/* The raw content of child element `name`: 1 and the span (*v, *vl) when found, 0 when absent, -EIO when
+ * truncated. */
+static int child(const char *p, size_t n, const char *name, const char **v, size_t *vl)
+{
+	int r = s3xml_find(p, n, name, v, vl);
+	return r < 0 ? -EIO : r;
+}
+
 /* Decoded text of a child element; NULL (and 0) when absent; -EIO truncated; -ENOMEM. */
 static int child_text(const char *p, size_t n, const char *name, char **out)
 {
 	const char *v;
 	size_t vl;
 	*out = NULL;
-	int r = s3xml_find(p, n, name, &v, &vl);
-	if (r < 0)
-		return -EIO;
-	if (r == 0)
-		return 0;
-	return s3xml_decode(v, vl, out);
+	int r = child(p, n, name, &v, &vl);
+	return r == 1 ? s3xml_decode(v, vl, out) : r;
 }
 
+/* A child element "true" (any case, surrounding whitespace allowed): *out 1, else 0. */
 static int parse_bool(const char *p, size_t n, const char *name, int *out)
 {
 	const char *v;
 	size_t vl;
-	int r = s3xml_find(p, n, name, &v, &vl);
+	int r = child(p, n, name, &v, &vl);
 	if (r < 0)
-		return -EIO;
+		return r;
 	*out = 0;
 	if (r == 1) {
-		while (vl && xmlscan_is_ws(*v)) {
-			v++;
-			vl--;
-		}
+		xmlscan_trim(&v, &vl);
 		*out = vl >= 4 && strncasecmp(v, "true", 4) == 0;
 	}
 	return 0;
@@ -166,17 +168,10 @@ static int parse_int(const char *p, size_t n, const char *name, int64_t *out)
 	const char *v;
 	size_t vl;
 	*out = -1;
-	int r = s3xml_find(p, n, name, &v, &vl);
-	if (r < 0)
-		return -EIO;
-	if (r == 0)
-		return 0;
-	while (vl && xmlscan_is_ws(*v)) {
-		v++;
-		vl--;
-	}
-	while (vl && xmlscan_is_ws(v[vl - 1]))
-		vl--;
+	int r = child(p, n, name, &v, &vl);
+	if (r != 1)
+		return r;
+	xmlscan_trim(&v, &vl);
 	if (!vl)
 		return -EIO;
 	int64_t x = 0;

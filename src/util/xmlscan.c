@@ -23,6 +23,16 @@ int xmlscan_is_ws(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+void xmlscan_trim(const char **p, size_t *n)
+{
+	while (*n && xmlscan_is_ws(**p)) {
+		(*p)++;
+		(*n)--;
+	}
+	while (*n && xmlscan_is_ws((*p)[*n - 1]))
+		(*n)--;
+}
+
 /* Finds the first start tag "<name" (followed by '>', '/' or whitespace) in [p, end). Returns 1
  * and *gt at the tag's closing '>', 0 when there is none, -1 when the tag has no '>'. */
 static int find_start(const char *p, const char *end, const char *name, size_t nl,

@@ -153,6 +153,22 @@ static void test_decode(void)
 	buf_free(&b);
 }
 
+static void test_trim(void)
+{
+	const char *p = " \t\r\n a b \n";
+	size_t n = strlen(p);
+	xmlscan_trim(&p, &n);
+	CHECK(n == 3 && !strncmp(p, "a b", 3), "whitespace trimmed at both ends");
+	p = "\v x";
+	n = 3;
+	xmlscan_trim(&p, &n);
+	CHECK_INT(n, 3, "only XML whitespace is trimmed");
+	p = "  ";
+	n = 2;
+	xmlscan_trim(&p, &n);
+	CHECK_INT(n, 0, "all whitespace: empty");
+}
+
 static void test_escape(void)
 {
 	struct buf b = BUF_INIT;
@@ -174,6 +190,7 @@ int main(void)
 	test_root();
 	test_ref();
 	test_decode();
+	test_trim();
 	test_escape();
 	return check_done();
 }
