@@ -38,6 +38,11 @@
  * Keys: 1..1024 bytes, without "." or ".." segments ("a/./b": libcurl would remove them from the
  * wire path); other keys fail with -EINVAL before any request.
  *
+ * Layering: the API speaks S3 only (keys, user metadata as struct s3_meta, body callbacks as
+ * s3_body_fn/s3_reset_fn); no HTTP type appears here, so the filesystem layer never sees one.
+ * The client is built on an awsreq context (declared in kvsfs/awsreq.h, which only the code that
+ * creates the context needs). Test-only settings are in src/s3/s3_testing.h, not here.
+ *
  * Ownership: strings in result structs belong to the structs (free functions below). Thread-
  * safety: a client is immutable after creation; any number of threads may use it at once.
  */
@@ -48,8 +53,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "kvsfs/awsreq.h"
-#include "kvsfs/http.h"
+#include "kvsfs/awserr.h"
 #include "kvsfs/s3xml.h"
 
 #define S3_ETAG_MAX S3XML_ETAG_MAX
@@ -64,6 +68,7 @@
 #define S3_MAX_XML_REPLY (16u << 20)
 
 struct s3_client;
+struct awsreq_ctx;
 
 struct s3_client_opts {
 	const struct awsreq_ctx *aws;  /* borrowed, must outlive the client */
@@ -82,6 +87,37 @@ void s3_client_free(struct s3_client *c);
 /* The bucket name (owned by the client). */
 const char *s3_client_bucket(const struct s3_client *c);
 
+/* ---- user metadata ---- */
+
+/* One user metadata entry (x-amz-meta-NAME: VALUE on the wire). */
+struct s3_meta_entry {
+	char *name;   /* malloc'd */
+	char *value;  /* malloc'd */
+};
+
+/* User metadata of an object: an ordered list of name/value pairs, names compared
+ * case-insensitively. Zero-initialise it (S3_META_INIT); free it with s3_meta_free. */
+struct s3_meta {
+	struct s3_meta_entry *v;
+	size_t n, cap;
+};
+
+#define S3_META_INIT { NULL, 0, 0 }
+
+/* Appends name = value (duplicates allowed). The name must be a non-empty header token (no
+ * space, ':' or control byte) and the value free of CR/LF, else -EINVAL; values that are not
+ * printable ASCII are refused later, by the upload that sends them. Returns 0, -EINVAL or
+ * -ENOMEM. */
+int s3_meta_add(struct s3_meta *m, const char *name, const char *value);
+/* Replaces every entry of that name with one (or appends). Same checks and errors as add. */
+int s3_meta_set(struct s3_meta *m, const char *name, const char *value);
+/* The value of the first entry of that name (case-insensitive), or NULL. Owned by m. */
+const char *s3_meta_lookup(const struct s3_meta *m, const char *name);
+/* Appends copies of src's entries to dst. Returns 0 or -ENOMEM (dst may hold a prefix). */
+int s3_meta_copy(struct s3_meta *dst, const struct s3_meta *src);
+/* Frees every entry; m is empty and reusable afterwards. */
+void s3_meta_free(struct s3_meta *m);
+
 /* ---- object metadata ---- */
 
 struct s3_object_info {
@@ -89,7 +125,7 @@ struct s3_object_info {
 	int64_t last_modified;         /* Unix seconds; -1 when absent */
 	char etag[S3_ETAG_MAX];        /* quotes removed */
 	char *content_type;            /* malloc'd or NULL */
-	struct http_headers meta;      /* user metadata: names WITHOUT "x-amz-meta-", lower case */
+	struct s3_meta meta;           /* user metadata: names WITHOUT "x-amz-meta-", lower case */
 };
 
 /* Frees the struct's strings; it is empty (reusable) afterwards. */
@@ -104,12 +140,20 @@ int s3_meta_get_int64(const struct s3_object_info *info, const char *name, int b
 
 /* Options of uploads and copies. All optional (NULL opts = none). */
 struct s3_put_opts {
-	const struct http_headers *meta;  /* user metadata: names without "x-amz-meta-" (a name that
-	                                   * already has the prefix is sent as is); values must be
-	                                   * printable ASCII (S3 rule) */
-	const char *content_type;         /* NULL: none */
-	int test_corrupt_md5;             /* tests only: send a wrong Content-MD5 (server rejects) */
+	const struct s3_meta *meta;  /* user metadata: names without "x-amz-meta-" (a name that
+	                              * already has the prefix is sent as is); values must be
+	                              * printable ASCII (S3 rule), else the call fails with -EINVAL */
+	const char *content_type;    /* NULL: none */
 };
+
+/*
+ * Receives successive chunks of a GetObject body. Return 0 to go on or a negative errno to abort
+ * the call (it then fails with that errno and is not retried).
+ */
+typedef int (*s3_body_fn)(void *arg, const void *data, size_t len);
+/* Called before a retry when the failed attempt already passed bytes to the body callback:
+ * discard them. Return 0 or a negative errno (the call then fails with it). */
+typedef int (*s3_reset_fn)(void *arg);
 
 /* ---- bucket ---- */
 
@@ -138,7 +182,7 @@ int s3_head_object(struct s3_client *c, const char *key, struct s3_object_info *
  * when ranged). Idempotent.
  */
 int s3_get_object(struct s3_client *c, const char *key, int64_t offset, int64_t len,
-		  http_body_fn body_fn, http_reset_fn reset_fn, void *arg,
+		  s3_body_fn body_fn, s3_reset_fn reset_fn, void *arg,
 		  struct s3_object_info *info, struct awserr *err);
 
 /* PutObject from memory (data may be NULL when len is 0). etag_out (may be NULL) receives the
@@ -207,11 +251,11 @@ int s3_mpu_create(struct s3_client *c, const char *key, const struct s3_put_opts
 /*
  * UploadPart number part_number from bytes [offset, offset + len) of fd (len >= 0; at most 5 GiB).
  * Content-MD5 is sent and the answer's ETag checked against it; part->number/etag are filled.
- * test_corrupt_md5 as in s3_put_opts (opts may be NULL). Idempotent (the body is rewound).
+ * (Metadata belongs to the upload: see s3_mpu_create.) Idempotent (the body is rewound).
  */
 int s3_mpu_upload_part(struct s3_client *c, const char *key, const char *upload_id,
-		       int part_number, int fd, off_t offset, off_t len,
-		       const struct s3_put_opts *opts, struct s3_part *part, struct awserr *err);
+		       int part_number, int fd, off_t offset, off_t len, struct s3_part *part,
+		       struct awserr *err);
 
 /*
  * CompleteMultipartUpload with parts[0..n) (sorted by number, strictly increasing). Not blindly

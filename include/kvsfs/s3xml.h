@@ -3,7 +3,8 @@
  * (ListBucketResult), InitiateMultipartUploadResult, CompleteMultipartUploadResult,
  * CopyObjectResult and ListMultipartUploadsResult.
  *
- * It is not a general XML parser. It finds elements by name (<Name>, <Name attr="...">, <Name/>)
+ * It is not a general XML parser: the scanning is xmlscan's (include/kvsfs/xmlscan.h, the
+ * project's one XML scanner), which finds elements by name (<Name>, <Name attr="...">, <Name/>)
  * and takes the text up to the matching </Name>; the documents above never nest an element in
  * one of the same name. Repeated records (<Contents>, <CommonPrefixes>, <Upload>) are scanned
  * one block at a time, and their fields are looked up inside the block only. Text is decoded:
@@ -88,6 +89,9 @@ int s3xml_parse_initiate(const void *body, size_t len, char **upload_id);
  */
 int s3xml_parse_etag_result(const void *body, size_t len, const char *expect_root,
 			    char etag[S3XML_ETAG_MAX]);
+
+/* The helpers below are the s3xml names of xmlscan calls (kept for the s3 client, its tests and
+ * its fuzz target). */
 
 /* Copies the name of the root element (after the XML declaration, comments and whitespace) into
  * out (truncated, NUL-terminated). Returns 1 when there is one, else 0 (out is ""). */

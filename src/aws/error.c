@@ -7,8 +7,9 @@
  *   ENOENT), the type table, then the HTTP status. docs/ERRORS.md mirrors this file; keep both in
  *   step.
  * - Error bodies are untrusted: the JSON form is parsed with jansson under the caller's size
- *   bound; the XML form with a bounded scanner that only looks for <Code>, <Message> and
- *   <RequestId> elements (no recursion, no entity expansion beyond the five XML built-ins).
+ *   bound; the XML form with xmlscan (the project's one XML scanner), taking the leaf text of
+ *   the <Code>, <Message> and <RequestId> elements (a truncated body keeps what it holds; no
+ *   recursion; the five XML entities and ASCII character references are decoded, nothing else).
  *   Every copied string is truncated to its fixed buffer (on a UTF-8 boundary) and control bytes
  *   become '?', so the struct is always safe to log.
  */
@@ -20,6 +21,8 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "kvsfs/xmlscan.h"
 
 enum {
 	F_THROTTLE = 1,  /* throttling: retry with backoff, EAGAIN when retries run out */
@@ -335,94 +338,24 @@ int awserr_parse_json_body(const void *body, size_t len, char *type, size_t type
 	return 1;
 }
 
-/* Finds the text of the first <tag>...</tag> element in p[0..n). Returns 1 and the value span,
- * else 0. Attributes on the start tag are allowed (<Code a="b">). */
+/* The text of the first <tag> element in p[0..n) (xmlscan's leaf text: up to the next '<', or
+ * the end of a truncated body). Returns 1 and the raw span, else 0. */
 static int xml_find(const char *p, size_t n, const char *tag, const char **val, size_t *vlen)
 {
-	size_t tl = strlen(tag);
-	const char *end = p + n;
-	const char *s = p;
-	while (s < end) {
-		const char *lt = memchr(s, '<', (size_t)(end - s));
-		if (!lt)
-			return 0;
-		s = lt + 1;
-		if ((size_t)(end - s) < tl + 1 || memcmp(s, tag, tl) != 0)
-			continue;
-		char c = s[tl];
-		if (c != '>' && c != ' ' && c != '\t' && c != '\r' && c != '\n')
-			continue;
-		const char *gt = memchr(s + tl, '>', (size_t)(end - s - tl));
-		if (!gt)
-			return 0;
-		if (gt[-1] == '/') { /* <Code/> */
-			*val = gt;
-			*vlen = 0;
-			return 1;
-		}
-		const char *v = gt + 1;
-		const char *close = memchr(v, '<', (size_t)(end - v));
-		if (!close)
-			close = end; /* truncated body: take what is there */
-		*val = v;
-		*vlen = (size_t)(close - v);
-		return 1;
-	}
-	return 0;
+	struct xmlscan_span s;
+	if (xmlscan_text(p, n, tag, &s) != 1)
+		return 0;
+	*val = s.text;
+	*vlen = s.len;
+	return 1;
 }
 
-/* Decodes the five XML built-in entities and numeric references into dst (size dn). */
+/* Decodes raw element text into dst (size dn): the five XML entities and character references
+ * of printable ASCII (others stay literal), then cleaned as every string of the struct. */
 static void xml_copy(char *dst, size_t dn, const char *src, size_t n)
 {
 	char tmp[AWSERR_MSG_MAX];
-	size_t o = 0;
-	for (size_t i = 0; i < n && o < sizeof(tmp) - 1;) {
-		if (src[i] != '&') {
-			tmp[o++] = src[i++];
-			continue;
-		}
-		static const struct { const char *name; char ch; } ent[] = {
-			{ "&lt;", '<' }, { "&gt;", '>' }, { "&amp;", '&' },
-			{ "&quot;", '"' }, { "&apos;", '\'' },
-		};
-		int done = 0;
-		for (size_t k = 0; k < 5; k++) {
-			size_t el = strlen(ent[k].name);
-			if (n - i >= el && memcmp(src + i, ent[k].name, el) == 0) {
-				tmp[o++] = ent[k].ch;
-				i += el;
-				done = 1;
-				break;
-			}
-		}
-		if (!done && n - i >= 4 && src[i + 1] == '#') {
-			/* &#NN; or &#xHH; for ASCII only; anything else is kept as text */
-			size_t j = i + 2;
-			int hex = 0;
-			unsigned long cp = 0;
-			if (j < n && (src[j] == 'x' || src[j] == 'X')) {
-				hex = 1;
-				j++;
-			}
-			size_t digits = 0;
-			while (j < n && digits < 6 && (hex ? isxdigit((unsigned char)src[j])
-							   : isdigit((unsigned char)src[j]))) {
-				char c = src[j];
-				cp = cp * (hex ? 16 : 10) +
-				     (unsigned long)(isdigit((unsigned char)c) ? c - '0'
-						     : (tolower((unsigned char)c) - 'a' + 10));
-				j++;
-				digits++;
-			}
-			if (digits && j < n && src[j] == ';' && cp >= 0x20 && cp < 0x7f) {
-				tmp[o++] = (char)cp;
-				i = j + 1;
-				done = 1;
-			}
-		}
-		if (!done)
-			tmp[o++] = src[i++];
-	}
+	size_t o = xmlscan_decode(src, n, XMLSCAN_REFS_ASCII, tmp, sizeof(tmp));
 	copy_clean(dst, dn, tmp, o);
 }
 

@@ -1,11 +1,12 @@
 /*
  * s3xml: tolerant scanner for S3's XML replies (see include/kvsfs/s3xml.h).
  *
- * Design: everything is built on s3xml_find(), which looks for "<name" followed by '>', '/' or
- * whitespace, skips the rest of the start tag (quoted attribute values may hold '>'), and takes
- * the content up to the first "</name" followed by optional whitespace and '>'. Records are
- * walked with a cursor that moves past each block's end tag, so the whole document is scanned
- * once per record kind: linear time, no recursion, no allocation besides returned strings.
+ * Design: element finding, text decoding and the root check are xmlscan's (the one scanner, with
+ * its rules: start tags "<name" + '>', '/' or whitespace, quoted attributes, content up to the
+ * first "</name" + optional whitespace + '>'); this file knows the S3 documents. Records are
+ * walked with an xmlscan_iter that moves past each block's end tag, so the whole document is
+ * scanned once per record kind: linear time, no recursion, no allocation besides returned
+ * strings. s3xml_find/decode/root/escape are kept as the s3xml names of those xmlscan calls.
  * Invariant: every pointer stays inside [body, body + len); inputs need no NUL terminator.
  */
 #include "kvsfs/s3xml.h"
@@ -17,186 +18,23 @@
 #include <time.h>
 
 #include "kvsfs/buf.h"
-
-static int is_ws(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
+#include "kvsfs/xmlscan.h"
 
 int s3xml_find(const char *p, size_t n, const char *name, const char **val, size_t *vlen)
 {
-	size_t nl = strlen(name);
-	const char *end = p + n;
-	const char *s = p;
-	while (s < end) {
-		const char *lt = memchr(s, '<', (size_t)(end - s));
-		if (!lt)
-			return 0;
-		s = lt + 1;
-		if ((size_t)(end - s) < nl + 1 || memcmp(s, name, nl) != 0)
-			continue;
-		char c = s[nl];
-		if (c != '>' && c != '/' && !is_ws(c))
-			continue;
-		/* skip the rest of the start tag, honouring quoted attribute values */
-		const char *t = s + nl;
-		char quote = 0;
-		while (t < end) {
-			if (quote) {
-				if (*t == quote)
-					quote = 0;
-			} else if (*t == '"' || *t == '\'') {
-				quote = *t;
-			} else if (*t == '>') {
-				break;
-			}
-			t++;
-		}
-		if (t >= end)
-			return -1;
-		if (t[-1] == '/') {
-			*val = t;
-			*vlen = 0;
-			return 1;
-		}
-		const char *content = t + 1;
-		const char *q = content;
-		while (q < end) {
-			const char *e = memmem(q, (size_t)(end - q), "</", 2);
-			if (!e)
-				return -1;
-			const char *r = e + 2;
-			if ((size_t)(end - r) >= nl && memcmp(r, name, nl) == 0) {
-				r += nl;
-				while (r < end && is_ws(*r))
-					r++;
-				if (r < end && *r == '>') {
-					*val = content;
-					*vlen = (size_t)(e - content);
-					return 1;
-				}
-			}
-			q = e + 2;
-		}
-		return -1;
+	struct xmlscan_span s;
+	int r = xmlscan_element(p, n, name, &s);
+	if (r == 1) {
+		*val = s.text;
+		*vlen = s.len;
 	}
-	return 0;
-}
-
-/* Like s3xml_find, also returns the position just past the element's end (for iteration). */
-static int find_block(const char *p, size_t n, const char *name, const char **val, size_t *vlen,
-		      const char **after)
-{
-	int r = s3xml_find(p, n, name, val, vlen);
-	if (r != 1)
-		return r;
-	const char *end = p + n;
-	const char *a = *val + *vlen;
-	if (*vlen == 0 && a < end && *a == '>' && a > p && a[-1] == '/') {
-		*after = a + 1; /* <name/> */
-		return 1;
-	}
-	/* past "</name ... >" */
-	const char *gt = memchr(a, '>', (size_t)(end - a));
-	*after = gt ? gt + 1 : end;
-	return 1;
-}
-
-static void put_utf8(struct buf *b, unsigned long cp, int *rc)
-{
-	char u[4];
-	size_t k;
-	if (cp < 0x80) {
-		u[0] = (char)cp;
-		k = 1;
-	} else if (cp < 0x800) {
-		u[0] = (char)(0xC0 | (cp >> 6));
-		u[1] = (char)(0x80 | (cp & 0x3F));
-		k = 2;
-	} else if (cp < 0x10000) {
-		u[0] = (char)(0xE0 | (cp >> 12));
-		u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		u[2] = (char)(0x80 | (cp & 0x3F));
-		k = 3;
-	} else {
-		u[0] = (char)(0xF0 | (cp >> 18));
-		u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-		u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		u[3] = (char)(0x80 | (cp & 0x3F));
-		k = 4;
-	}
-	if (!*rc)
-		*rc = buf_append(b, u, k);
-}
-
-/* Decodes one reference at p (p[0] == '&'); returns its length, or 0 when not a valid one. */
-static size_t decode_ref(const char *p, size_t n, struct buf *b, int *rc)
-{
-	static const struct { const char *name; char c; } ents[] = {
-		{ "amp;", '&' }, { "lt;", '<' }, { "gt;", '>' }, { "quot;", '"' }, { "apos;", '\'' },
-	};
-	for (size_t i = 0; i < sizeof(ents) / sizeof(ents[0]); i++) {
-		size_t l = strlen(ents[i].name);
-		if (n >= l + 1 && memcmp(p + 1, ents[i].name, l) == 0) {
-			if (!*rc)
-				*rc = buf_putc(b, ents[i].c);
-			return l + 1;
-		}
-	}
-	if (n < 4 || p[1] != '#')
-		return 0;
-	size_t i = 2;
-	int hex = 0;
-	if (p[i] == 'x' || p[i] == 'X') {
-		hex = 1;
-		i++;
-	}
-	unsigned long cp = 0;
-	size_t digits = 0;
-	while (i < n && digits < 8) {
-		char c = p[i];
-		int d;
-		if (c >= '0' && c <= '9')
-			d = c - '0';
-		else if (hex && c >= 'a' && c <= 'f')
-			d = c - 'a' + 10;
-		else if (hex && c >= 'A' && c <= 'F')
-			d = c - 'A' + 10;
-		else
-			break;
-		cp = cp * (hex ? 16u : 10u) + (unsigned long)d;
-		digits++;
-		i++;
-	}
-	if (!digits || i >= n || p[i] != ';')
-		return 0;
-	if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	put_utf8(b, cp, rc);
-	return i + 1;
+	return r;
 }
 
 int s3xml_decode(const char *val, size_t vlen, char **out)
 {
 	struct buf b = BUF_INIT;
-	int rc = buf_reserve(&b, vlen);
-	size_t i = 0;
-	while (!rc && i < vlen) {
-		const char *amp = memchr(val + i, '&', vlen - i);
-		size_t run = amp ? (size_t)(amp - (val + i)) : vlen - i;
-		if (run)
-			rc = buf_append(&b, val + i, run);
-		i += run;
-		if (rc || i >= vlen)
-			break;
-		size_t used = decode_ref(val + i, vlen - i, &b, &rc);
-		if (!used) {
-			rc = rc ? rc : buf_putc(&b, '&');
-			used = 1;
-		}
-		i += used;
-	}
-	if (rc) {
+	if (xmlscan_decode_buf(&b, val, vlen, 0)) {
 		buf_free(&b);
 		*out = NULL;
 		return -ENOMEM;
@@ -222,11 +60,11 @@ void s3xml_etag_clean(const char *val, size_t vlen, char out[S3XML_ETAG_MAX])
 		return;
 	const char *s = d;
 	size_t n = strlen(s);
-	while (n && (is_ws(*s) || *s == '"')) {
+	while (n && (xmlscan_is_ws(*s) || *s == '"')) {
 		s++;
 		n--;
 	}
-	while (n && (is_ws(s[n - 1]) || s[n - 1] == '"'))
+	while (n && (xmlscan_is_ws(s[n - 1]) || s[n - 1] == '"'))
 		n--;
 	size_t w = 0;
 	for (size_t i = 0; i < n && w + 1 < S3XML_ETAG_MAX; i++)
@@ -242,7 +80,7 @@ int64_t s3xml_parse_time(const char *s, size_t n)
 	static const int widths[6] = { 4, 2, 2, 2, 2, 2 };
 	static const char seps[6] = { '-', '-', 'T', ':', ':', 0 };
 	size_t i = 0;
-	while (i < n && is_ws(s[i]))
+	while (i < n && xmlscan_is_ws(s[i]))
 		i++;
 	for (int f = 0; f < 6; f++) {
 		for (int k = 0; k < widths[f]; k++, i++) {
@@ -263,7 +101,7 @@ int64_t s3xml_parse_time(const char *s, size_t n)
 	}
 	if (i < n && (s[i] == 'Z' || s[i] == 'z'))
 		i++;
-	while (i < n && is_ws(s[i]))
+	while (i < n && xmlscan_is_ws(s[i]))
 		i++;
 	if (i != n)
 		return -1;
@@ -282,56 +120,20 @@ int64_t s3xml_parse_time(const char *s, size_t n)
 
 int s3xml_escape(struct buf *out, const char *s, size_t n)
 {
-	int rc = 0;
-	for (size_t i = 0; i < n && !rc; i++) {
-		switch (s[i]) {
-		case '&': rc = buf_appendz(out, "&amp;"); break;
-		case '<': rc = buf_appendz(out, "&lt;"); break;
-		case '>': rc = buf_appendz(out, "&gt;"); break;
-		case '"': rc = buf_appendz(out, "&quot;"); break;
-		case '\'': rc = buf_appendz(out, "&apos;"); break;
-		default: rc = buf_putc(out, s[i]); break;
-		}
-	}
-	return rc;
+	return xmlscan_escape(out, s, n);
 }
 
 int s3xml_root(const void *body, size_t len, char *out, size_t n)
 {
-	const char *p = body, *end = p + len;
-	if (n)
-		out[0] = '\0';
-	if (!body)
-		return 0;
-	if (len >= 3 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
-	    (unsigned char)p[2] == 0xBF)
-		p += 3;
-	for (;;) {
-		while (p < end && is_ws(*p))
-			p++;
-		if (p >= end || *p != '<')
-			return 0;
-		if (end - p >= 2 && (p[1] == '?' || p[1] == '!')) {
-			/* declaration, comment or doctype: skip to the next '>' */
-			const char *gt = memchr(p, '>', (size_t)(end - p));
-			if (!gt)
-				return 0;
-			p = gt + 1;
-			continue;
-		}
-		p++;
-		size_t k = 0;
-		while (p + k < end && p[k] != '>' && p[k] != '/' && !is_ws(p[k]))
-			k++;
-		if (!k)
-			return 0;
-		if (n) {
-			size_t c = k < n - 1 ? k : n - 1;
-			memcpy(out, p, c);
-			out[c] = '\0';
-		}
-		return 1;
-	}
+	return xmlscan_root(body, len, out, n);
+}
+
+/* The raw content of child element `name`: 1 and the span (*v, *vl) when found, 0 when absent, -EIO when
+ * truncated. */
+static int child(const char *p, size_t n, const char *name, const char **v, size_t *vl)
+{
+	int r = s3xml_find(p, n, name, v, vl);
+	return r < 0 ? -EIO : r;
 }
 
 /* Decoded text of a child element; NULL (and 0) when absent; -EIO truncated; -ENOMEM. */
@@ -340,27 +142,21 @@ static int child_text(const char *p, size_t n, const char *name, char **out)
 	const char *v;
 	size_t vl;
 	*out = NULL;
-	int r = s3xml_find(p, n, name, &v, &vl);
-	if (r < 0)
-		return -EIO;
-	if (r == 0)
-		return 0;
-	return s3xml_decode(v, vl, out);
+	int r = child(p, n, name, &v, &vl);
+	return r == 1 ? s3xml_decode(v, vl, out) : r;
 }
 
+/* A child element "true" (any case, surrounding whitespace allowed): *out 1, else 0. */
 static int parse_bool(const char *p, size_t n, const char *name, int *out)
 {
 	const char *v;
 	size_t vl;
-	int r = s3xml_find(p, n, name, &v, &vl);
+	int r = child(p, n, name, &v, &vl);
 	if (r < 0)
-		return -EIO;
+		return r;
 	*out = 0;
 	if (r == 1) {
-		while (vl && is_ws(*v)) {
-			v++;
-			vl--;
-		}
+		xmlscan_trim(&v, &vl);
 		*out = vl >= 4 && strncasecmp(v, "true", 4) == 0;
 	}
 	return 0;
@@ -372,17 +168,10 @@ static int parse_int(const char *p, size_t n, const char *name, int64_t *out)
 	const char *v;
 	size_t vl;
 	*out = -1;
-	int r = s3xml_find(p, n, name, &v, &vl);
-	if (r < 0)
-		return -EIO;
-	if (r == 0)
-		return 0;
-	while (vl && is_ws(*v)) {
-		v++;
-		vl--;
-	}
-	while (vl && is_ws(v[vl - 1]))
-		vl--;
+	int r = child(p, n, name, &v, &vl);
+	if (r != 1)
+		return r;
+	xmlscan_trim(&v, &vl);
 	if (!vl)
 		return -EIO;
 	int64_t x = 0;
@@ -451,78 +240,82 @@ void s3xml_uploads_free(struct s3xml_uploads *u)
 	memset(u, 0, sizeof(*u));
 }
 
+/* One <Contents> record (content v[0..vl)) appended to l. */
+static int contents_fn(const char *v, size_t vl, void *arg)
+{
+	struct s3xml_list *l = arg;
+	struct s3xml_object o = { .size = -1, .last_modified = -1 };
+	int rc = child_text(v, vl, "Key", &o.key);
+	if (rc)
+		return rc;
+	if (!o.key)
+		return -EIO;
+	rc = parse_int(v, vl, "Size", &o.size);
+	if (!rc) {
+		const char *ev;
+		size_t el;
+		int er = s3xml_find(v, vl, "ETag", &ev, &el);
+		if (er < 0)
+			rc = -EIO;
+		else if (er == 1)
+			s3xml_etag_clean(ev, el, o.etag);
+	}
+	if (!rc)
+		rc = grow((void **)&l->objects, &l->cap_objects, l->n_objects, sizeof(*l->objects));
+	if (rc) {
+		free(o.key);
+		return rc;
+	}
+	o.last_modified = parse_time_child(v, vl, "LastModified");
+	l->objects[l->n_objects++] = o;
+	return 0;
+}
+
+/* One <CommonPrefixes><Prefix>..</Prefix></CommonPrefixes> record appended to l (a record
+ * without <Prefix> adds nothing). */
+static int prefix_fn(const char *v, size_t vl, void *arg)
+{
+	struct s3xml_list *l = arg;
+	char *pre = NULL;
+	int rc = child_text(v, vl, "Prefix", &pre);
+	if (rc || !pre)
+		return rc;
+	rc = grow((void **)&l->prefixes, &l->cap_prefixes, l->n_prefixes, sizeof(*l->prefixes));
+	if (rc) {
+		free(pre);
+		return rc;
+	}
+	l->prefixes[l->n_prefixes++] = pre;
+	return 0;
+}
+
+/* Calls fn on every record `name` of [p, p + len). -EIO when one is truncated. */
+static int each_record(const char *p, size_t len, const char *name,
+		       int (*fn)(const char *v, size_t vl, void *arg), void *arg)
+{
+	struct xmlscan_iter it;
+	struct xmlscan_span s;
+	int r;
+	xmlscan_iter_init(&it, p, len, name);
+	while ((r = xmlscan_iter_next(&it, &s)) == 1) {
+		int rc = fn(s.text, s.len, arg);
+		if (rc)
+			return rc;
+	}
+	return r < 0 ? -EIO : 0;
+}
+
 int s3xml_parse_list_v2(const void *body, size_t len, struct s3xml_list *l)
 {
-	const char *p = body, *end;
+	const char *p = body;
 	int rc;
 	if (!body || check_root(body, len, "ListBucketResult"))
 		return -EIO;
-	end = p + len;
-
-	/* <Contents> records */
-	const char *cur = p;
-	for (;;) {
-		const char *v, *after;
-		size_t vl;
-		int r = find_block(cur, (size_t)(end - cur), "Contents", &v, &vl, &after);
-		if (r < 0)
-			return -EIO;
-		if (r == 0)
-			break;
-		struct s3xml_object o = { .size = -1, .last_modified = -1 };
-		rc = child_text(v, vl, "Key", &o.key);
-		if (rc)
-			return rc;
-		if (!o.key)
-			return -EIO;
-		rc = parse_int(v, vl, "Size", &o.size);
-		if (!rc) {
-			const char *ev;
-			size_t el;
-			int er = s3xml_find(v, vl, "ETag", &ev, &el);
-			if (er < 0)
-				rc = -EIO;
-			else if (er == 1)
-				s3xml_etag_clean(ev, el, o.etag);
-		}
-		if (!rc)
-			rc = grow((void **)&l->objects, &l->cap_objects, l->n_objects,
-				  sizeof(*l->objects));
-		if (rc) {
-			free(o.key);
-			return rc;
-		}
-		o.last_modified = parse_time_child(v, vl, "LastModified");
-		l->objects[l->n_objects++] = o;
-		cur = after;
-	}
-
-	/* <CommonPrefixes><Prefix>..</Prefix></CommonPrefixes> records */
-	cur = p;
-	for (;;) {
-		const char *v, *after;
-		size_t vl;
-		int r = find_block(cur, (size_t)(end - cur), "CommonPrefixes", &v, &vl, &after);
-		if (r < 0)
-			return -EIO;
-		if (r == 0)
-			break;
-		char *pre = NULL;
-		rc = child_text(v, vl, "Prefix", &pre);
-		if (rc)
-			return rc;
-		if (pre) {
-			rc = grow((void **)&l->prefixes, &l->cap_prefixes, l->n_prefixes,
-				  sizeof(*l->prefixes));
-			if (rc) {
-				free(pre);
-				return rc;
-			}
-			l->prefixes[l->n_prefixes++] = pre;
-		}
-		cur = after;
-	}
-
+	rc = each_record(p, len, "Contents", contents_fn, l);
+	if (!rc)
+		rc = each_record(p, len, "CommonPrefixes", prefix_fn, l);
+	if (rc)
+		return rc;
 	/* page fields: look only outside the records, i.e. anywhere (the names are unique) */
 	rc = parse_bool(p, len, "IsTruncated", &l->truncated);
 	if (rc)
@@ -535,39 +328,37 @@ int s3xml_parse_list_v2(const void *body, size_t len, struct s3xml_list *l)
 	return parse_int(p, len, "KeyCount", &l->key_count);
 }
 
+/* One <Upload> record appended to u: <Key> and a non-empty <UploadId> are required. */
+static int upload_fn(const char *v, size_t vl, void *arg)
+{
+	struct s3xml_uploads *u = arg;
+	struct s3xml_upload up = { .initiated = -1 };
+	int rc = child_text(v, vl, "Key", &up.key);
+	if (!rc)
+		rc = child_text(v, vl, "UploadId", &up.upload_id);
+	if (!rc && (!up.key || !up.upload_id || !up.upload_id[0]))
+		rc = -EIO;
+	if (!rc)
+		rc = grow((void **)&u->v, &u->cap, u->n, sizeof(*u->v));
+	if (rc) {
+		free(up.key);
+		free(up.upload_id);
+		return rc;
+	}
+	up.initiated = parse_time_child(v, vl, "Initiated");
+	u->v[u->n++] = up;
+	return 0;
+}
+
 int s3xml_parse_list_uploads(const void *body, size_t len, struct s3xml_uploads *u)
 {
-	const char *p = body, *end;
+	const char *p = body;
 	int rc;
 	if (!body || check_root(body, len, "ListMultipartUploadsResult"))
 		return -EIO;
-	end = p + len;
-	const char *cur = p;
-	for (;;) {
-		const char *v, *after;
-		size_t vl;
-		int r = find_block(cur, (size_t)(end - cur), "Upload", &v, &vl, &after);
-		if (r < 0)
-			return -EIO;
-		if (r == 0)
-			break;
-		struct s3xml_upload up = { .initiated = -1 };
-		rc = child_text(v, vl, "Key", &up.key);
-		if (!rc)
-			rc = child_text(v, vl, "UploadId", &up.upload_id);
-		if (!rc && (!up.key || !up.upload_id || !up.upload_id[0]))
-			rc = -EIO;
-		if (!rc)
-			rc = grow((void **)&u->v, &u->cap, u->n, sizeof(*u->v));
-		if (rc) {
-			free(up.key);
-			free(up.upload_id);
-			return rc;
-		}
-		up.initiated = parse_time_child(v, vl, "Initiated");
-		u->v[u->n++] = up;
-		cur = after;
-	}
+	rc = each_record(p, len, "Upload", upload_fn, u);
+	if (rc)
+		return rc;
 	rc = parse_bool(p, len, "IsTruncated", &u->truncated);
 	if (rc)
 		return rc;

@@ -14,7 +14,8 @@
  *   --meta NAME=VALUE    user metadata for put/put-mem/copy --replace/mpu-create (repeatable)
  *   --content-type T
  *   --replace            copy: metadata directive REPLACE (default COPY)
- *   --corrupt-md5        put/put-mem/mpu-part/upload: send a wrong Content-MD5
+ *   --corrupt-md5        put/put-mem/mpu-part/upload: send a wrong Content-MD5 (a test-only
+ *                        setting of the client, src/s3/s3_testing.h)
  *   --max-attempts N     HTTP attempts per request (default 5)
  *   -o FILE              get: write the body to FILE (truncated again before a retry)
  * commands:
@@ -52,6 +53,7 @@
 #include "kvsfs/http.h"
 #include "kvsfs/log.h"
 #include "kvsfs/s3.h"
+#include "s3_testing.h"
 
 static void usage(void)
 {
@@ -141,7 +143,7 @@ static int upload_file(struct s3_client *s3, const char *key, const char *path, 
 	for (size_t i = 0; !rc && i < n; i++) {
 		off_t off = (off_t)i * part_size;
 		off_t len = st.st_size - off < part_size ? st.st_size - off : part_size;
-		rc = s3_mpu_upload_part(s3, key, id, (int)i + 1, fd, off, len, po, &parts[i], e);
+		rc = s3_mpu_upload_part(s3, key, id, (int)i + 1, fd, off, len, &parts[i], e);
 	}
 	char etag[S3_ETAG_MAX];
 	if (!rc)
@@ -164,7 +166,7 @@ int main(int argc, char **argv)
 	const char *content_type = NULL, *out_path = NULL;
 	int debug = 0, vhost = 0, page = 0, replace = 0, corrupt = 0, max_attempts = 0, i;
 	long max_entries = 0;
-	struct http_headers meta = HTTP_HEADERS_INIT;
+	struct s3_meta meta = S3_META_INIT;
 
 	for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
 		const char *a = argv[i];
@@ -200,7 +202,7 @@ int main(int argc, char **argv)
 			if (!eq || eq == kv)
 				usage();
 			char *name = strndup(kv, (size_t)(eq - kv));
-			if (!name || http_headers_add(&meta, name, eq + 1)) {
+			if (!name || s3_meta_add(&meta, name, eq + 1)) {
 				fprintf(stderr, "error: bad metadata %s\n", kv);
 				exit(100);
 			}
@@ -253,15 +255,14 @@ int main(int argc, char **argv)
 		.aws = &ctx, .endpoint = settings.s3_endpoint, .bucket = bucket,
 		.path_style = !vhost, .list_page_size = page,
 	};
-	rc = s3_client_new(&so, &s3);
+	struct s3_testing st = { .corrupt_md5 = corrupt };
+	rc = s3_client_new_testing(&so, &st, &s3);
 	if (rc) {
 		fprintf(stderr, "error: S3 client set-up failed: %s\n", strerror(-rc));
 		status = -rc;
 		goto out;
 	}
-	struct s3_put_opts po = {
-		.meta = &meta, .content_type = content_type, .test_corrupt_md5 = corrupt,
-	};
+	struct s3_put_opts po = { .meta = &meta, .content_type = content_type };
 	char etag[S3_ETAG_MAX];
 
 	if (!strcmp(cmd, "head-bucket") && nargs == 0) {
@@ -357,7 +358,7 @@ int main(int argc, char **argv)
 			goto out;
 		struct s3_part part;
 		rc = s3_mpu_upload_part(s3, args[0], args[1], atoi(args[2]), fd, atoll(args[4]),
-					atoll(args[5]), &po, &part, &e);
+					atoll(args[5]), &part, &e);
 		close(fd);
 		if (!rc)
 			printf("%s\n", part.etag);
@@ -406,7 +407,7 @@ out:
 	creds_provider_free(cp);
 	awsconfig_settings_free(&settings);
 	awsconfig_files_free(&files);
-	http_headers_free(&meta);
+	s3_meta_free(&meta);
 	log_destroy(&lg);
 	curl_global_cleanup();
 	return status;

@@ -211,9 +211,9 @@ static void test_helpers(void)
 	CHECK_INT(s3_multipart_etag(&badp, 1, etag), -EINVAL, "non-MD5 part etag");
 
 	struct s3_object_info info = { 0 };
-	http_headers_add(&info.meta, "mtime", "1700000000.5");
-	http_headers_add(&info.meta, "mode", "0100644");
-	http_headers_add(&info.meta, "bad", "12x");
+	s3_meta_add(&info.meta, "mtime", "1700000000.5");
+	s3_meta_add(&info.meta, "mode", "0100644");
+	s3_meta_add(&info.meta, "bad", "12x");
 	int64_t x = 0;
 	CHECK_INT(s3_meta_get_int64(&info, "MTIME", 0, &x), 0, "mtime parses");
 	CHECK_INT(x, 1700000000, "mtime value (fraction cut)");

@@ -45,7 +45,7 @@
 #include "kvsfs/export.h"
 #include "kvsfs/s3.h"
 
-struct http_headers;
+struct s3_meta;
 
 #define MOD "export"
 #define PLAN_GROUP 1000
@@ -155,7 +155,7 @@ char *ex_key(const struct export *ex, const char *path, const char *suffix);
 /* export_path_valid plus one debug line for a bad path. */
 int ex_path_check(struct export *ex, const char *path);
 /* Adds x-amz-meta-mtime (unless INT64_MIN) and x-amz-meta-mode to h. 0 or -ENOMEM. */
-int ex_meta_build(struct http_headers *h, mode_t mode, int64_t mtime_ms, int is_dir);
+int ex_meta_build(struct s3_meta *h, mode_t mode, int64_t mtime_ms, int is_dir);
 void ex_attr_from_info(struct export *ex, const struct s3_object_info *info, int is_dir,
 		       struct export_attr *a);
 void ex_attr_from_node(const struct xnode *n, struct export_attr *a);

@@ -23,7 +23,6 @@
 #include "export_int.h"
 #include "kvsfs/awserr.h"
 #include "kvsfs/buf.h"
-#include "kvsfs/http.h"
 #include "kvsfs/decsec.h"
 #include "kvsfs/log.h"
 
@@ -119,16 +118,16 @@ int ex_path_check(struct export *ex, const char *path)
 	return rc;
 }
 
-int ex_meta_build(struct http_headers *h, mode_t mode, int64_t mtime_ms, int is_dir)
+int ex_meta_build(struct s3_meta *h, mode_t mode, int64_t mtime_ms, int is_dir)
 {
 	char v[48];
 	if (mtime_ms != INT64_MIN) {
 		export_format_mtime(mtime_ms, v, sizeof(v));
-		if (http_headers_set(h, META_MTIME, v))
+		if (s3_meta_set(h, META_MTIME, v))
 			return -ENOMEM;
 	}
 	snprintf(v, sizeof(v), "%u", (unsigned)((is_dir ? S_IFDIR : S_IFREG) | (mode & 07777)));
-	if (http_headers_set(h, META_MODE, v))
+	if (s3_meta_set(h, META_MODE, v))
 		return -ENOMEM;
 	return 0;
 }
@@ -179,14 +178,14 @@ int ex_meta_replace(struct export *ex, const char *key, mode_t mode, int64_t mti
 	struct awserr e;
 	int rc = s3_head_object(ex->s3, key, &info, &e);
 	if (!rc) {
-		struct http_headers h = HTTP_HEADERS_INIT;
-		rc = http_headers_copy(&h, &info.meta) ? -ENOMEM : 0;
+		struct s3_meta h = S3_META_INIT;
+		rc = s3_meta_copy(&h, &info.meta) ? -ENOMEM : 0;
 		if (!rc)
 			rc = ex_meta_build(&h, mode, mtime_ms, is_dir);
 		struct s3_put_opts po = { .meta = &h, .content_type = info.content_type };
 		if (!rc)
 			rc = s3_copy_object(ex->s3, key, key, S3_META_REPLACE, &po, NULL, &e);
-		http_headers_free(&h);
+		s3_meta_free(&h);
 	}
 	s3_object_info_free(&info);
 	return rc;

@@ -24,7 +24,6 @@
 
 #include "export_int.h"
 #include "kvsfs/awserr.h"
-#include "kvsfs/http.h"
 #include "kvsfs/log.h"
 
 int ex_stat_remote(struct export *ex, const char *path, struct export_attr *a)
@@ -108,13 +107,13 @@ static int check_parent_dir(struct export *ex, const char *path)
 /* PutObject of the empty marker KEY/ with mode and mtime. */
 static int put_marker(struct export *ex, const char *key, mode_t mode, int64_t mtime_ms)
 {
-	struct http_headers h = HTTP_HEADERS_INIT;
+	struct s3_meta h = S3_META_INIT;
 	struct awserr e;
 	int rc = ex_meta_build(&h, mode, mtime_ms, 1);
 	struct s3_put_opts po = { .meta = &h };
 	if (!rc)
 		rc = s3_put_object_mem(ex->s3, key, NULL, 0, &po, NULL, &e);
-	http_headers_free(&h);
+	s3_meta_free(&h);
 	return rc;
 }
 
@@ -258,12 +257,12 @@ static int rename_stored(struct export *ex, struct xnode *n, const char *from, u
 	if (size > (uint64_t)S3_MAX_PUT_SIZE) {
 		rc = -EXDEV;
 	} else if (have_meta) {
-		struct http_headers h = HTTP_HEADERS_INIT;
+		struct s3_meta h = S3_META_INIT;
 		rc = ex_meta_build(&h, mode, mt, 0);
 		struct s3_put_opts po = { .meta = &h };
 		if (!rc)
 			rc = s3_copy_object(ex->s3, fkey, tkey, S3_META_REPLACE, &po, NULL, &e);
-		http_headers_free(&h);
+		s3_meta_free(&h);
 	} else {
 		rc = s3_copy_object(ex->s3, fkey, tkey, S3_META_COPY, NULL, NULL, &e);
 	}

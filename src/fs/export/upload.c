@@ -32,7 +32,6 @@
 
 #include "export_int.h"
 #include "kvsfs/awserr.h"
-#include "kvsfs/http.h"
 #include "kvsfs/log.h"
 
 void ex_mpu_reset(struct xnode *n)
@@ -106,14 +105,14 @@ static int mpu_ensure(struct export *ex, struct xnode *n, int64_t mtime_for_crea
 	n->creating = 1;
 	mode_t mode = n->mode;
 	pthread_mutex_unlock(&ex->mu);
-	struct http_headers h = HTTP_HEADERS_INIT;
+	struct s3_meta h = S3_META_INIT;
 	struct awserr e;
 	char *id = NULL, *rec = NULL;
 	int rc = ex_meta_build(&h, mode, mtime_for_create, 0);
 	struct s3_put_opts po = { .meta = &h };
 	if (!rc)
 		rc = s3_mpu_create(ex->s3, key, &po, &id, &e);
-	http_headers_free(&h);
+	s3_meta_free(&h);
 	/* the record goes to disk before any part: a crash from here on leaves it for the next
 	 * mount, which aborts the upload (docs/EXPORT.md: the window before it holds no part) */
 	if (!rc) {
@@ -154,8 +153,8 @@ static int send_part(struct export *ex, struct job *j)
 	struct s3_part part;
 	struct awserr e;
 	rc = !key || !id ? -ENOMEM : fd < 0 ? -EIO :
-	     s3_mpu_upload_part(ex->s3, key, id, j->part, fd, (off_t)j->off, (off_t)j->len, NULL,
-				&part, &e);
+	     s3_mpu_upload_part(ex->s3, key, id, j->part, fd, (off_t)j->off, (off_t)j->len, &part,
+				&e);
 	free(key);
 	free(id);
 	pthread_mutex_lock(&ex->mu);
@@ -276,13 +275,13 @@ void ex_abort_idle(struct export *ex, struct xnode *n)
 static int mpu_copy_renamed(struct export *ex, const char *mkey, const char *key, mode_t mode,
 			    int64_t mt)
 {
-	struct http_headers h = HTTP_HEADERS_INIT;
+	struct s3_meta h = S3_META_INIT;
 	struct awserr e;
 	int rc = ex_meta_build(&h, mode, mt, 0);
 	struct s3_put_opts po = { .meta = &h };
 	if (!rc)
 		rc = s3_copy_object(ex->s3, mkey, key, S3_META_REPLACE, &po, NULL, &e);
-	http_headers_free(&h);
+	s3_meta_free(&h);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&ex->mu);
@@ -397,13 +396,13 @@ static int finalize_data(struct export *ex, struct xnode *n, const char *key)
 		       finalize_multipart(ex, n, key, size, mode, mt);
 	int fd = n->st ? n->st->fd : -1;
 	pthread_mutex_unlock(&ex->mu);
-	struct http_headers h = HTTP_HEADERS_INIT;
+	struct s3_meta h = S3_META_INIT;
 	struct awserr e;
 	int rc = fd < 0 ? -EIO : ex_meta_build(&h, mode, mt, 0);
 	struct s3_put_opts po = { .meta = &h };
 	if (!rc)
 		rc = s3_put_object_fd(ex->s3, key, fd, 0, (off_t)size, &po, NULL, &e);
-	http_headers_free(&h);
+	s3_meta_free(&h);
 	pthread_mutex_lock(&ex->mu);
 	return rc;
 }
