@@ -8,24 +8,17 @@
  *   DAY/                      one HOUR per UTC hour of that day inside the window
  *   HOUR/                     one FRAGMENT file per fragment starting in that hour
  * Directories and fragment names are computed, never stored: day and hour folders come from the
- * stream's retention (no call), an hour's files from one ListFragments query (all pages) whose
- * result is cached: meta_ttl for the hour that is still open (or just ended), past_ttl for older
- * hours. Within an hour the fragments are sorted by start time then fragment number; the first
- * of equal start times gets the plain name, the others carry their number (never renamed later,
- * since numbers grow with ingestion).
+ * stream's retention (core/streams.c, no call), an hour's files from its cached listing
+ * (core/hours.c: one single-flight ListFragments per stream and hour).
  *
  * Inode table: nodes live in two hash tables (by inode number, and by parent+name) under one
  * mutex. A node keeps what its kind needs (stream, time, fragment metadata), so every later
  * request on an inode is answered without a path walk. The kernel's lookup count decides when a
  * node is freed; streams (struct vstream) live until unmount.
  *
- * Sizes: a fragment's size is exact when its download was seen before (sizeidx, persistent);
- * otherwise it is predicted from ListFragments' FragmentSizeInBytes plus the bytes
- * GetMediaForFragmentList adds (Segment header and the KVS Tags, whose length follows from the
- * fragment number and timestamps), corrected by what earlier downloads of the stream taught.
+ * Sizes: core/sizes.c (exact from the size index, else predicted and corrected; docs/SIZES.md).
  * Every download is checked against the prediction; a wrong one is recorded, the kernel's
- * attributes are invalidated and that open reads with direct_io, so a reader always gets exactly
- * the fragment's bytes and the next stat shows the true size (see docs/SIZES.md).
+ * attributes are invalidated and that open reads with direct_io.
  *
  * Live playlists: the playback sessions and their documents belong to the live module
  * (include/kvsfs/live.h: single flight, a stat waits at most ~2 s, a listing never); a vstream
@@ -55,6 +48,11 @@
 #include "kvsfs/names.h"
 #include "kvsfs/sizeidx.h"
 
+#include "core/clock.h"
+#include "core/hours.h"
+#include "core/sizes.h"
+#include "core/streams.h"
+
 enum kind {
 	K_ROOT, K_STREAM, K_FRAGMENTS, K_DAY, K_HOUR, K_FRAGMENT, K_CLIPS, K_CLIP, K_LIVE_HLS,
 	K_LIVE_DASH, K_EXPORT_DIR, K_EXPORT_FILE,
@@ -70,37 +68,6 @@ static int is_export(int kind)
 #define FRAGMENTS_NAME "fragments"
 #define CLIPS_NAME "clips"
 #define IMMUTABLE_TIMEOUT 3600.0
-
-struct hour_entry {
-	char name[NAMES_FRAGMENT_LEN];
-	int64_t ts;              /* start on the mount's basis */
-	struct kvs_fragment frag;
-};
-
-struct hour_listing {
-	int refs;
-	int64_t hour_ms;
-	int64_t fetched_ms;
-	size_t n;
-	struct hour_entry *v;
-	struct hour_listing *link;
-};
-
-struct vstream {
-	char *name;
-	int64_t retention_hours;
-	int64_t creation_ms;
-	pthread_mutex_t lock;          /* guards hours, hls, dash, correction */
-	pthread_mutex_t fill;          /* one ListFragments per stream at a time (no stampede) */
-	struct hour_listing *hours;
-	struct live_session *hls, *dash; /* playback sessions, made on first use (live_of) */
-	int correction_known;
-	int64_t correction;            /* learned: true size - predicted model size */
-	int64_t seq_hour;              /* read-ahead: hour and index of the last fragment opened */
-	long seq_index;
-	size_t window;                 /* read-ahead window, doubled while reads stay sequential */
-	struct vstream *link;
-};
 
 struct node {
 	uint64_t ino;
@@ -118,15 +85,13 @@ struct node {
 struct vfs {
 	struct vfs_config c;
 	struct fetcher *fetch;
-	pthread_mutex_t lock;          /* nodes, streams list, root cache */
+	pthread_mutex_t lock;          /* nodes */
 	struct node **by_ino, **by_name;
 	size_t nbuckets, nnodes;
 	uint64_t next_ino;
-	struct vstream *streams;
-	char **root_names;             /* cached ListStreams result (names), NULL-terminated */
-	int64_t root_fetched_ms;
+	struct streams *streams;       /* the registry and retention windows */
+	struct hours *hours;           /* the hour-listing cache */
 	int64_t mount_ms;
-	pthread_mutex_t root_fill;     /* one ListStreams at a time */
 	struct live_set *live;         /* the live.m3u8 / live.mpd sessions */
 };
 
@@ -144,9 +109,7 @@ struct vfs_file {
 
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return vfs_wall_ms();
 }
 
 /* ---------------------------------------------------------------- node table */
@@ -291,388 +254,11 @@ static int node_copy(struct vfs *v, uint64_t ino, struct node *out)
 	return n ? 0 : -ESTALE;
 }
 
-/* ---------------------------------------------------------------- streams */
-
-static int stream_allowed(const struct vfs *v, const char *name)
-{
-	if (v->c.stream_prefix && strncmp(name, v->c.stream_prefix, strlen(v->c.stream_prefix)) != 0)
-		return 0;
-	if (!v->c.streams)
-		return 1;
-	for (char *const *s = v->c.streams; *s; s++)
-		if (strcmp(*s, name) == 0)
-			return 1;
-	return 0;
-}
-
-/* Under v->lock: finds or creates the vstream of name and updates its metadata. */
-static struct vstream *vstream_upsert(struct vfs *v, const struct kvs_stream *ks)
-{
-	struct vstream *s;
-	for (s = v->streams; s; s = s->link)
-		if (strcmp(s->name, ks->name) == 0)
-			break;
-	if (!s) {
-		s = calloc(1, sizeof(*s));
-		if (!s || !(s->name = strdup(ks->name))) {
-			free(s);
-			return NULL;
-		}
-		pthread_mutex_init(&s->lock, NULL);
-		pthread_mutex_init(&s->fill, NULL);
-		s->link = v->streams;
-		v->streams = s;
-	}
-	s->retention_hours = ks->retention_hours;
-	s->creation_ms = ks->creation_ms;
-	return s;
-}
-
-static struct vstream *vstream_find(struct vfs *v, const char *name)
-{
-	for (struct vstream *s = v->streams; s; s = s->link)
-		if (strcmp(s->name, name) == 0)
-			return s;
-	return NULL;
-}
-
-static void free_names(char **names)
-{
-	if (!names)
-		return;
-	for (char **p = names; *p; p++)
-		free(*p);
-	free(names);
-}
-
-/* Refreshes the stream list when older than meta_ttl. Returns 0 or a negative errno. */
-static int root_refresh(struct vfs *v, int force)
-{
-	int64_t now = now_ms();
-	pthread_mutex_lock(&v->lock);
-	int fresh = v->root_names && now - v->root_fetched_ms < (int64_t)v->c.meta_ttl_s * 1000;
-	pthread_mutex_unlock(&v->lock);
-	if (fresh && !force)
-		return 0;
-
-	pthread_mutex_lock(&v->root_fill);
-	pthread_mutex_lock(&v->lock);
-	fresh = v->root_names && now_ms() - v->root_fetched_ms < (int64_t)v->c.meta_ttl_s * 1000;
-	pthread_mutex_unlock(&v->lock);
-	if (fresh && !force) {
-		pthread_mutex_unlock(&v->root_fill);
-		return 0;
-	}
-	struct kvs_stream_list list = { 0 };
-	struct awserr err;
-	awserr_clear(&err);
-	int rc = kvs_list_streams(v->c.kvs, v->c.stream_prefix, &list, &err);
-	if (rc) {
-		char msg[600];
-		LOG_ERROR(v->c.log, "vfs", "listing streams failed: %s", awserr_format(&err, msg, sizeof(msg)));
-		pthread_mutex_unlock(&v->root_fill);
-		/* keep serving a stale list rather than failing, when there is one */
-		pthread_mutex_lock(&v->lock);
-		int have = v->root_names != NULL;
-		pthread_mutex_unlock(&v->lock);
-		return have ? 0 : rc;
-	}
-	char **names = calloc(list.n + 1, sizeof(*names));
-	size_t k = 0;
-	pthread_mutex_lock(&v->lock);
-	for (size_t i = 0; names && i < list.n; i++) {
-		struct kvs_stream *ks = &list.v[i];
-		if (strcmp(ks->status, "ACTIVE") != 0 || !stream_allowed(v, ks->name))
-			continue;
-		if (!vstream_upsert(v, ks))
-			continue;
-		names[k] = strdup(ks->name);
-		if (names[k])
-			k++;
-	}
-	if (names) {
-		free_names(v->root_names);
-		v->root_names = names;
-		v->root_fetched_ms = now_ms();
-	}
-	pthread_mutex_unlock(&v->lock);
-	pthread_mutex_unlock(&v->root_fill);
-	kvs_stream_list_free(&list);
-	return names ? 0 : -ENOMEM;
-}
-
-/* Returns the vstream of an ACTIVE, allowed stream named name, or NULL. */
-static struct vstream *root_lookup(struct vfs *v, const char *name, int *err)
-{
-	*err = root_refresh(v, 0);
-	if (*err)
-		return NULL;
-	struct vstream *s = NULL;
-	pthread_mutex_lock(&v->lock);
-	for (char **p = v->root_names; p && *p; p++)
-		if (strcmp(*p, name) == 0) {
-			s = vstream_find(v, name);
-			break;
-		}
-	pthread_mutex_unlock(&v->lock);
-	*err = s ? 0 : -ENOENT;
-	return s;
-}
-
-/* ---------------------------------------------------------------- retention window */
-
-static void window_of(const struct vstream *s, int64_t now, int64_t *from, int64_t *to)
-{
-	*to = now;
-	*from = s->retention_hours > 0 ? now - s->retention_hours * NAMES_MS_PER_HOUR : now + 1;
-}
-
-static int day_in_window(const struct vstream *s, int64_t day_ms, int64_t now)
-{
-	int64_t from, to;
-	window_of(s, now, &from, &to);
-	return from <= to && day_ms + NAMES_MS_PER_DAY > from && day_ms <= to;
-}
-
-/* True when f has left the stream's retention (KVS counts retention on server time), so a
- * cached listing of a past hour never shows a fragment the service no longer has. */
-static int fragment_expired(const struct vstream *s, const struct kvs_fragment *f, int64_t now)
-{
-	return s->retention_hours > 0 && f->server_ms < now - s->retention_hours * NAMES_MS_PER_HOUR;
-}
-
-static int hour_in_window(const struct vstream *s, int64_t hour_ms, int64_t now)
-{
-	int64_t from, to;
-	window_of(s, now, &from, &to);
-	return from <= to && hour_ms + NAMES_MS_PER_HOUR > from && hour_ms <= to;
-}
-
-/* ---------------------------------------------------------------- hour listings */
-
-static void hour_unref(struct hour_listing *h)
-{
-	if (h && __atomic_sub_fetch(&h->refs, 1, __ATOMIC_ACQ_REL) == 0) {
-		free(h->v);
-		free(h);
-	}
-}
-
-static int64_t frag_ts(const struct vfs *v, const struct kvs_fragment *f)
-{
-	return v->c.ts == KVS_TS_SERVER ? f->server_ms : f->producer_ms;
-}
-
-/*
- * Returns the (refcounted) listing of the hour starting at hour_ms, from the cache or from
- * ListFragments. The caller releases it with hour_unref().
- */
-/* Under s->lock: a fresh cached listing of hour_ms (with a new reference), or NULL. */
-static struct hour_listing *hour_cached(struct vstream *s, int64_t hour_ms, int64_t now, int64_t ttl)
-{
-	for (struct hour_listing *h = s->hours; h; h = h->link) {
-		if (h->hour_ms == hour_ms && now - h->fetched_ms < ttl) {
-			__atomic_add_fetch(&h->refs, 1, __ATOMIC_ACQ_REL);
-			return h;
-		}
-	}
-	return NULL;
-}
-
-static int hour_fetch(struct vfs *v, struct vstream *s, int64_t hour_ms, struct hour_listing **out);
-
-static int hour_get(struct vfs *v, struct vstream *s, int64_t hour_ms, struct hour_listing **out)
-{
-	int64_t now = now_ms();
-	int open_hour = hour_ms + NAMES_MS_PER_HOUR + 60000 > now;
-	int64_t ttl = (int64_t)(open_hour ? v->c.meta_ttl_s : v->c.past_ttl_s) * 1000;
-
-	pthread_mutex_lock(&s->lock);
-	*out = hour_cached(s, hour_ms, now, ttl);
-	pthread_mutex_unlock(&s->lock);
-	if (*out)
-		return 0;
-	/* single flight: whoever waited here finds the listing the first caller made */
-	pthread_mutex_lock(&s->fill);
-	pthread_mutex_lock(&s->lock);
-	*out = hour_cached(s, hour_ms, now_ms(), ttl);
-	pthread_mutex_unlock(&s->lock);
-	int rc = *out ? 0 : hour_fetch(v, s, hour_ms, out);
-	pthread_mutex_unlock(&s->fill);
-	return rc;
-}
-
-/*
- * After a "not found" from ListFragments: 1 when the stream itself is gone (DescribeStream says
- * ResourceNotFoundException, or DELETING); then the root listing is refreshed at its next use,
- * so the stream's folder goes too. 0 when it still exists or DescribeStream fails otherwise.
- */
-static int stream_gone(struct vfs *v, struct vstream *s)
-{
-	struct kvs_stream ks;
-	struct awserr err;
-	memset(&ks, 0, sizeof(ks));
-	awserr_clear(&err);
-	int rc = kvs_describe_stream(v->c.kvs, s->name, &ks, &err);
-	int gone = rc == -ENOENT || (rc == 0 && ks.status && strcmp(ks.status, "DELETING") == 0);
-	if (rc == 0)
-		kvs_stream_free(&ks);
-	if (gone) {
-		pthread_mutex_lock(&v->lock);
-		v->root_fetched_ms = 0;
-		pthread_mutex_unlock(&v->lock);
-	}
-	return gone;
-}
-
-/* Lists the hour with ListFragments and caches the result. */
-static int hour_fetch(struct vfs *v, struct vstream *s, int64_t hour_ms, struct hour_listing **out)
-{
-	int64_t now = now_ms();
-	struct kvs_fragment_list fl = { 0 };
-	struct awserr err;
-	awserr_clear(&err);
-	int rc = kvs_list_fragments(v->c.kvs, s->name, v->c.ts, hour_ms, hour_ms + NAMES_MS_PER_HOUR - 1,
-				    &fl, &err);
-	if (rc) {
-		char msg[600];
-		awserr_format(&err, msg, sizeof(msg));
-		if (rc == -ENOENT && !stream_gone(v, s)) {
-			/* a "not found" for a stream that exists (a bare 404, a stale endpoint): the
-			 * folder is not gone, its listing failed */
-			LOG_ERROR(v->c.log, "vfs", "%s: listing fragments failed: %s; the stream still "
-				  "exists, so the hour folder fails with EIO", s->name, msg);
-			return -EIO;
-		}
-		LOG_ERROR(v->c.log, "vfs", "%s: listing fragments failed: %s", s->name, msg);
-		return rc;
-	}
-	struct hour_listing *h = calloc(1, sizeof(*h));
-	if (!h || (fl.n && !(h->v = calloc(fl.n, sizeof(*h->v))))) {
-		free(h);
-		kvs_fragment_list_free(&fl);
-		return -ENOMEM;
-	}
-	h->refs = 2; /* the cache's and the caller's */
-	h->hour_ms = hour_ms;
-	h->fetched_ms = now;
-	int64_t retention_from, retention_to;
-	window_of(s, now, &retention_from, &retention_to);
-	for (size_t i = 0; i < fl.n; i++) {
-		struct kvs_fragment *f = &fl.v[i];
-		int64_t ts = frag_ts(v, f);
-		if (ts < hour_ms || ts >= hour_ms + NAMES_MS_PER_HOUR)
-			continue; /* outside the asked range: a lenient server */
-		if (h->n > 0 && strcmp(h->v[h->n - 1].frag.number, f->number) == 0)
-			continue; /* the same fragment twice (pages overlapped) */
-		int dup = h->n > 0 && h->v[h->n - 1].ts == ts;
-		struct hour_entry *e = &h->v[h->n];
-		if (names_format_fragment(ts, f->number, dup, e->name))
-			continue;
-		e->ts = ts;
-		e->frag = *f;
-		h->n++;
-	}
-	kvs_fragment_list_free(&fl);
-
-	pthread_mutex_lock(&s->lock);
-	for (struct hour_listing **pp = &s->hours; *pp;) {
-		struct hour_listing *o = *pp;
-		if (o->hour_ms == hour_ms || now - o->fetched_ms > (int64_t)v->c.past_ttl_s * 1000 * 2) {
-			*pp = o->link;
-			hour_unref(o);
-		} else {
-			pp = &o->link;
-		}
-	}
-	h->link = s->hours;
-	s->hours = h;
-	pthread_mutex_unlock(&s->lock);
-	*out = h;
-	return 0;
-}
-
-/* Index of the entry named name in h, or -1. */
-static long hour_find(const struct hour_listing *h, const char *name)
-{
-	int64_t ts;
-	const char *num;
-	size_t nlen;
-	if (names_parse_fragment(name, &ts, &num, &nlen))
-		return -1;
-	size_t lo = 0, hi = h->n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (h->v[mid].ts < ts)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (size_t i = lo; i < h->n && h->v[i].ts == ts; i++)
-		if (strcmp(h->v[i].name, name) == 0)
-			return (long)i;
-	return -1;
-}
-
-/* ---------------------------------------------------------------- sizes */
-
-static size_t digits_of_seconds(int64_t ms)
-{
-	char tmp[32];
-	return (size_t)snprintf(tmp, sizeof(tmp), "%lld.%03lld", (long long)(ms / 1000),
-				(long long)(ms % 1000));
-}
-
-/*
- * Bytes GetMediaForFragmentList adds to a stored fragment: a Segment header with an 8-byte
- * unknown size (12) and one Tags element as KVS writes it (4-byte sizes everywhere): Tags (8),
- * one Tag (6), three SimpleTags (6 each) holding TagName (6 + name) and TagString (6 + value)
- * for FRAGMENT_NUMBER, SERVER_TIMESTAMP and PRODUCER_TIMESTAMP (values: the number, and the
- * timestamps as seconds with 3 decimals).
- */
-static int64_t model_overhead(const struct kvs_fragment *f)
-{
-	static const size_t names_len = sizeof("AWS_KINESISVIDEO_FRAGMENT_NUMBER") - 1 +
-					sizeof("AWS_KINESISVIDEO_SERVER_TIMESTAMP") - 1 +
-					sizeof("AWS_KINESISVIDEO_PRODUCER_TIMESTAMP") - 1;
-	size_t values = strlen(f->number) + digits_of_seconds(f->server_ms) +
-			digits_of_seconds(f->producer_ms);
-	return (int64_t)(12 + 8 + 6 + 3 * (6 + 6 + 6) + names_len + values);
-}
-
-static void size_key(const char *stream, const char *number, char *out, size_t n)
-{
-	snprintf(out, n, "%s/%s", stream, number);
-}
-
-/* The size stat reports for a fragment; *exact tells whether a download confirmed it. */
-static uint64_t fragment_size(struct vfs *v, struct vstream *s, const struct kvs_fragment *f,
-			      int *exact)
-{
-	char key[FCACHE_KEY_MAX];
-	int64_t known;
-	size_key(s->name, f->number, key, sizeof(key));
-	if (v->c.sizes && sizeidx_get(v->c.sizes, key, &known) == 0 && known >= 0) {
-		*exact = 1;
-		return (uint64_t)known;
-	}
-	*exact = 0;
-	int64_t base = f->size > 0 ? f->size : 0;
-	pthread_mutex_lock(&s->lock);
-	int64_t corr = s->correction_known ? s->correction : 0;
-	pthread_mutex_unlock(&s->lock);
-	int64_t pred = base + model_overhead(f) + corr;
-	return pred > 0 ? (uint64_t)pred : 0;
-}
-
 /* Called by the fetcher for every stored fragment (any thread). */
 static void on_learned(void *arg, const char *stream, const char *number, uint64_t size)
 {
 	struct vfs *v = arg;
-	char key[FCACHE_KEY_MAX];
-	size_key(stream, number, key, sizeof(key));
-	if (v->c.sizes)
-		sizeidx_put(v->c.sizes, key, (int64_t)size);
+	sizes_record(v->c.sizes, stream, number, size);
 }
 
 /* ---------------------------------------------------------------- live playlists */
@@ -833,7 +419,7 @@ static void attr_fill(struct vfs *v, const struct node *n, struct vfs_attr *a)
 	case K_FRAGMENT: {
 		int exact;
 		a->mode = S_IFREG | (0444 & ~v->c.umask);
-		a->size = fragment_size(v, n->stream, &n->frag, &exact);
+		a->size = sizes_of(v->c.sizes, n->stream, &n->frag, &exact);
 		a->mtime_ms = n->ts;
 		/* a size confirmed by a download never changes; a predicted one may be corrected */
 		a->timeout = exact ? IMMUTABLE_TIMEOUT : v->c.meta_ttl_s;
@@ -879,9 +465,9 @@ static int resolve_child(struct vfs *v, const struct node *p, const char *name, 
 	c->stream = p->stream;
 	switch (p->kind) {
 	case K_ROOT: {
-		int err;
-		struct vstream *s = root_lookup(v, name, &err);
-		if (!s)
+		struct vstream *s;
+		int err = streams_lookup(v->streams, name, &s);
+		if (err)
 			return err;
 		c->kind = K_STREAM;
 		c->stream = s;
@@ -901,7 +487,7 @@ static int resolve_child(struct vfs *v, const struct node *p, const char *name, 
 		return 0;
 	case K_FRAGMENTS: {
 		int64_t day;
-		if (names_parse_day(name, &day) || !day_in_window(p->stream, day, now))
+		if (names_parse_day(name, &day) || !streams_day_in_window(p->stream, day, now))
 			return -ENOENT;
 		c->kind = K_DAY;
 		c->t0 = day;
@@ -912,7 +498,7 @@ static int resolve_child(struct vfs *v, const struct node *p, const char *name, 
 		if (names_parse_hour(name, &h))
 			return -ENOENT;
 		int64_t hour = p->t0 + h * NAMES_MS_PER_HOUR;
-		if (!hour_in_window(p->stream, hour, now))
+		if (!streams_hour_in_window(p->stream, hour, now))
 			return -ENOENT;
 		c->kind = K_HOUR;
 		c->t0 = hour;
@@ -926,18 +512,18 @@ static int resolve_child(struct vfs *v, const struct node *p, const char *name, 
 		if (names_parse_fragment(name, &ts, &num, &nlen) || ts < p->t0 ||
 		    ts >= p->t0 + NAMES_MS_PER_HOUR)
 			return -ENOENT;
-		int rc = hour_get(v, p->stream, p->t0, &h);
+		int rc = hours_get(v->hours, p->stream, p->t0, &h);
 		if (rc)
 			return rc;
-		long i = hour_find(h, name);
-		if (i >= 0 && fragment_expired(p->stream, &h->v[i].frag, now))
+		long i = hours_find(h, name);
+		if (i >= 0 && streams_expired(p->stream, &h->v[i].frag, now))
 			i = -1;
 		if (i >= 0) {
 			c->kind = K_FRAGMENT;
 			c->ts = h->v[i].ts;
 			c->frag = h->v[i].frag;
 		}
-		hour_unref(h);
+		hours_unref(h);
 		return i >= 0 ? 0 : -ENOENT;
 	}
 	case K_CLIPS: {
@@ -1187,34 +773,15 @@ int vfs_opendir(struct vfs *v, uint64_t ino, int with_nodes, struct vfs_dir **ou
 
 	switch (p.kind) {
 	case K_ROOT: {
-		rc = root_refresh(v, 0);
+		struct vstream **ss;
+		rc = streams_shown(v->streams, &ss);
 		if (rc)
 			break;
-		pthread_mutex_lock(&v->lock);
-		size_t n = 0;
-		for (char **q = v->root_names; q && *q; q++)
-			n++;
-		char **names = calloc(n + 1, sizeof(*names));
-		struct vstream **ss = calloc(n + 1, sizeof(*ss));
-		for (size_t i = 0; names && ss && i < n; i++) {
-			names[i] = strdup(v->root_names[i]);
-			ss[i] = vstream_find(v, v->root_names[i]);
-		}
-		pthread_mutex_unlock(&v->lock);
-		if (!names || !ss) {
-			free_names(names);
-			free(ss);
-			rc = -ENOMEM;
-			break;
-		}
-		for (size_t i = 0; i < n && rc == 0; i++) {
-			if (!names[i] || !ss[i])
-				continue;
+		for (size_t i = 0; ss[i] && rc == 0; i++) {
 			proto.kind = K_STREAM;
 			proto.stream = ss[i];
-			rc = dir_add(&b, names[i], &proto);
+			rc = dir_add(&b, ss[i]->name, &proto);
 		}
-		free_names(names);
 		free(ss);
 		if (rc == 0 && v->c.export) {
 			proto.kind = K_EXPORT_DIR;
@@ -1246,7 +813,7 @@ int vfs_opendir(struct vfs *v, uint64_t ino, int with_nodes, struct vfs_dir **ou
 	}
 	case K_FRAGMENTS: {
 		int64_t from, to;
-		window_of(p.stream, now, &from, &to);
+		streams_window(p.stream, now, &from, &to);
 		if (from > to)
 			break;
 		for (int64_t day = from - from % NAMES_MS_PER_DAY; day <= to && rc == 0;
@@ -1263,7 +830,7 @@ int vfs_opendir(struct vfs *v, uint64_t ino, int with_nodes, struct vfs_dir **ou
 	case K_DAY:
 		for (int h = 0; h < 24 && rc == 0; h++) {
 			int64_t hour = p.t0 + h * NAMES_MS_PER_HOUR;
-			if (!hour_in_window(p.stream, hour, now))
+			if (!streams_hour_in_window(p.stream, hour, now))
 				continue;
 			char name[4];
 			snprintf(name, sizeof(name), "%02d", h);
@@ -1274,18 +841,18 @@ int vfs_opendir(struct vfs *v, uint64_t ino, int with_nodes, struct vfs_dir **ou
 		break;
 	case K_HOUR: {
 		struct hour_listing *h;
-		rc = hour_get(v, p.stream, p.t0, &h);
+		rc = hours_get(v->hours, p.stream, p.t0, &h);
 		if (rc)
 			break;
 		for (size_t i = 0; i < h->n && rc == 0; i++) {
-			if (fragment_expired(p.stream, &h->v[i].frag, now))
+			if (streams_expired(p.stream, &h->v[i].frag, now))
 				continue;
 			proto.kind = K_FRAGMENT;
 			proto.ts = h->v[i].ts;
 			proto.frag = h->v[i].frag;
 			rc = dir_add(&b, h->v[i].name, &proto);
 		}
-		hour_unref(h);
+		hours_unref(h);
 		break;
 	}
 	case K_CLIPS: {
@@ -1344,7 +911,7 @@ static size_t following(struct vfs *v, const struct node *n, struct fetch_item *
 	*window = base;
 	if (node_copy(v, n->parent, &parent) || parent.kind != K_HOUR)
 		return 0;
-	if (hour_get(v, n->stream, parent.t0, &h))
+	if (hours_get(v->hours, n->stream, parent.t0, &h))
 		return 0;
 	size_t i = 0;
 	while (i < h->n && strcmp(h->v[i].frag.number, n->frag.number) != 0)
@@ -1365,14 +932,14 @@ static size_t following(struct vfs *v, const struct node *n, struct fetch_item *
 	size_t max = *window * 2;
 	int64_t now = now_ms();
 	for (i++; i < h->n && k < max; i++) {
-		if (fragment_expired(n->stream, &h->v[i].frag, now))
+		if (streams_expired(n->stream, &h->v[i].frag, now))
 			continue;
 		memcpy(numbers[k], h->v[i].frag.number, sizeof(numbers[k]));
 		items[k].number = numbers[k];
 		items[k].kvs_size = h->v[i].frag.size;
 		k++;
 	}
-	hour_unref(h);
+	hours_unref(h);
 	return k;
 }
 
@@ -1479,7 +1046,7 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 	}
 
 	int exact;
-	uint64_t reported = fragment_size(v, n.stream, &n.frag, &exact);
+	uint64_t reported = sizes_of(v->c.sizes, n.stream, &n.frag, &exact);
 	struct fetch_item *next = calloc(2 * READAHEAD_MAX, sizeof(*next));
 	char (*numbers)[129] = calloc(2 * READAHEAD_MAX, sizeof(*numbers));
 	if (!next || !numbers) {
@@ -1504,12 +1071,7 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 	}
 
 	if (f->size != reported) {
-		int64_t model = (n.frag.size > 0 ? n.frag.size : 0) + model_overhead(&n.frag);
-		pthread_mutex_lock(&n.stream->lock);
-		int first = !n.stream->correction_known || n.stream->correction != (int64_t)f->size - model;
-		n.stream->correction_known = 1;
-		n.stream->correction = (int64_t)f->size - model;
-		pthread_mutex_unlock(&n.stream->lock);
+		int first = sizes_learn(n.stream, &n.frag, f->size);
 		if (first) {
 			LOG_INFO(v->c.log, "vfs", "%s fragment %s: size predicted %llu, true %llu; "
 				 "learned (later sizes of this stream are corrected)", n.stream->name,
@@ -1936,7 +1498,6 @@ int vfs_new(const struct vfs_config *cfg, struct vfs **out, char *err, size_t er
 	v->next_ino = VFS_ROOT_INO;
 	v->mount_ms = now_ms();
 	pthread_mutex_init(&v->lock, NULL);
-	pthread_mutex_init(&v->root_fill, NULL);
 	struct fetch_opts fo = {
 		.kvs = cfg->kvs, .cache = cfg->cache, .log = cfg->log,
 		.batch_max = READAHEAD_MAX,
@@ -1944,8 +1505,17 @@ int vfs_new(const struct vfs_config *cfg, struct vfs **out, char *err, size_t er
 		.learned = on_learned, .learned_arg = v,
 	};
 	struct live_opts lo = { .kvs = cfg->kvs, .log = cfg->log, .expires_s = v->c.hls_expires_s };
+	struct streams_opts so = {
+		.kvs = cfg->kvs, .log = cfg->log, .allow = cfg->streams, .prefix = cfg->stream_prefix,
+		.meta_ttl_s = v->c.meta_ttl_s,
+	};
+	int sok = streams_new(&so, &v->streams);
+	struct hours_opts ho = {
+		.kvs = cfg->kvs, .streams = v->streams, .log = cfg->log, .ts = cfg->ts,
+		.meta_ttl_s = v->c.meta_ttl_s, .past_ttl_s = v->c.past_ttl_s,
+	};
 	struct node root = { .kind = K_ROOT };
-	if (!v->by_ino || !v->by_name || live_set_new(&lo, &v->live) || fetch_new(&fo, &v->fetch) ||
+	if (sok || hours_new(&ho, &v->hours) || !v->by_ino || !v->by_name || live_set_new(&lo, &v->live) || fetch_new(&fo, &v->fetch) ||
 	    !node_get(v, 0, "/", &root, 1)) {
 		vfs_free(v);
 		snprintf(err, errlen, "out of memory");
@@ -1957,22 +1527,7 @@ int vfs_new(const struct vfs_config *cfg, struct vfs **out, char *err, size_t er
 
 int vfs_check(struct vfs *v, char *err, size_t errlen)
 {
-	struct kvs_stream_list list = { 0 };
-	struct awserr e;
-	awserr_clear(&e);
-	int rc = kvs_list_streams(v->c.kvs, v->c.stream_prefix, &list, &e);
-	if (rc) {
-		char msg[600];
-		LOG_DEBUG(v->c.log, "vfs", "listing streams at mount failed: %s",
-			  awserr_format(&e, msg, sizeof(msg)));
-		/* one short sentence: the server's text can be long (a signature mismatch carries
-		 * the whole canonical request) */
-		snprintf(err, errlen, "cannot list Kinesis Video streams: %s",
-			 awserr_summary(&e, msg, sizeof(msg)));
-		return rc;
-	}
-	kvs_stream_list_free(&list);
-	return 0;
+	return streams_check(v->streams, err, errlen);
 }
 
 void vfs_free(struct vfs *v)
@@ -1990,23 +1545,10 @@ void vfs_free(struct vfs *v)
 			n = nx;
 		}
 	}
-	while (v->streams) {
-		struct vstream *s = v->streams;
-		v->streams = s->link;
-		while (s->hours) {
-			struct hour_listing *h = s->hours;
-			s->hours = h->link;
-			hour_unref(h);
-		}
-		pthread_mutex_destroy(&s->lock);
-		pthread_mutex_destroy(&s->fill);
-		free(s->name);
-		free(s);
-	}
-	free_names(v->root_names);
+	hours_free(v->hours);
+	streams_free(v->streams);
 	free(v->by_ino);
 	free(v->by_name);
 	pthread_mutex_destroy(&v->lock);
-	pthread_mutex_destroy(&v->root_fill);
 	free(v);
 }
