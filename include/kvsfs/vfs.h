@@ -4,8 +4,10 @@
  * The FUSE adapter (src/fuse/) translates requests into these calls; this layer owns the inode
  * table, the kinds of directories and files, their listing caches, exact sizes, opens and reads,
  * extended attributes and the live playlists, and calls the service clients (kvs) and the disk
- * cache below it. See docs/SEMANTICS.md for what each operation does on each kind of entry and
- * docs/SIZES.md for how sizes are exact.
+ * cache below it. See docs/SEMANTICS.md for what each operation does on each kind of entry,
+ * docs/SIZES.md for how sizes are exact, docs/ARCHITECTURE.md for the core (src/fs/core/) and
+ * the node kinds (src/fs/nodes/). This header needs no service header: the clients and caches
+ * are opaque here.
  *
  * Inodes: numbers are allocated on first lookup and stay stable while the kernel holds a
  * reference (lookup count); the root is 1. A node is forgotten when its count drops to 0.
@@ -18,8 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "kvsfs/kvs.h"
-
+struct kvs_client;
 struct fcache;
 struct sizeidx;
 struct clips;
@@ -40,7 +41,8 @@ struct vfs_config {
 	struct log_ctx *log;         /* borrowed */
 	char *const *streams;        /* NULL-terminated allow-list, or NULL for all */
 	const char *stream_prefix;   /* NULL for all */
-	enum kvs_ts_type ts;         /* names, dates and selection by producer or server time */
+	int ts;                      /* enum kvs_ts_type (kvs.h): names, dates and selection by
+				      * producer (KVS_TS_PRODUCER) or server (KVS_TS_SERVER) time */
 	int meta_ttl_s;              /* how stale a listing of live data may be */
 	int past_ttl_s;              /* listing cache of hours that have ended */
 	int hls_expires_s;           /* playback session lifetime asked for */

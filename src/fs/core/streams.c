@@ -234,6 +234,14 @@ int streams_gone(struct streams *st, struct vstream *s)
 	return gone;
 }
 
+int64_t streams_creation_ms(struct vstream *s)
+{
+	pthread_mutex_lock(&s->lock);
+	int64_t ms = s->creation_ms;
+	pthread_mutex_unlock(&s->lock);
+	return ms;
+}
+
 /* ---------------------------------------------------------------- retention windows */
 
 void streams_window(struct vstream *s, int64_t now, int64_t *from, int64_t *to)

@@ -70,6 +70,9 @@ int streams_shown(struct streams *st, struct vstream ***out);
  */
 int streams_gone(struct streams *st, struct vstream *s);
 
+/* The stream's creation time (wall ms), from the last listing that showed it. */
+int64_t streams_creation_ms(struct vstream *s);
+
 /* Retention window of s at wall time now: [*from, *to]; empty (from > to) when s keeps no data. */
 void streams_window(struct vstream *s, int64_t now, int64_t *from, int64_t *to);
 /* 1 when the UTC day starting at day_ms overlaps the window. */
