@@ -112,3 +112,14 @@ int sflight_do(struct sflight *sf, const char *key, sflight_work_fn work, void *
 	*val = rc == 0 ? v : NULL;
 	return rc;
 }
+
+unsigned sflight_waiters(struct sflight *sf, const char *key)
+{
+	unsigned n = 0;
+	pthread_mutex_lock(&sf->lock);
+	for (struct generation *g = sf->gens; g; g = g->next)
+		if (strcmp(g->key, key) == 0)
+			n = g->waiters;
+	pthread_mutex_unlock(&sf->lock);
+	return n;
+}

@@ -37,4 +37,8 @@ void sflight_free(struct sflight *sf);
 int sflight_do(struct sflight *sf, const char *key, sflight_work_fn work, void *arg,
 	       sflight_ref_fn ref, void **val);
 
+/* How many callers wait on key's generation right now (0 when none runs): for tests and
+ * diagnostics. */
+unsigned sflight_waiters(struct sflight *sf, const char *key);
+
 #endif

@@ -85,19 +85,11 @@ static int clips_dir_list(struct vfs *v, const struct node_ref *dir, struct dir_
 	return clips_list(v->c.clips, dir->val.stream->name, list_one, &la);
 }
 
-static int clips_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
-			 struct vfs_attr *a)
-{
-	(void)use;
-	vfs_attr_dir(v, n->ino, streams_creation_ms(n->val.stream), a);
-	return 0;
-}
-
 const struct node_ops node_clips_ops = {
 	.kind = "clips",
 	.lookup = clips_lookup,
 	.list = clips_dir_list,
-	.getattr = clips_getattr,
+	.getattr = node_stream_dir_getattr,
 	.getxattr = node_stream_getxattr,
 	.listxattr = node_stream_listxattr,
 };

@@ -278,26 +278,27 @@ static int xdir_mkdir(struct vfs *v, const struct node_ref *dir, const char *nam
 	return rc;
 }
 
-static int xdir_unlink(struct vfs *v, const struct node_ref *dir, const char *name)
+/* Removes the entry name of dir with op (export_unlink or export_rmdir), then its node. */
+static int remove_entry(struct vfs *v, const struct node_ref *dir, const char *name,
+			int (*op)(struct export *ex, const char *path))
 {
 	char path[XPATH_MAX];
 	int rc = writable_child(v, dir, name, path, sizeof(path));
 	if (rc == 0)
-		rc = export_unlink(v->c.export, path);
+		rc = op(v->c.export, path);
 	if (rc == 0)
 		inodes_detach(v->inodes, dir->ino, name);
 	return rc;
 }
 
+static int xdir_unlink(struct vfs *v, const struct node_ref *dir, const char *name)
+{
+	return remove_entry(v, dir, name, export_unlink);
+}
+
 static int xdir_rmdir(struct vfs *v, const struct node_ref *dir, const char *name)
 {
-	char path[XPATH_MAX];
-	int rc = writable_child(v, dir, name, path, sizeof(path));
-	if (rc == 0)
-		rc = export_rmdir(v->c.export, path);
-	if (rc == 0)
-		inodes_detach(v->inodes, dir->ino, name);
-	return rc;
+	return remove_entry(v, dir, name, export_rmdir);
 }
 
 static int xdir_rename(struct vfs *v, const struct node_ref *dir, const char *name,

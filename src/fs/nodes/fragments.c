@@ -53,19 +53,11 @@ static int fragments_list(struct vfs *v, const struct node_ref *dir, struct dir_
 	return rc;
 }
 
-static int fragments_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
-			     struct vfs_attr *a)
-{
-	(void)use;
-	vfs_attr_dir(v, n->ino, streams_creation_ms(n->val.stream), a);
-	return 0;
-}
-
 const struct node_ops node_fragments_ops = {
 	.kind = "fragments",
 	.lookup = fragments_lookup,
 	.list = fragments_list,
-	.getattr = fragments_getattr,
+	.getattr = node_stream_dir_getattr,
 	.getxattr = node_stream_getxattr,
 	.listxattr = node_stream_listxattr,
 };

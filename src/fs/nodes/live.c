@@ -106,22 +106,16 @@ static void live_release(struct vfs *v, struct vfs_file *vf)
 	free(f);
 }
 
-const struct node_ops node_live_hls_ops = {
-	.kind = "live.m3u8",
-	.getattr = live_getattr,
-	.open = live_file_open,
-	.read = live_read,
-	.release = live_release,
-	.getxattr = node_stream_getxattr,
-	.listxattr = node_stream_listxattr,
-};
+/* The two kinds differ only by name (and by which session of the stream they use). */
+#define LIVE_OPS(name) {                                \
+	.kind = name,                                   \
+	.getattr = live_getattr,                        \
+	.open = live_file_open,                         \
+	.read = live_read,                              \
+	.release = live_release,                        \
+	.getxattr = node_stream_getxattr,               \
+	.listxattr = node_stream_listxattr,             \
+}
 
-const struct node_ops node_live_dash_ops = {
-	.kind = "live.mpd",
-	.getattr = live_getattr,
-	.open = live_file_open,
-	.read = live_read,
-	.release = live_release,
-	.getxattr = node_stream_getxattr,
-	.listxattr = node_stream_listxattr,
-};
+const struct node_ops node_live_hls_ops = LIVE_OPS("live.m3u8");
+const struct node_ops node_live_dash_ops = LIVE_OPS("live.mpd");

@@ -36,6 +36,10 @@ extern const struct node_ops node_xfile_ops;       /* export.c */
 /* export.c: the lookup of export/ itself in the root (the folder named export_dir). */
 int node_export_top(struct vfs *v, struct lookup_res *r);
 
+/* stream.c: attributes of a read-only folder of the stream whose mtime is the stream's
+ * creation (the stream folder, fragments/, clips/). */
+int node_stream_dir_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
+			    struct vfs_attr *a);
 /* stream.c: the one extended attribute of every node of a stream's tree, user.kvs.stream. */
 ssize_t node_stream_getxattr(struct vfs *v, const struct node_ref *n, const char *name,
 			     char *buf, size_t size);

@@ -3,7 +3,8 @@
  * live.m3u8 and live.mpd. Its mtime is the stream's creation time.
  *
  * Every node of a stream's tree carries one read-only extended attribute, user.kvs.stream (the
- * stream's name); the helpers below serve it to the other kinds of the tree too.
+ * stream's name); the helpers below serve it to the other kinds of the tree too, and the
+ * attributes of a folder dated by the stream's creation (this one, fragments/, clips/).
  */
 #include <errno.h>
 #include <string.h>
@@ -65,8 +66,8 @@ static int stream_list(struct vfs *v, const struct node_ref *dir, struct dir_bui
 	return rc;
 }
 
-static int stream_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
-			  struct vfs_attr *a)
+int node_stream_dir_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
+			    struct vfs_attr *a)
 {
 	(void)use;
 	vfs_attr_dir(v, n->ino, streams_creation_ms(n->val.stream), a);
@@ -77,7 +78,7 @@ const struct node_ops node_stream_ops = {
 	.kind = "stream",
 	.lookup = stream_lookup,
 	.list = stream_list,
-	.getattr = stream_getattr,
+	.getattr = node_stream_dir_getattr,
 	.getxattr = node_stream_getxattr,
 	.listxattr = node_stream_listxattr,
 };
