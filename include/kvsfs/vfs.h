@@ -4,8 +4,10 @@
  * The FUSE adapter (src/fuse/) translates requests into these calls; this layer owns the inode
  * table, the kinds of directories and files, their listing caches, exact sizes, opens and reads,
  * extended attributes and the live playlists, and calls the service clients (kvs) and the disk
- * cache below it. See docs/SEMANTICS.md for what each operation does on each kind of entry and
- * docs/SIZES.md for how sizes are exact.
+ * cache below it. See docs/SEMANTICS.md for what each operation does on each kind of entry,
+ * docs/SIZES.md for how sizes are exact, docs/ARCHITECTURE.md for the core (src/fs/core/) and
+ * the node kinds (src/fs/nodes/). This header needs no service header: the clients and caches
+ * are opaque here.
  *
  * Inodes: numbers are allocated on first lookup and stay stable while the kernel holds a
  * reference (lookup count); the root is 1. A node is forgotten when its count drops to 0.
@@ -18,8 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "kvsfs/kvs.h"
-
+struct kvs_client;
 struct fcache;
 struct sizeidx;
 struct clips;
@@ -40,7 +41,8 @@ struct vfs_config {
 	struct log_ctx *log;         /* borrowed */
 	char *const *streams;        /* NULL-terminated allow-list, or NULL for all */
 	const char *stream_prefix;   /* NULL for all */
-	enum kvs_ts_type ts;         /* names, dates and selection by producer or server time */
+	int ts;                      /* enum kvs_ts_type (kvs.h): names, dates and selection by
+				      * producer (KVS_TS_PRODUCER) or server (KVS_TS_SERVER) time */
 	int meta_ttl_s;              /* how stale a listing of live data may be */
 	int past_ttl_s;              /* listing cache of hours that have ended */
 	int hls_expires_s;           /* playback session lifetime asked for */
@@ -97,11 +99,15 @@ int vfs_lookup(struct vfs *v, uint64_t parent, const char *name, struct vfs_attr
 int vfs_lookup_listed(struct vfs *v, uint64_t parent, const char *name, struct vfs_attr *a);
 /* Drops n kernel references. */
 void vfs_forget(struct vfs *v, uint64_t ino, uint64_t n);
+/* Attributes of ino (may wait: a clip is made, a live session waited for ~2 s at most, an
+ * export/ entry asked of S3). Errors: ESTALE for an unknown inode, or the failure's errno. */
 int vfs_getattr(struct vfs *v, uint64_t ino, struct vfs_attr *a);
 
 /* Lists a directory into a snapshot (with_nodes: create nodes and count one reference per
  * entry, for readdirplus). Free with vfs_dir_free. */
 int vfs_opendir(struct vfs *v, uint64_t ino, int with_nodes, struct vfs_dir **out);
+/* Frees a snapshot (the references of its entries are the kernel's, see vfs_dir_unref).
+ * NULL is a no-op. */
 void vfs_dir_free(struct vfs_dir *d);
 /* Takes a kernel reference on an entry returned by vfs_opendir(with_nodes) that the adapter
  * could not pass to the kernel (buffer full): releases it again. */
@@ -113,6 +119,8 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 	     int *keep_cache);
 /* Reads up to size bytes at off; returns the count (0 at end of file) or a negative errno. */
 ssize_t vfs_read(struct vfs *v, struct vfs_file *f, char *buf, size_t size, off_t off);
+/* Closes f and frees it; an export/ file is stored first (a failure is logged, its staged data
+ * kept). NULL is a no-op. */
 void vfs_release(struct vfs *v, struct vfs_file *f);
 /* Frees a file the kernel never released because the session ended: like vfs_release, but an
  * export/ file is not stored (it may be incomplete); its staged data is kept and reported. */
@@ -134,6 +142,7 @@ int vfs_create(struct vfs *v, uint64_t parent, const char *name, mode_t mode, in
 	       struct vfs_attr *a, struct vfs_file **out);
 /* Creates a folder (one kernel reference on success). */
 int vfs_mkdir(struct vfs *v, uint64_t parent, const char *name, mode_t mode, struct vfs_attr *a);
+/* Removes a file / an empty folder; the node stays valid for the kernel until forgotten. */
 int vfs_unlink(struct vfs *v, uint64_t parent, const char *name);
 int vfs_rmdir(struct vfs *v, uint64_t parent, const char *name);
 /* flags: 0 or RENAME_NOREPLACE (others: EINVAL). */
@@ -143,6 +152,8 @@ int vfs_rename(struct vfs *v, uint64_t parent, const char *name, uint64_t newpar
  * returns the new attributes. */
 int vfs_setattr(struct vfs *v, uint64_t ino, int mask, mode_t mode, uid_t uid, gid_t gid,
 		uint64_t size, int64_t mtime_ms, struct vfs_file *f, struct vfs_attr *a);
+/* Writes size bytes at off of an export/ file (staged); returns the count or a negative errno
+ * (EROFS for any other file). */
 ssize_t vfs_write(struct vfs *v, struct vfs_file *f, const char *buf, size_t size, off_t off);
 /* close(2) of a descriptor: stores the data and returns 0 only when it is stored. */
 int vfs_flush(struct vfs *v, struct vfs_file *f);

@@ -1,0 +1,284 @@
+/*
+ * fragment: one fragment file, /STREAM/fragments/DAY/HH/NAME.mkv (docs/SEMANTICS.md,
+ * docs/SIZES.md).
+ *
+ * The node keeps the fragment's ListFragments metadata, its hour (t0) and its start on the
+ * mount's basis (t1, the mtime). Its size is exact once a download confirmed it (attribute
+ * timeout: an hour), else predicted (core/sizes.c; timeout meta_ttl). An open makes sure the
+ * fragment is in the disk cache (fetch: one GetMediaForFragmentList carrying read-ahead) and
+ * pins it; reads are preads of the cached file. When the download shows the prediction was
+ * wrong, the stream's correction is learned, the kernel's cached sizes are invalidated and the
+ * open reads with direct_io, so a reader always gets exactly the fragment's bytes.
+ *
+ * Read-ahead: the fragments that follow in the hour (what cp -r, rsync and cat * read next).
+ * The window starts at `readahead` fragments and grows 4x, up to VFS_READAHEAD_MAX, while the
+ * stream's opens move forward one fragment at a time; any jump resets it. The window state is
+ * the vstream's (seq_hour, seq_index, window), under its lock.
+ *
+ * Extended attributes: user.kvs.fragment_number, producer_timestamp, server_timestamp,
+ * duration_ms, kvs_size and stream.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nodes.h"
+#include "../core/clock.h"
+#include "../core/hours.h"
+#include "../core/inodes.h"
+#include "../core/sizes.h"
+#include "../core/streams.h"
+#include "kvsfs/fcache.h"
+#include "kvsfs/fetch.h"
+#include "kvsfs/log.h"
+
+struct fragment_file {
+	struct vfs_file f;          /* first: the core's view */
+	int fd;                     /* the cached file */
+	uint64_t size;
+	struct fcache_pin *pin;
+	struct kvs_fragment frag;
+};
+
+static int fragment_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
+			    struct vfs_attr *a)
+{
+	int exact;
+	(void)use;
+	vfs_attr_init(v, n->ino, a);
+	a->mode = S_IFREG | (0444 & ~v->c.umask);
+	a->size = sizes_of(v->c.sizes, n->val.stream, &n->val.frag, &exact);
+	a->mtime_ms = n->val.t1;
+	/* a size confirmed by a download never changes; a predicted one may be corrected */
+	a->timeout = exact ? VFS_IMMUTABLE_TIMEOUT : v->c.meta_ttl_s;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- read-ahead */
+
+/* Moves the stream's read-ahead window for an open of the index-th fragment of hour_ms and
+ * returns it (see the top comment). */
+static size_t window_step(struct vfs *v, struct vstream *s, int64_t hour_ms, long index)
+{
+	size_t base = v->c.readahead > 0 ? (size_t)v->c.readahead : 8;
+	pthread_mutex_lock(&s->lock);
+	if (s->seq_hour == hour_ms && index > s->seq_index && index <= s->seq_index + 2 &&
+	    s->window >= base)
+		/* x4: a batch streams in order, so its first fragment comes as fast as a lone one's,
+		 * and few large calls stay far below the 5-per-second quota */
+		s->window = s->window * 4 > VFS_READAHEAD_MAX ? VFS_READAHEAD_MAX : s->window * 4;
+	else if (!(s->seq_hour == hour_ms && index == s->seq_index))
+		s->window = base;
+	s->seq_hour = hour_ms;
+	s->seq_index = index;
+	size_t window = s->window;
+	pthread_mutex_unlock(&s->lock);
+	return window;
+}
+
+/*
+ * The fragments that follow n in its hour, into items (numbers copied into numbers). Returns
+ * how many were filled: at most 2 * *window, the second half being the background batch.
+ */
+static size_t following(struct vfs *v, const struct node_ref *n, struct fetch_item *items,
+			char (*numbers)[129], size_t *window)
+{
+	struct hour_listing *h;
+	size_t k = 0;
+	*window = v->c.readahead > 0 ? (size_t)v->c.readahead : 8;
+	if (hours_get(v->hours, n->val.stream, n->val.t0, &h))
+		return 0;
+	size_t i = 0;
+	while (i < h->n && strcmp(h->v[i].frag.number, n->val.frag.number) != 0)
+		i++;
+	*window = window_step(v, n->val.stream, n->val.t0, (long)i);
+	size_t max = *window * 2;
+	int64_t now = vfs_wall_ms();
+	for (i++; i < h->n && k < max; i++) {
+		if (streams_expired(n->val.stream, &h->v[i].frag, now))
+			continue;
+		memcpy(numbers[k], h->v[i].frag.number, sizeof(numbers[k]));
+		items[k].number = numbers[k];
+		items[k].kvs_size = h->v[i].frag.size;
+		k++;
+	}
+	hours_unref(h);
+	return k;
+}
+
+/* Downloads (or finds) n in the disk cache, with read-ahead; fills f's fd, size and pin. */
+static int fetch_with_readahead(struct vfs *v, const struct node_ref *n, struct fragment_file *f)
+{
+	struct fetch_item *next = calloc(2 * VFS_READAHEAD_MAX, sizeof(*next));
+	char (*numbers)[129] = calloc(2 * VFS_READAHEAD_MAX, sizeof(*numbers));
+	if (!next || !numbers) {
+		free(next);
+		free(numbers);
+		return -ENOMEM;
+	}
+	size_t window;
+	size_t nn = following(v, n, next, numbers, &window);
+	struct fetch_item want = { n->val.frag.number, n->val.frag.size };
+	const char *stream = n->val.stream->name;
+	int rc = fetch_fragment(v->fetch, stream, &want, next, nn < window ? nn : window, &f->fd,
+				&f->size, &f->pin);
+	/* keep the pipeline full for sequential readers: the batch after the current one */
+	if (rc == 0 && nn > 0)
+		fetch_prefetch(v->fetch, stream, next, nn, window / 2 ? window / 2 : 1);
+	free(next);
+	free(numbers);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- size corrections */
+
+static int is_fragment_of(const struct node_val *val, const void *stream)
+{
+	return val->ops == &node_fragment_ops && val->stream == stream;
+}
+
+/* After a new size correction: the kernel may hold predicted sizes of the stream's fragments.
+ * Invalidates them at once (except except_ino, the inode being opened, which is queued). */
+static void invalidate_stream_fragments(struct vfs *v, struct vstream *s, uint64_t except_ino)
+{
+	uint64_t *inos;
+	size_t n;
+	if (!v->c.invalidate || !v->c.invalidate_now)
+		return;
+	inodes_select(v->inodes, is_fragment_of, s, &inos, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (inos[i] == except_ino)
+			v->c.invalidate(v->c.invalidate_arg, inos[i]);
+		else
+			v->c.invalidate_now(v->c.invalidate_arg, inos[i]);
+	}
+	free(inos);
+}
+
+/* The download showed true_size where stat said reported: learns it (docs/SIZES.md). */
+static void size_mismatch(struct vfs *v, const struct node_ref *n, uint64_t reported,
+			  uint64_t true_size)
+{
+	struct vstream *s = n->val.stream;
+	if (sizes_learn(s, &n->val.frag, true_size)) {
+		LOG_INFO(v->c.log, "vfs", "%s fragment %s: size predicted %llu, true %llu; "
+			 "learned (later sizes of this stream are corrected)", s->name,
+			 n->val.frag.number, (unsigned long long)reported,
+			 (unsigned long long)true_size);
+		invalidate_stream_fragments(v, s, n->ino);
+	} else if (v->c.invalidate) {
+		v->c.invalidate(v->c.invalidate_arg, n->ino);
+	}
+}
+
+/* ---------------------------------------------------------------- open files */
+
+static int fragment_open(struct vfs *v, const struct node_ref *n, int flags,
+			 struct vfs_file **out, int *direct_io, int *keep_cache)
+{
+	int exact, rc = vfs_open_flags_ro(flags);
+	if (rc)
+		return rc;
+	struct fragment_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->f.ops = &node_fragment_ops;
+	f->fd = -1;
+	uint64_t reported = sizes_of(v->c.sizes, n->val.stream, &n->val.frag, &exact);
+	if ((rc = fetch_with_readahead(v, n, f)) != 0) {
+		free(f);
+		return rc;
+	}
+	if (f->size != reported) {
+		size_mismatch(v, n, reported, f->size);
+		*direct_io = 1;
+	} else {
+		*keep_cache = 1;
+	}
+	f->frag = n->val.frag;
+	*out = &f->f;
+	return 0;
+}
+
+static ssize_t fragment_read(struct vfs *v, struct vfs_file *vf, char *buf, size_t size, off_t off)
+{
+	struct fragment_file *f = (struct fragment_file *)vf;
+	char what[160];
+	snprintf(what, sizeof(what), "cached fragment %s", f->frag.number);
+	return vfs_pread_file(v, f->fd, f->size, buf, size, off, what);
+}
+
+static void fragment_release(struct vfs *v, struct vfs_file *vf)
+{
+	struct fragment_file *f = (struct fragment_file *)vf;
+	if (f->fd >= 0)
+		close(f->fd);
+	if (f->pin)
+		fcache_unpin(v->c.cache, f->pin);
+	free(f);
+}
+
+/* ---------------------------------------------------------------- extended attributes */
+
+enum { XA_NUMBER, XA_PRODUCER, XA_SERVER, XA_DURATION, XA_SIZE, XA_STREAM, XA_COUNT };
+
+static const char *const fragment_xattrs[XA_COUNT] = {
+	"user.kvs.fragment_number", "user.kvs.producer_timestamp", "user.kvs.server_timestamp",
+	"user.kvs.duration_ms", "user.kvs.kvs_size", "user.kvs.stream",
+};
+
+static void fmt_seconds(int64_t ms, char *out, size_t n)
+{
+	snprintf(out, n, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
+}
+
+static ssize_t fragment_getxattr(struct vfs *v, const struct node_ref *n, const char *name,
+				 char *buf, size_t size)
+{
+	const struct kvs_fragment *fr = &n->val.frag;
+	char val[256];
+	size_t i = 0;
+	while (i < XA_COUNT && strcmp(name, fragment_xattrs[i]) != 0)
+		i++;
+	if (!n->val.stream || i == XA_COUNT)
+		return -ENODATA;
+	switch (i) {
+	case XA_NUMBER:
+		snprintf(val, sizeof(val), "%s", fr->number);
+		break;
+	case XA_PRODUCER:
+		fmt_seconds(fr->producer_ms, val, sizeof(val));
+		break;
+	case XA_SERVER:
+		fmt_seconds(fr->server_ms, val, sizeof(val));
+		break;
+	case XA_DURATION:
+		snprintf(val, sizeof(val), "%lld", (long long)fr->duration_ms);
+		break;
+	case XA_SIZE:
+		snprintf(val, sizeof(val), "%lld", (long long)fr->size);
+		break;
+	default: /* XA_STREAM */
+		return node_stream_getxattr(v, n, name, buf, size);
+	}
+	return vfs_xattr_value(val, buf, size);
+}
+
+static ssize_t fragment_listxattr(struct vfs *v, const struct node_ref *n, char *buf, size_t size)
+{
+	(void)v;
+	return vfs_xattr_list(fragment_xattrs, n->val.stream ? XA_COUNT : 0, buf, size);
+}
+
+const struct node_ops node_fragment_ops = {
+	.kind = "fragment",
+	.getattr = fragment_getattr,
+	.open = fragment_open,
+	.read = fragment_read,
+	.release = fragment_release,
+	.getxattr = fragment_getxattr,
+	.listxattr = fragment_listxattr,
+};

@@ -1,0 +1,48 @@
+/*
+ * nodes.h: the node kinds of the tree, one operations table each (see core/vfs_int.h for the
+ * table and its defaults, docs/SEMANTICS.md for what each kind does).
+ *
+ *   root                 /                          streams (core/streams.c) and export/
+ *   stream               /STREAM/                   fragments/, clips/, live.m3u8, live.mpd
+ *   fragments, day, hour /STREAM/fragments/DAY/HH/  retention days, hours, an hour's listing
+ *   fragment             .../HH/FRAGMENT.mkv        one fragment (disk cache, read-ahead)
+ *   clips, clip          /STREAM/clips/START-END.mp4  GetClip results (src/fs/clips.c)
+ *   live_hls, live_dash  /STREAM/live.m3u8, live.mpd  playback sessions (src/fs/live.c)
+ *   xdir, xfile          /export/...                the S3-backed folder (include/kvsfs/export.h)
+ *
+ * Adding a kind: one file in src/fs/nodes/ defining its table, one line below, and the lookup
+ * and list of the folder kind that shows it.
+ */
+#ifndef KVSFS_FS_NODES_H
+#define KVSFS_FS_NODES_H
+
+#include <sys/types.h>
+
+#include "../core/vfs_int.h"
+
+extern const struct node_ops node_root_ops;        /* root.c */
+extern const struct node_ops node_stream_ops;      /* stream.c */
+extern const struct node_ops node_fragments_ops;   /* fragments.c */
+extern const struct node_ops node_day_ops;         /* fragments.c */
+extern const struct node_ops node_hour_ops;        /* fragments.c */
+extern const struct node_ops node_fragment_ops;    /* fragment.c */
+extern const struct node_ops node_clips_ops;       /* clips.c */
+extern const struct node_ops node_clip_ops;        /* clips.c */
+extern const struct node_ops node_live_hls_ops;    /* live.c */
+extern const struct node_ops node_live_dash_ops;   /* live.c */
+extern const struct node_ops node_xdir_ops;        /* export.c */
+extern const struct node_ops node_xfile_ops;       /* export.c */
+
+/* export.c: the lookup of export/ itself in the root (the folder named export_dir). */
+int node_export_top(struct vfs *v, struct lookup_res *r);
+
+/* stream.c: attributes of a read-only folder of the stream whose mtime is the stream's
+ * creation (the stream folder, fragments/, clips/). */
+int node_stream_dir_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
+			    struct vfs_attr *a);
+/* stream.c: the one extended attribute of every node of a stream's tree, user.kvs.stream. */
+ssize_t node_stream_getxattr(struct vfs *v, const struct node_ref *n, const char *name,
+			     char *buf, size_t size);
+ssize_t node_stream_listxattr(struct vfs *v, const struct node_ref *n, char *buf, size_t size);
+
+#endif
