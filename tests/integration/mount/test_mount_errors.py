@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from conftest import retry_throttled
 from kvs_local.testing import boto3_client
 
 
@@ -64,8 +65,8 @@ def test_hour_folder_is_eio_on_a_404_and_enoent_only_when_the_stream_is_gone(kvs
 
     # the stream deleted: an hour never listed before is ENOENT, and the stream leaves the root
     kv = boto3_client(kvs, "kinesisvideo")
-    arn = kv.describe_stream(StreamName=stream)["StreamInfo"]["StreamARN"]
-    kv.delete_stream(StreamARN=arn)
+    arn = retry_throttled(kv.describe_stream, StreamName=stream)["StreamInfo"]["StreamARN"]
+    retry_throttled(kv.delete_stream, StreamARN=arn)
     other = next(h for h in hours if h != hh)
     with pytest.raises(OSError) as e:
         os.listdir(os.path.join(day_dir, other))
