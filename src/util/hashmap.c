@@ -14,10 +14,11 @@
 
 #define MIN_BUCKETS 16
 
+/* Buckets for n entries at a load factor of at most 1/2. */
 static size_t buckets_for(size_t n)
 {
 	size_t b = MIN_BUCKETS;
-	while (b < n && b <= SIZE_MAX / 4)
+	while (b / 2 < n && b <= SIZE_MAX / 4)
 		b *= 2;
 	return b;
 }
@@ -77,7 +78,7 @@ struct hashmap_node *hashmap_find(const struct hashmap *m, uint64_t hash, hashma
 
 void hashmap_insert(struct hashmap *m, struct hashmap_node *node, uint64_t hash)
 {
-	if (m->count >= m->nbuckets && m->nbuckets <= SIZE_MAX / 4)
+	if (m->count >= m->nbuckets / 2 && m->nbuckets <= SIZE_MAX / 4)
 		(void)resize(m, m->nbuckets ? m->nbuckets * 2 : MIN_BUCKETS); /* failure: longer chains */
 	node->hash = hash;
 	size_t b = (size_t)hash & (m->nbuckets - 1);
