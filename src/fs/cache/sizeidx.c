@@ -432,6 +432,61 @@ static void maybe_compact_locked(struct sizeidx *s)
 		(void)compact_locked(s);
 }
 
+/* Loads the log into the (empty) table, cuts a torn last line, compacts when due. Before s is
+ * shared. Returns 0 or -errno with one sentence in err. */
+static int load_log(struct sizeidx *s, char *err, size_t errlen)
+{
+	int64_t t0 = now_ms();
+	char *data;
+	size_t len;
+	int r = read_whole(s->fd, &data, &len);
+	if (r) {
+		set_err(err, errlen, "cannot read %s/%s: %s", s->dir, LOG_NAME, strerror(-r));
+		return r;
+	}
+	/* Size the table for every line up front, so the load never rehashes. */
+	size_t lines = 0;
+	for (const char *q = data; q && (q = memchr(q, '\n', len - (size_t)(q - data))); q++)
+		lines++;
+	/* Every entry fits in its line plus the entry header, rounded up. */
+	s->arena_cap = len + lines * (sizeof(struct ent) + 8);
+	s->arena = lines ? malloc(s->arena_cap) : NULL;
+	if (!s->arena)
+		s->arena_cap = 0;
+	if (hashmap_reserve(&s->map, lines) != 0) {
+		free(data);
+		r = -ENOMEM;
+		set_err(err, errlen, "out of memory loading %s/%s", s->dir, LOG_NAME);
+		return r;
+	}
+	struct sizeidx_parse_result pr;
+	r = sizeidx_parse_buffer(data, len, load_record, s, &pr);
+	free(data);
+	if (r) {
+		set_err(err, errlen, "out of memory loading %s/%s", s->dir, LOG_NAME);
+		return r;
+	}
+	s->records = pr.records + pr.bad_lines;
+	s->file_bytes = pr.good_len;
+	if (pr.torn || pr.bad_lines)
+		LOG_WARN(s->log, MOD, "%s/%s: ignored %zu malformed line(s)%s (left by a crash or "
+				"damage; those sizes will be learned again)", s->dir, LOG_NAME,
+				pr.bad_lines, pr.torn ? " and a torn last line" : "");
+	if (pr.torn && ftruncate(s->fd, (off_t)pr.good_len) != 0) {
+		r = -errno;
+		set_err(err, errlen, "cannot truncate the torn end of %s/%s: %s", s->dir, LOG_NAME,
+				strerror(-r));
+		return r;
+	}
+	if (pr.bad_lines)
+		(void)compact_locked(s);
+	else
+		maybe_compact_locked(s);
+	LOG_DEBUG(s->log, MOD, "loaded %zu sizes from %s/%s in %" PRId64 " ms", live(s), s->dir,
+			LOG_NAME, now_ms() - t0);
+	return 0;
+}
+
 int sizeidx_open(const struct sizeidx_opts *o, struct sizeidx **out, char *err, size_t errlen)
 {
 	*out = NULL;
@@ -484,54 +539,9 @@ int sizeidx_open(const struct sizeidx_opts *o, struct sizeidx **out, char *err, 
 		set_err(err, errlen, "cannot open %s/%s: %s", o->dir, LOG_NAME, strerror(-r));
 		goto fail;
 	}
-	int64_t t0 = now_ms();
-	char *data;
-	size_t len;
-	r = read_whole(s->fd, &data, &len);
-	if (r) {
-		set_err(err, errlen, "cannot read %s/%s: %s", o->dir, LOG_NAME, strerror(-r));
+	r = load_log(s, err, errlen);
+	if (r)
 		goto fail;
-	}
-	/* Size the table for every line up front, so the load never rehashes. */
-	size_t lines = 0;
-	for (const char *q = data; q && (q = memchr(q, '\n', len - (size_t)(q - data))); q++)
-		lines++;
-	/* Every entry fits in its line plus the entry header, rounded up. */
-	s->arena_cap = len + lines * (sizeof(struct ent) + 8);
-	s->arena = lines ? malloc(s->arena_cap) : NULL;
-	if (!s->arena)
-		s->arena_cap = 0;
-	if (hashmap_reserve(&s->map, lines) != 0) {
-		free(data);
-		r = -ENOMEM;
-		set_err(err, errlen, "out of memory loading %s/%s", o->dir, LOG_NAME);
-		goto fail;
-	}
-	struct sizeidx_parse_result pr;
-	r = sizeidx_parse_buffer(data, len, load_record, s, &pr);
-	free(data);
-	if (r) {
-		set_err(err, errlen, "out of memory loading %s/%s", o->dir, LOG_NAME);
-		goto fail;
-	}
-	s->records = pr.records + pr.bad_lines;
-	s->file_bytes = pr.good_len;
-	if (pr.torn || pr.bad_lines)
-		LOG_WARN(s->log, MOD, "%s/%s: ignored %zu malformed line(s)%s (left by a crash or "
-				"damage; those sizes will be learned again)", o->dir, LOG_NAME,
-				pr.bad_lines, pr.torn ? " and a torn last line" : "");
-	if (pr.torn && ftruncate(s->fd, (off_t)pr.good_len) != 0) {
-		r = -errno;
-		set_err(err, errlen, "cannot truncate the torn end of %s/%s: %s", o->dir, LOG_NAME,
-				strerror(-r));
-		goto fail;
-	}
-	if (pr.bad_lines)
-		(void)compact_locked(s);
-	else
-		maybe_compact_locked(s);
-	LOG_DEBUG(s->log, MOD, "loaded %zu sizes from %s/%s in %" PRId64 " ms", live(s), o->dir,
-			LOG_NAME, now_ms() - t0);
 	s->last_sync_ms = now_ms();
 	*out = s;
 	return 0;
