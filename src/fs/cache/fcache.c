@@ -57,9 +57,7 @@ int fcache_get(struct fcache *c, const char *key, int *fd, uint64_t *size, struc
 	uint8_t md[32];
 	*fd = -1;
 	*pin = NULL;
-	int r = fc_key_check(key, &len);
-	if (r == 0)
-		r = fc_key_digest(key, len, md);
+	int r = fc_key_md(key, &len, md);
 	if (r)
 		return r;
 	pthread_mutex_lock(&c->lock);
@@ -120,7 +118,7 @@ int fcache_contains(struct fcache *c, const char *key, uint64_t *size)
 {
 	size_t len;
 	uint8_t md[32];
-	if (fc_key_check(key, &len) != 0 || fc_key_digest(key, len, md) != 0)
+	if (fc_key_md(key, &len, md) != 0)
 		return 0;
 	pthread_mutex_lock(&c->lock);
 	struct fcache_pin *e = fc_find_locked(c, md);
@@ -140,8 +138,9 @@ static void writer_tmp_name(uint64_t seq, bool sidecar, char out[32])
 int fcache_begin(struct fcache *c, const char *key, struct fcache_writer **w)
 {
 	size_t len;
+	uint8_t md[32];
 	*w = NULL;
-	int r = fc_key_check(key, &len);
+	int r = fc_key_md(key, &len, md);
 	if (r)
 		return r;
 	struct fcache_writer *nw = calloc(1, sizeof(*nw) + len + 1);
@@ -150,11 +149,7 @@ int fcache_begin(struct fcache *c, const char *key, struct fcache_writer **w)
 	memcpy(nw->key, key, len);
 	nw->keylen = len;
 	nw->c = c;
-	r = fc_key_digest(key, len, nw->md);
-	if (r) {
-		free(nw);
-		return r;
-	}
+	memcpy(nw->md, md, 32);
 	pthread_mutex_lock(&c->lock);
 	nw->seq = c->seq++;
 	pthread_mutex_unlock(&c->lock);
@@ -340,9 +335,7 @@ int fcache_remove(struct fcache *c, const char *key)
 {
 	size_t len;
 	uint8_t md[32];
-	int r = fc_key_check(key, &len);
-	if (r == 0)
-		r = fc_key_digest(key, len, md);
+	int r = fc_key_md(key, &len, md);
 	if (r)
 		return r;
 	struct trash t = { 0 };

@@ -20,7 +20,7 @@
 
 /* ---- keys, digests, names ---- */
 
-int fc_key_check(const char *key, size_t *len)
+static int key_check(const char *key, size_t *len)
 {
 	if (!key)
 		return -EINVAL;
@@ -41,6 +41,12 @@ int fc_key_digest(const char *key, size_t len, uint8_t md[32])
 		return -EIO;
 	memcpy(md, out, 32);
 	return 0;
+}
+
+int fc_key_md(const char *key, size_t *len, uint8_t md[32])
+{
+	int r = key_check(key, len);
+	return r ? r : fc_key_digest(key, *len, md);
 }
 
 static void md_hex(const uint8_t md[32], char hex[65])

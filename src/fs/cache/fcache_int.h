@@ -78,10 +78,11 @@ struct trash {
 
 /* ---- keys and names (fcache_index.c) ---- */
 
-/* Checks a key: 0 and its length, -EINVAL (NULL, empty) or -ENAMETOOLONG. */
-int fc_key_check(const char *key, size_t *len);
 /* SHA-256 of the key into md. 0 or -EIO. */
 int fc_key_digest(const char *key, size_t len, uint8_t md[32]);
+/* Checks a key and computes its digest: 0 with its length and md, -EINVAL (NULL, empty),
+ * -ENAMETOOLONG or -EIO. */
+int fc_key_md(const char *key, size_t *len, uint8_t md[32]);
 /* "xx/<hex>" or "xx/<hex>.key", relative to objfd. */
 void fc_rel_path(const uint8_t md[32], bool sidecar, char out[REL_MAX]);
 /* "xx", the objects/ subdirectory of md. */
