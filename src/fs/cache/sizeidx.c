@@ -7,9 +7,17 @@
  * freed at close), so a million entries load without rehashing or a million mallocs; entries
  * added by later puts are malloc'd.
  *
- * Invariants under s->lock: s->fd is open O_APPEND on DIR/sizes.log whose size is file_bytes and
- * which ends with '\n' (or is empty); records counts its lines; the map holds one entry per live
- * key.
+ * Locking: s->lock guards the table and the counters, and is never held across a disk write.
+ * The log file has one writer at a time: a put, remove, sync or compaction first owns it
+ * (s->writing, waiting on s->writer_done while another thread owns it), then appends, syncs or
+ * rewrites with the lock released, then updates the table under the lock and gives the file
+ * back. Only the writer changes the table, so a compaction reads it unlocked; lookups take the
+ * lock briefly and never wait for the disk. The writer alone uses s->fd, s->line and
+ * s->last_sync_ms.
+ *
+ * Invariants: s->fd is open O_APPEND on DIR/sizes.log whose size is file_bytes and which ends
+ * with '\n' (or is empty) whenever no writer is in the middle of an append; records counts its
+ * lines; the map holds one entry per live key.
  */
 #include "kvsfs/sizeidx.h"
 
@@ -48,6 +56,8 @@ struct ent {
 
 struct sizeidx {
 	pthread_mutex_t lock;
+	pthread_cond_t writer_done; /* the writer left (writing went 0) */
+	bool writing;               /* a thread owns the log file (see the top comment) */
 	struct log_ctx *log;
 	char *dir;
 	int dirfd, fd, lockfd;
@@ -365,8 +375,9 @@ static int read_whole(int fd, char **data, size_t *len)
 	return 0;
 }
 
-/* Rewrites the log from the table. Under s->lock (or before s is shared). Returns 0 or -errno. */
-static int compact_locked(struct sizeidx *s)
+/* Rewrites the log from the table. By the writer, without s->lock (or before s is shared).
+ * Returns 0 or -errno. */
+static int compact(struct sizeidx *s)
 {
 	int64_t t0 = now_ms();
 	(void)unlinkat(s->dirfd, TMP_NAME, 0);
@@ -403,33 +414,39 @@ static int compact_locked(struct sizeidx *s)
 		(void)unlinkat(s->dirfd, TMP_NAME, 0);
 		LOG_WARN(s->log, MOD, "cannot compact %s/%s: %s (keeping the old log)", s->dir,
 				LOG_NAME, strerror(-r));
+		pthread_mutex_lock(&s->lock);
 		s->compact_at = s->records * 2 + COMPACT_MIN; /* back off */
+		pthread_mutex_unlock(&s->lock);
 		return r;
 	}
 	(void)fsync(s->dirfd);
+	int old_fd = s->fd;
+	pthread_mutex_lock(&s->lock);
 	uint64_t old = s->records;
-	if (s->fd >= 0)
-		close(s->fd);
 	s->fd = fd;
 	s->records = live(s);
 	s->file_bytes = bytes;
 	s->compactions++;
 	s->compact_at = 0;
+	pthread_mutex_unlock(&s->lock);
+	if (old_fd >= 0)
+		close(old_fd);
 	s->last_sync_ms = now_ms();
 	LOG_DEBUG(s->log, MOD, "compacted %s/%s: %" PRIu64 " records -> %zu in %" PRId64 " ms",
 			s->dir, LOG_NAME, old, live(s), now_ms() - t0);
 	return 0;
 }
 
-static void maybe_compact_locked(struct sizeidx *s)
+/* 1 when the log holds more than 2x as many records as live keys (and at least COMPACT_MIN, and
+ * more than a failed compaction left). Under s->lock. */
+static int compaction_due_locked(const struct sizeidx *s)
 {
 	uint64_t limit = (uint64_t)live(s) * 2;
 	if (limit < COMPACT_MIN)
 		limit = COMPACT_MIN;
 	if (s->compact_at > limit)
 		limit = s->compact_at;
-	if (s->records > limit)
-		(void)compact_locked(s);
+	return s->records > limit;
 }
 
 /* Loads the log into the (empty) table, cuts a torn last line, compacts when due. Before s is
@@ -478,10 +495,8 @@ static int load_log(struct sizeidx *s, char *err, size_t errlen)
 				strerror(-r));
 		return r;
 	}
-	if (pr.bad_lines)
-		(void)compact_locked(s);
-	else
-		maybe_compact_locked(s);
+	if (pr.bad_lines || compaction_due_locked(s))
+		(void)compact(s);
 	LOG_DEBUG(s->log, MOD, "loaded %zu sizes from %s/%s in %" PRId64 " ms", live(s), s->dir,
 			LOG_NAME, now_ms() - t0);
 	return 0;
@@ -504,7 +519,8 @@ int sizeidx_open(const struct sizeidx_opts *o, struct sizeidx **out, char *err, 
 	s->sync_ms = o->sync_ms;
 	int hr = hashmap_init(&s->map, 1024);
 	s->dir = strdup(o->dir);
-	if (hr != 0 || !s->dir || pthread_mutex_init(&s->lock, NULL) != 0) {
+	if (hr != 0 || !s->dir || pthread_mutex_init(&s->lock, NULL) != 0 ||
+	    pthread_cond_init(&s->writer_done, NULL) != 0) {
 		hashmap_destroy(&s->map);
 		free(s->dir);
 		free(s);
@@ -564,6 +580,7 @@ void sizeidx_close(struct sizeidx *s)
 		close(s->dirfd);
 	tbl_free(s);
 	buf_free(&s->line);
+	pthread_cond_destroy(&s->writer_done);
 	pthread_mutex_destroy(&s->lock);
 	free(s->dir);
 	free(s);
@@ -584,8 +601,32 @@ static int key_check(const char *key, size_t *len)
 	return 0;
 }
 
-/* Appends one record. Under s->lock. Returns 0 or -errno (the file is rolled back). */
-static int append_locked(struct sizeidx *s, const char *key, size_t len, int64_t value, int deleted)
+/* Waits until no other thread owns the log file, then owns it. Under s->lock. */
+static void writer_enter_locked(struct sizeidx *s)
+{
+	while (s->writing)
+		pthread_cond_wait(&s->writer_done, &s->lock);
+	s->writing = true;
+}
+
+/* Gives the log file back; compacts first when due. Called by the writer without s->lock;
+ * returns with it released. */
+static void writer_leave(struct sizeidx *s)
+{
+	pthread_mutex_lock(&s->lock);
+	int due = compaction_due_locked(s);
+	pthread_mutex_unlock(&s->lock);
+	if (due)
+		(void)compact(s);
+	pthread_mutex_lock(&s->lock);
+	s->writing = false;
+	pthread_cond_broadcast(&s->writer_done);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Appends one record and counts it. By the writer, without s->lock. Returns 0 or -errno (the
+ * file is rolled back). */
+static int append(struct sizeidx *s, const char *key, size_t len, int64_t value, int deleted)
 {
 	buf_reset(&s->line);
 	int r = sizeidx_format_record(&s->line, key, len, value, deleted);
@@ -599,8 +640,6 @@ static int append_locked(struct sizeidx *s, const char *key, size_t len, int64_t
 					strerror(errno));
 		return r;
 	}
-	s->file_bytes += s->line.len;
-	s->records++;
 	if (s->sync_ms) {
 		int64_t now = now_ms();
 		if (now - s->last_sync_ms >= (int64_t)s->sync_ms) {
@@ -610,6 +649,10 @@ static int append_locked(struct sizeidx *s, const char *key, size_t len, int64_t
 						strerror(errno));
 		}
 	}
+	pthread_mutex_lock(&s->lock);
+	s->file_bytes += s->line.len;
+	s->records++;
+	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
 
@@ -625,23 +668,27 @@ int sizeidx_put(struct sizeidx *s, const char *key, int64_t value)
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
-	/* Allocate first, so a failed insert never leaves a record the table lacks. */
-	struct ent *ne = NULL;
-	if (!e && !(ne = ent_new(s, key, len, value, false))) {
-		pthread_mutex_unlock(&s->lock);
-		return -ENOMEM;
+	writer_enter_locked(s);
+	e = tbl_get(s, key, len); /* as the previous writer left it */
+	pthread_mutex_unlock(&s->lock);
+	if (e && e->value == value) {
+		writer_leave(s);
+		return 0;
 	}
-	r = append_locked(s, key, len, value, 0);
+	/* Allocate first, so a failed insert never leaves a record the table lacks. */
+	struct ent *ne = e ? NULL : ent_new(s, key, len, value, false);
+	r = e || ne ? append(s, key, len, value, 0) : -ENOMEM;
 	if (r == 0) {
+		pthread_mutex_lock(&s->lock);
 		if (e)
 			e->value = value;
 		else
 			tbl_insert(s, ne);
-		maybe_compact_locked(s);
+		pthread_mutex_unlock(&s->lock);
 	} else {
 		ent_free(ne);
 	}
-	pthread_mutex_unlock(&s->lock);
+	writer_leave(s);
 	return r;
 }
 
@@ -665,32 +712,39 @@ int sizeidx_remove(struct sizeidx *s, const char *key)
 	if (r)
 		return r;
 	pthread_mutex_lock(&s->lock);
-	if (!tbl_get(s, key, len)) {
-		r = -ENOENT;
-	} else {
-		r = append_locked(s, key, len, 0, 1);
-		if (r == 0) {
-			tbl_del(s, key, len);
-			maybe_compact_locked(s);
-		}
-	}
+	writer_enter_locked(s);
+	int present = tbl_get(s, key, len) != NULL;
 	pthread_mutex_unlock(&s->lock);
+	r = present ? append(s, key, len, 0, 1) : -ENOENT;
+	if (r == 0) {
+		pthread_mutex_lock(&s->lock);
+		tbl_del(s, key, len);
+		pthread_mutex_unlock(&s->lock);
+	}
+	writer_leave(s);
 	return r;
 }
 
 int sizeidx_sync(struct sizeidx *s)
 {
 	pthread_mutex_lock(&s->lock);
+	writer_enter_locked(s);
+	pthread_mutex_unlock(&s->lock);
 	int r = fdatasync(s->fd) == 0 ? 0 : -errno;
 	s->last_sync_ms = now_ms();
-	pthread_mutex_unlock(&s->lock);
+	writer_leave(s);
 	return r;
 }
 
 int sizeidx_compact(struct sizeidx *s)
 {
 	pthread_mutex_lock(&s->lock);
-	int r = compact_locked(s);
+	writer_enter_locked(s);
+	pthread_mutex_unlock(&s->lock);
+	int r = compact(s);
+	pthread_mutex_lock(&s->lock);
+	s->writing = false;
+	pthread_cond_broadcast(&s->writer_done);
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }
