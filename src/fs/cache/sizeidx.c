@@ -609,6 +609,14 @@ static void writer_enter_locked(struct sizeidx *s)
 	s->writing = true;
 }
 
+/* writer_enter_locked without s->lock held on entry or return. */
+static void writer_enter(struct sizeidx *s)
+{
+	pthread_mutex_lock(&s->lock);
+	writer_enter_locked(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* Gives the log file back; compacts first when due. Called by the writer without s->lock;
  * returns with it released. */
 static void writer_leave(struct sizeidx *s)
@@ -727,9 +735,7 @@ int sizeidx_remove(struct sizeidx *s, const char *key)
 
 int sizeidx_sync(struct sizeidx *s)
 {
-	pthread_mutex_lock(&s->lock);
-	writer_enter_locked(s);
-	pthread_mutex_unlock(&s->lock);
+	writer_enter(s);
 	int r = fdatasync(s->fd) == 0 ? 0 : -errno;
 	s->last_sync_ms = now_ms();
 	writer_leave(s);
@@ -738,14 +744,9 @@ int sizeidx_sync(struct sizeidx *s)
 
 int sizeidx_compact(struct sizeidx *s)
 {
-	pthread_mutex_lock(&s->lock);
-	writer_enter_locked(s);
-	pthread_mutex_unlock(&s->lock);
+	writer_enter(s);
 	int r = compact(s);
-	pthread_mutex_lock(&s->lock);
-	s->writing = false;
-	pthread_cond_broadcast(&s->writer_done);
-	pthread_mutex_unlock(&s->lock);
+	writer_leave(s); /* never compacts again: done, or backed off after a failure */
 	return r;
 }
 
