@@ -5,13 +5,13 @@
  * Storage: one append-only log, DIR/sizes.log, of lines "KEY\tVALUE\n". VALUE is a decimal int64
  * (optional leading '-') or "-" alone for a removal. KEY is 1..SIZEIDX_KEY_MAX bytes (no NUL),
  * written with '\\' as "\\\\", TAB as "\\t" and LF as "\\n"; every other byte is written as is.
- * The log is read whole at open into an open-addressing hash table (the last line for a key wins).
+ * The log is read whole at open into a hash table (util/hashmap; the last line for a key wins).
  * A torn last line (no '\n', from a crash during an append) is cut off; malformed complete lines
  * are skipped; either is reported by one warning, and malformed lines are then removed by an
  * immediate compaction. Compaction rewrites the live entries to DIR/sizes.log.tmp, syncs it and
  * renames it over the log; it runs when the log holds more than 2x as many records as live keys
- * (and at least 1024 records); it holds the lock while it writes (about 0.5 s per million live
- * keys), which the 2x rule makes rare. A put that does not change the value appends nothing.
+ * (and at least 1024 records); it takes about 0.5 s per million live keys, during which other
+ * puts and removes wait (lookups do not), which the 2x rule makes rare. A put that does not change the value appends nothing.
  * Loading a log of 1,000,000 keys takes about 0.3 s of CPU (one read, no rehashing, one block
  * for all loaded entries; see the timing printed by tests/unit/test_sizeidx.c).
  *
@@ -21,7 +21,8 @@
  * sizeidx_close() always sync. Losing the last few puts in a crash only costs re-learning sizes.
  *
  * One user per DIR: DIR/sizes.lock is flock'ed while open (a second open fails with -EBUSY).
- * Thread-safety: all functions on one struct sizeidx may be called from any thread (one mutex).
+ * Thread-safety: all functions on one struct sizeidx may be called from any thread. Puts,
+ * removes, syncs and compactions take turns at the log file; lookups never wait for the disk.
  * sizeidx_parse_buffer and sizeidx_format_record are pure and reentrant.
  */
 #ifndef KVSFS_SIZEIDX_H

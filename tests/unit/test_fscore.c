@@ -6,7 +6,7 @@
 
 #include "check.h"
 #include "src/fs/core/inodes.h"
-#include "src/fs/core/sflight.h"
+#include "kvsfs/sflight.h"
 
 #define THREADS 8
 
@@ -28,13 +28,18 @@ static void shared_ref(void *v)
 	__atomic_add_fetch(&((struct shared *)v)->refs, 1, __ATOMIC_ACQ_REL);
 }
 
+static void shared_unref(void *v)
+{
+	__atomic_sub_fetch(&((struct shared *)v)->refs, 1, __ATOMIC_ACQ_REL);
+}
+
 /* The work: waits (at most ~10 s) until the other threads joined, so the sharing is certain. */
 static int work(void *arg, void **val)
 {
 	struct flight *fl = arg;
 	struct timespec ms = { 0, 1000000 };
 	__atomic_add_fetch(&fl->calls, 1, __ATOMIC_ACQ_REL);
-	for (int i = 0; i < 10000 && sflight_waiters(fl->sf, "k") < fl->expect; i++)
+	for (int i = 0; i < 10000 && sflight_waiters(fl->sf, "k") < (int)fl->expect; i++)
 		nanosleep(&ms, NULL);
 	if (fl->fail)
 		return -EIO;
@@ -53,7 +58,7 @@ struct caller {
 static void *call(void *arg)
 {
 	struct caller *c = arg;
-	c->rc = sflight_do(c->fl->sf, "k", work, c->fl, shared_ref, &c->val);
+	c->rc = sflight_do(c->fl->sf, "k", work, c->fl, &c->val);
 	return NULL;
 }
 
@@ -72,7 +77,8 @@ static void test_sflight(void)
 {
 	struct flight fl = { .expect = THREADS - 1 };
 	struct caller c[THREADS] = { { 0 } };
-	CHECK(sflight_new(&fl.sf) == 0, "sflight_new");
+	static const struct sflight_opts shared = { .ref = shared_ref, .unref = shared_unref };
+	CHECK(sflight_new(&shared, &fl.sf) == 0, "sflight_new");
 	run_flight(&fl, c);
 	int same = 1;
 	for (int i = 0; i < THREADS; i++)
@@ -94,7 +100,7 @@ static void test_sflight(void)
 	void *v;
 	fl.fail = 0;
 	fl.expect = 0;
-	CHECK(sflight_do(fl.sf, "other", work, &fl, shared_ref, &v) == 0 && v == &fl.val,
+	CHECK(sflight_do(fl.sf, "other", work, &fl, &v) == 0 && v == &fl.val,
 	      "a lone caller leads");
 	sflight_free(fl.sf);
 }

@@ -1,7 +1,8 @@
 /*
  * Unit tests for sizeidx: put/get/remove, persistence, escaping, torn and garbage lines,
- * compaction, the dir lock, 8 writer threads, and a timed load of 1,000,000 entries (printed,
- * not asserted). Works in a temp dir under $TMPDIR, removed at the end.
+ * compaction, the dir lock, 8 writer threads (with syncs and compactions among them), and a
+ * timed load of 1,000,000 entries (printed, not asserted). Works in a temp dir under $TMPDIR,
+ * removed at the end.
  */
 #include "check.h"
 
@@ -448,6 +449,11 @@ static void *worker(void *arg)
 			if (sizeidx_remove(t->s, k) != 0)
 				t->errors++;
 		}
+		/* syncs and compactions own the log file too, between the others' appends */
+		if (t->id == 0 && i % 500 == 250 && sizeidx_compact(t->s) != 0)
+			t->errors++;
+		if (t->id == 1 && i % 300 == 150 && sizeidx_sync(t->s) != 0)
+			t->errors++;
 	}
 	return NULL;
 }
@@ -473,6 +479,10 @@ static void test_threads(void)
 		errors += t[i].errors;
 	}
 	CHECK_INT(errors, 0, "8 threads: no errors");
+	struct sizeidx_stats st;
+	sizeidx_stats(s, &st);
+	CHECK(st.compactions >= 4, "compactions ran while the threads wrote (%llu)",
+	      (unsigned long long)st.compactions);
 	sizeidx_close(s);
 	s = open_idx(dir);
 	if (!s)
@@ -488,7 +498,6 @@ static void test_threads(void)
 		}
 	}
 	CHECK(ok, "every thread's values persisted");
-	struct sizeidx_stats st;
 	sizeidx_stats(s, &st);
 	CHECK_INT(st.live, NTHREADS * PER_THREAD * 9 / 10 + 50, "live count");
 	sizeidx_close(s);

@@ -21,10 +21,10 @@
 #include <string.h>
 
 #include "clock.h"
-#include "sflight.h"
 #include "streams.h"
 #include "kvsfs/awserr.h"
 #include "kvsfs/log.h"
+#include "kvsfs/sflight.h"
 
 struct stream_hours {
 	const struct vstream *s;
@@ -39,10 +39,14 @@ struct hours {
 	struct stream_hours *streams;
 };
 
+static void listing_ref(void *val);
+static void listing_unref(void *val);
+
 int hours_new(const struct hours_opts *o, struct hours **out)
 {
 	struct hours *h = calloc(1, sizeof(*h));
-	if (!h || sflight_new(&h->flight)) {
+	static const struct sflight_opts shared = { .ref = listing_ref, .unref = listing_unref };
+	if (!h || sflight_new(&shared, &h->flight)) {
 		free(h);
 		return -ENOMEM;
 	}
@@ -77,6 +81,11 @@ void hours_unref(struct hour_listing *l)
 		free(l->v);
 		free(l);
 	}
+}
+
+static void listing_unref(void *val)
+{
+	hours_unref(val);
 }
 
 static void listing_ref(void *val)
@@ -240,7 +249,7 @@ int hours_get(struct hours *h, struct vstream *s, int64_t hour_ms, struct hour_l
 	void *val = NULL;
 	int rc;
 	if ((size_t)snprintf(key, sizeof(key), "%lld/%s", (long long)hour_ms, s->name) < sizeof(key))
-		rc = sflight_do(h->flight, key, fill, &a, listing_ref, &val);
+		rc = sflight_do(h->flight, key, fill, &a, &val);
 	else
 		rc = fill(&a, &val); /* longer than any stream name: not shared */
 	*out = val;

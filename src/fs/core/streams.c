@@ -19,10 +19,10 @@
 #include <string.h>
 
 #include "clock.h"
-#include "sflight.h"
 #include "kvsfs/awserr.h"
 #include "kvsfs/kvs.h"
 #include "kvsfs/log.h"
+#include "kvsfs/sflight.h"
 #include "kvsfs/names.h"
 
 struct streams {
@@ -38,7 +38,7 @@ struct streams {
 int streams_new(const struct streams_opts *o, struct streams **out)
 {
 	struct streams *st = calloc(1, sizeof(*st));
-	if (!st || sflight_new(&st->flight)) {
+	if (!st || sflight_new(NULL, &st->flight)) {
 		free(st);
 		return -ENOMEM;
 	}
@@ -180,7 +180,7 @@ static int refresh(struct streams *st)
 	void *unused;
 	if (fresh(st))
 		return 0;
-	return sflight_do(st->flight, "ListStreams", fill, st, NULL, &unused);
+	return sflight_do(st->flight, "ListStreams", fill, st, &unused);
 }
 
 int streams_lookup(struct streams *st, const char *name, struct vstream **out)

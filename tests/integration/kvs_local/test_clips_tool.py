@@ -1,4 +1,4 @@
-"""clips (src/fs/clips.c) end to end against kvs-local with quotas ON, through kvsfs-clips:
+"""clips (src/fs/clips/) end to end against kvs-local with quotas ON, through kvsfs-clips:
 ListFragments, planning into GetClip calls of <= 200 fragments, 1 TPS pacing, MP4 join, disk cache.
 
 Checked with ffprobe/ffmpeg: the clip's duration equals the fragments' total within one frame, its

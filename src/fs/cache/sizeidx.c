@@ -2,19 +2,28 @@
  * sizeidx: persistent key -> int64 map on an append-only log (format, durability and compaction
  * policy in include/kvsfs/sizeidx.h).
  *
- * Table: open addressing with linear probing over slots {hash, entry*}; the capacity is a power
- * of two kept at most 1/2 full, and deletion shifts later entries back (no tombstones), so probe
- * sequences stay short. Each entry holds its key. Loading counts the lines first, sizes the table
- * for all of them and carves the entries out of one block (the arena, freed at close), so a
- * million entries load without rehashing or a million mallocs; later entries are malloc'd.
+ * Table: a util/hashmap of entries, each holding its key and value. Loading counts the lines
+ * first, reserves the map for all of them and carves the entries out of one block (the arena,
+ * freed at close), so a million entries load without rehashing or a million mallocs; entries
+ * added by later puts are malloc'd.
  *
- * Invariants under s->lock: s->fd is open O_APPEND on DIR/sizes.log whose size is file_bytes and
- * which ends with '\n' (or is empty); records counts its lines; live counts table entries.
+ * Locking: s->lock guards the table and the counters, and is never held across a disk write.
+ * The log file has one writer at a time: a put, remove, sync or compaction first owns it
+ * (s->writing, waiting on s->writer_done while another thread owns it), then appends, syncs or
+ * rewrites with the lock released, then updates the table under the lock and gives the file
+ * back. Only the writer changes the table, so a compaction reads it unlocked; lookups take the
+ * lock briefly and never wait for the disk. The writer alone uses s->fd, s->line and
+ * s->last_sync_ms.
+ *
+ * Invariants: s->fd is open O_APPEND on DIR/sizes.log whose size is file_bytes and which ends
+ * with '\n' (or is empty) whenever no writer is in the middle of an append; records counts its
+ * lines; the map holds one entry per live key.
  */
 #include "kvsfs/sizeidx.h"
 
 #include "kvsfs/buf.h"
 #include "kvsfs/fsutil.h"
+#include "kvsfs/hashmap.h"
 #include "kvsfs/log.h"
 
 #include <errno.h>
@@ -38,93 +47,78 @@
 #define COMPACT_MIN 1024
 
 struct ent {
+	struct hashmap_node node;
 	int64_t value;
 	uint32_t keylen;
 	uint8_t in_arena; /* allocated in s->arena (freed with it), else malloc'd */
 	char key[];
 };
 
-struct slot {
-	uint64_t h;
-	struct ent *e; /* NULL: empty */
-};
-
 struct sizeidx {
 	pthread_mutex_t lock;
+	pthread_cond_t writer_done; /* the writer left (writing went 0) */
+	bool writing;               /* a thread owns the log file (see the top comment) */
 	struct log_ctx *log;
 	char *dir;
 	int dirfd, fd, lockfd;
 	unsigned sync_ms;
-	struct slot *slots;
-	size_t cap;      /* power of two */
-	char *arena;     /* one block holding the entries loaded at open */
+	struct hashmap map;  /* of struct ent */
+	char *arena;         /* one block holding the entries loaded at open */
 	size_t arena_used, arena_cap;
-	size_t live;
 	uint64_t records, file_bytes, compactions;
 	uint64_t compact_at; /* records above which the next compaction is tried */
 	int64_t last_sync_ms;
 	struct buf line;
 };
 
-/* ---- hashing and table ---- */
+/* ---- table ---- */
 
-static uint64_t mix(uint64_t h)
+struct key_ref {
+	const char *key;
+	size_t len;
+};
+
+static int ent_eq(const struct hashmap_node *n, const void *key)
 {
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return h;
+	const struct ent *e = hashmap_entry(n, struct ent, node);
+	const struct key_ref *k = key;
+	return e->keylen == k->len && memcmp(e->key, k->key, k->len) == 0;
 }
 
-static uint64_t hash_key(const char *key, size_t len)
+static size_t live(const struct sizeidx *s)
 {
-	uint64_t h = 0x9e3779b97f4a7c15ULL ^ len;
-	size_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w;
-		memcpy(&w, key + i, 8);
-		h = (h ^ w) * 0x100000001b3ULL;
-		h ^= h >> 29;
-	}
-	uint64_t tail = 0;
-	memcpy(&tail, key + i, len - i);
-	h = (h ^ tail) * 0x100000001b3ULL;
-	return mix(h);
+	return hashmap_count(&s->map);
 }
 
-/* Returns the slot index holding key, or the empty slot where it would go. */
-static size_t tbl_probe(const struct sizeidx *s, uint64_t h, const char *key, size_t len)
+static struct ent *tbl_get(const struct sizeidx *s, const char *key, size_t len)
 {
-	size_t mask = s->cap - 1;
-	for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
-		const struct slot *sl = &s->slots[i];
-		if (!sl->e)
-			return i;
-		if (sl->h == h && sl->e->keylen == len && memcmp(sl->e->key, key, len) == 0)
-			return i;
-	}
+	struct key_ref k = { key, len };
+	struct hashmap_node *n = hashmap_find(&s->map, hashmap_hash_bytes(0, key, len), ent_eq, &k);
+	return n ? hashmap_entry(n, struct ent, node) : NULL;
 }
 
-static int tbl_resize(struct sizeidx *s, size_t ncap)
+/* A new entry (not yet in the map), from the arena when asked and it has room, else malloc'd.
+ * Returns NULL when out of memory. */
+static struct ent *ent_new(struct sizeidx *s, const char *key, size_t len, int64_t value,
+		bool from_arena)
 {
-	struct slot *ns = calloc(ncap, sizeof(*ns));
-	if (!ns)
-		return -ENOMEM;
-	size_t mask = ncap - 1;
-	for (size_t i = 0; i < s->cap; i++) {
-		if (!s->slots[i].e)
-			continue;
-		size_t j = (size_t)s->slots[i].h & mask;
-		while (ns[j].e)
-			j = (j + 1) & mask;
-		ns[j] = s->slots[i];
+	struct ent *e;
+	size_t need = (sizeof(*e) + len + 1 + 7) & ~(size_t)7;
+	if (from_arena && s->arena && s->arena_cap - s->arena_used >= need) {
+		e = (struct ent *)(void *)(s->arena + s->arena_used);
+		s->arena_used += need;
+		e->in_arena = 1;
+	} else {
+		e = malloc(sizeof(*e) + len + 1);
+		if (!e)
+			return NULL;
+		e->in_arena = 0;
 	}
-	free(s->slots);
-	s->slots = ns;
-	s->cap = ncap;
-	return 0;
+	e->value = value;
+	e->keylen = (uint32_t)len;
+	memcpy(e->key, key, len);
+	e->key[len] = '\0';
+	return e;
 }
 
 static void ent_free(struct ent *e)
@@ -133,85 +127,31 @@ static void ent_free(struct ent *e)
 		free(e);
 }
 
-/* Sets key to value. Returns 0 or -ENOMEM (table unchanged). */
-static int tbl_set(struct sizeidx *s, const char *key, size_t len, int64_t value)
+static void tbl_insert(struct sizeidx *s, struct ent *e)
 {
-	uint64_t h = hash_key(key, len);
-	size_t i = tbl_probe(s, h, key, len);
-	if (s->slots[i].e) {
-		s->slots[i].e->value = value;
-		return 0;
-	}
-	if ((s->live + 1) * 2 > s->cap) {
-		if (tbl_resize(s, s->cap * 2) != 0)
-			return -ENOMEM;
-		i = tbl_probe(s, h, key, len);
-	}
-	struct ent *e;
-	size_t need = (sizeof(*e) + len + 1 + 7) & ~(size_t)7;
-	if (s->arena && s->arena_cap - s->arena_used >= need) {
-		e = (struct ent *)(void *)(s->arena + s->arena_used);
-		s->arena_used += need;
-		e->in_arena = 1;
-	} else {
-		e = malloc(sizeof(*e) + len + 1);
-		if (!e)
-			return -ENOMEM;
-		e->in_arena = 0;
-	}
-	e->value = value;
-	e->keylen = (uint32_t)len;
-	memcpy(e->key, key, len);
-	e->key[len] = '\0';
-	s->slots[i].h = h;
-	s->slots[i].e = e;
-	s->live++;
-	return 0;
+	hashmap_insert(&s->map, &e->node, hashmap_hash_bytes(0, e->key, e->keylen));
 }
 
-static struct ent *tbl_get(const struct sizeidx *s, const char *key, size_t len)
-{
-	size_t i = tbl_probe(s, hash_key(key, len), key, len);
-	return s->slots[i].e;
-}
-
-/* Removes key; returns 1 if it was present. Backward-shift deletion keeps probing correct. */
+/* Removes key; returns 1 if it was present. */
 static int tbl_del(struct sizeidx *s, const char *key, size_t len)
 {
-	size_t mask = s->cap - 1;
-	size_t i = tbl_probe(s, hash_key(key, len), key, len);
-	if (!s->slots[i].e)
+	struct ent *e = tbl_get(s, key, len);
+	if (!e)
 		return 0;
-	ent_free(s->slots[i].e);
-	s->slots[i].e = NULL;
-	s->live--;
-	size_t j = i;
-	for (;;) {
-		j = (j + 1) & mask;
-		if (!s->slots[j].e)
-			break;
-		size_t home = (size_t)s->slots[j].h & mask;
-		/* Move j back to i unless its home lies cyclically in (i, j]. */
-		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-		if (stays)
-			continue;
-		s->slots[i] = s->slots[j];
-		s->slots[j].e = NULL;
-		i = j;
-	}
+	hashmap_remove(&s->map, &e->node);
+	ent_free(e);
 	return 1;
 }
 
 static void tbl_free(struct sizeidx *s)
 {
-	for (size_t i = 0; i < s->cap; i++)
-		ent_free(s->slots[i].e);
-	free(s->slots);
+	struct hashmap_iter it;
+	hashmap_iter_init(&it, &s->map);
+	for (struct hashmap_node *n; (n = hashmap_next(&it));)
+		ent_free(hashmap_entry(n, struct ent, node));
+	hashmap_destroy(&s->map);
 	free(s->arena);
 	s->arena = NULL;
-	s->slots = NULL;
-	s->cap = 0;
-	s->live = 0;
 }
 
 /* ---- the log format ---- */
@@ -368,6 +308,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* TODO(clk): util/clk's monotonic ms once it lands. */
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -375,8 +316,7 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-
-
+/* Applies one record of the log being loaded (the last record of a key wins). */
 static int load_record(void *arg, const char *key, size_t keylen, int64_t value, int deleted)
 {
 	struct sizeidx *s = arg;
@@ -384,7 +324,16 @@ static int load_record(void *arg, const char *key, size_t keylen, int64_t value,
 		tbl_del(s, key, keylen);
 		return 0;
 	}
-	return tbl_set(s, key, keylen, value);
+	struct ent *e = tbl_get(s, key, keylen);
+	if (e) {
+		e->value = value;
+		return 0;
+	}
+	e = ent_new(s, key, keylen, value, true);
+	if (!e)
+		return -ENOMEM;
+	tbl_insert(s, e);
+	return 0;
 }
 
 /* Reads the whole log into memory. Returns 0 or -errno; *data is malloc'd (may be NULL if empty). */
@@ -426,8 +375,9 @@ static int read_whole(int fd, char **data, size_t *len)
 	return 0;
 }
 
-/* Rewrites the log from the table. Under s->lock (or before s is shared). Returns 0 or -errno. */
-static int compact_locked(struct sizeidx *s)
+/* Rewrites the log from the table. By the writer, without s->lock (or before s is shared).
+ * Returns 0 or -errno. */
+static int compact(struct sizeidx *s)
 {
 	int64_t t0 = now_ms();
 	(void)unlinkat(s->dirfd, TMP_NAME, 0);
@@ -437,10 +387,10 @@ static int compact_locked(struct sizeidx *s)
 	struct buf b = BUF_INIT;
 	uint64_t bytes = 0;
 	int r = 0;
-	for (size_t i = 0; i < s->cap && r == 0; i++) {
-		const struct ent *e = s->slots[i].e;
-		if (!e)
-			continue;
+	struct hashmap_iter it;
+	hashmap_iter_init(&it, &s->map);
+	for (struct hashmap_node *n; r == 0 && (n = hashmap_next(&it));) {
+		const struct ent *e = hashmap_entry(n, struct ent, node);
 		r = sizeidx_format_record(&b, e->key, e->keylen, e->value, 0);
 		if (r == 0 && b.len >= (1u << 20)) {
 			r = fsutil_write_all(fd, b.data, b.len);
@@ -464,33 +414,92 @@ static int compact_locked(struct sizeidx *s)
 		(void)unlinkat(s->dirfd, TMP_NAME, 0);
 		LOG_WARN(s->log, MOD, "cannot compact %s/%s: %s (keeping the old log)", s->dir,
 				LOG_NAME, strerror(-r));
+		pthread_mutex_lock(&s->lock);
 		s->compact_at = s->records * 2 + COMPACT_MIN; /* back off */
+		pthread_mutex_unlock(&s->lock);
 		return r;
 	}
 	(void)fsync(s->dirfd);
+	int old_fd = s->fd;
+	pthread_mutex_lock(&s->lock);
 	uint64_t old = s->records;
-	if (s->fd >= 0)
-		close(s->fd);
 	s->fd = fd;
-	s->records = s->live;
+	s->records = live(s);
 	s->file_bytes = bytes;
 	s->compactions++;
 	s->compact_at = 0;
+	pthread_mutex_unlock(&s->lock);
+	if (old_fd >= 0)
+		close(old_fd);
 	s->last_sync_ms = now_ms();
 	LOG_DEBUG(s->log, MOD, "compacted %s/%s: %" PRIu64 " records -> %zu in %" PRId64 " ms",
-			s->dir, LOG_NAME, old, s->live, now_ms() - t0);
+			s->dir, LOG_NAME, old, live(s), now_ms() - t0);
 	return 0;
 }
 
-static void maybe_compact_locked(struct sizeidx *s)
+/* 1 when the log holds more than 2x as many records as live keys (and at least COMPACT_MIN, and
+ * more than a failed compaction left). Under s->lock. */
+static int compaction_due_locked(const struct sizeidx *s)
 {
-	uint64_t limit = (uint64_t)s->live * 2;
+	uint64_t limit = (uint64_t)live(s) * 2;
 	if (limit < COMPACT_MIN)
 		limit = COMPACT_MIN;
 	if (s->compact_at > limit)
 		limit = s->compact_at;
-	if (s->records > limit)
-		(void)compact_locked(s);
+	return s->records > limit;
+}
+
+/* Loads the log into the (empty) table, cuts a torn last line, compacts when due. Before s is
+ * shared. Returns 0 or -errno with one sentence in err. */
+static int load_log(struct sizeidx *s, char *err, size_t errlen)
+{
+	int64_t t0 = now_ms();
+	char *data;
+	size_t len;
+	int r = read_whole(s->fd, &data, &len);
+	if (r) {
+		set_err(err, errlen, "cannot read %s/%s: %s", s->dir, LOG_NAME, strerror(-r));
+		return r;
+	}
+	/* Size the table for every line up front, so the load never rehashes. */
+	size_t lines = 0;
+	for (const char *q = data; q && (q = memchr(q, '\n', len - (size_t)(q - data))); q++)
+		lines++;
+	/* Every entry fits in its line plus the entry header, rounded up. */
+	s->arena_cap = len + lines * (sizeof(struct ent) + 8);
+	s->arena = lines ? malloc(s->arena_cap) : NULL;
+	if (!s->arena)
+		s->arena_cap = 0;
+	if (hashmap_reserve(&s->map, lines) != 0) {
+		free(data);
+		r = -ENOMEM;
+		set_err(err, errlen, "out of memory loading %s/%s", s->dir, LOG_NAME);
+		return r;
+	}
+	struct sizeidx_parse_result pr;
+	r = sizeidx_parse_buffer(data, len, load_record, s, &pr);
+	free(data);
+	if (r) {
+		set_err(err, errlen, "out of memory loading %s/%s", s->dir, LOG_NAME);
+		return r;
+	}
+	s->records = pr.records + pr.bad_lines;
+	s->file_bytes = pr.good_len;
+	if (pr.torn || pr.bad_lines)
+		LOG_WARN(s->log, MOD, "%s/%s: ignored %zu malformed line(s)%s (left by a crash or "
+				"damage; those sizes will be learned again)", s->dir, LOG_NAME,
+				pr.bad_lines, pr.torn ? " and a torn last line" : "");
+	if (pr.torn && ftruncate(s->fd, (off_t)pr.good_len) != 0) {
+		r = -errno;
+		set_err(err, errlen, "cannot truncate the torn end of %s/%s: %s", s->dir, LOG_NAME,
+				strerror(-r));
+		return r;
+	}
+	if (pr.bad_lines || compaction_due_locked(s))
+		(void)compact(s);
+	LOG_DEBUG(s->log, MOD, "loaded %zu sizes from %s/%s in %" PRId64 " ms", live(s), s->dir,
+			LOG_NAME, now_ms() - t0);
+	return 0;
 }
 
 int sizeidx_open(const struct sizeidx_opts *o, struct sizeidx **out, char *err, size_t errlen)
@@ -508,11 +517,11 @@ int sizeidx_open(const struct sizeidx_opts *o, struct sizeidx **out, char *err, 
 	s->dirfd = s->fd = s->lockfd = -1;
 	s->log = o->log;
 	s->sync_ms = o->sync_ms;
-	s->cap = 1024;
-	s->slots = calloc(s->cap, sizeof(*s->slots));
+	int hr = hashmap_init(&s->map, 1024);
 	s->dir = strdup(o->dir);
-	if (!s->slots || !s->dir || pthread_mutex_init(&s->lock, NULL) != 0) {
-		free(s->slots);
+	if (hr != 0 || !s->dir || pthread_mutex_init(&s->lock, NULL) != 0 ||
+	    pthread_cond_init(&s->writer_done, NULL) != 0) {
+		hashmap_destroy(&s->map);
 		free(s->dir);
 		free(s);
 		set_err(err, errlen, "out of memory");
@@ -546,57 +555,9 @@ int sizeidx_open(const struct sizeidx_opts *o, struct sizeidx **out, char *err, 
 		set_err(err, errlen, "cannot open %s/%s: %s", o->dir, LOG_NAME, strerror(-r));
 		goto fail;
 	}
-	int64_t t0 = now_ms();
-	char *data;
-	size_t len;
-	r = read_whole(s->fd, &data, &len);
-	if (r) {
-		set_err(err, errlen, "cannot read %s/%s: %s", o->dir, LOG_NAME, strerror(-r));
+	r = load_log(s, err, errlen);
+	if (r)
 		goto fail;
-	}
-	/* Size the table for every line up front, so the load never rehashes. */
-	size_t lines = 0;
-	for (const char *q = data; q && (q = memchr(q, '\n', len - (size_t)(q - data))); q++)
-		lines++;
-	size_t want = s->cap;
-	while (want < lines * 2 + 2)
-		want *= 2;
-	/* Every entry fits in its line plus the entry header, rounded up. */
-	s->arena_cap = len + lines * (sizeof(struct ent) + 8);
-	s->arena = lines ? malloc(s->arena_cap) : NULL;
-	if (!s->arena)
-		s->arena_cap = 0;
-	if (want > s->cap && tbl_resize(s, want) != 0) {
-		free(data);
-		r = -ENOMEM;
-		set_err(err, errlen, "out of memory loading %s/%s", o->dir, LOG_NAME);
-		goto fail;
-	}
-	struct sizeidx_parse_result pr;
-	r = sizeidx_parse_buffer(data, len, load_record, s, &pr);
-	free(data);
-	if (r) {
-		set_err(err, errlen, "out of memory loading %s/%s", o->dir, LOG_NAME);
-		goto fail;
-	}
-	s->records = pr.records + pr.bad_lines;
-	s->file_bytes = pr.good_len;
-	if (pr.torn || pr.bad_lines)
-		LOG_WARN(s->log, MOD, "%s/%s: ignored %zu malformed line(s)%s (left by a crash or "
-				"damage; those sizes will be learned again)", o->dir, LOG_NAME,
-				pr.bad_lines, pr.torn ? " and a torn last line" : "");
-	if (pr.torn && ftruncate(s->fd, (off_t)pr.good_len) != 0) {
-		r = -errno;
-		set_err(err, errlen, "cannot truncate the torn end of %s/%s: %s", o->dir, LOG_NAME,
-				strerror(-r));
-		goto fail;
-	}
-	if (pr.bad_lines)
-		(void)compact_locked(s);
-	else
-		maybe_compact_locked(s);
-	LOG_DEBUG(s->log, MOD, "loaded %zu sizes from %s/%s in %" PRId64 " ms", s->live, o->dir,
-			LOG_NAME, now_ms() - t0);
 	s->last_sync_ms = now_ms();
 	*out = s;
 	return 0;
@@ -619,6 +580,7 @@ void sizeidx_close(struct sizeidx *s)
 		close(s->dirfd);
 	tbl_free(s);
 	buf_free(&s->line);
+	pthread_cond_destroy(&s->writer_done);
 	pthread_mutex_destroy(&s->lock);
 	free(s->dir);
 	free(s);
@@ -639,8 +601,40 @@ static int key_check(const char *key, size_t *len)
 	return 0;
 }
 
-/* Appends one record. Under s->lock. Returns 0 or -errno (the file is rolled back). */
-static int append_locked(struct sizeidx *s, const char *key, size_t len, int64_t value, int deleted)
+/* Waits until no other thread owns the log file, then owns it. Under s->lock. */
+static void writer_enter_locked(struct sizeidx *s)
+{
+	while (s->writing)
+		pthread_cond_wait(&s->writer_done, &s->lock);
+	s->writing = true;
+}
+
+/* writer_enter_locked without s->lock held on entry or return. */
+static void writer_enter(struct sizeidx *s)
+{
+	pthread_mutex_lock(&s->lock);
+	writer_enter_locked(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Gives the log file back; compacts first when due. Called by the writer without s->lock;
+ * returns with it released. */
+static void writer_leave(struct sizeidx *s)
+{
+	pthread_mutex_lock(&s->lock);
+	int due = compaction_due_locked(s);
+	pthread_mutex_unlock(&s->lock);
+	if (due)
+		(void)compact(s);
+	pthread_mutex_lock(&s->lock);
+	s->writing = false;
+	pthread_cond_broadcast(&s->writer_done);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Appends one record and counts it. By the writer, without s->lock. Returns 0 or -errno (the
+ * file is rolled back). */
+static int append(struct sizeidx *s, const char *key, size_t len, int64_t value, int deleted)
 {
 	buf_reset(&s->line);
 	int r = sizeidx_format_record(&s->line, key, len, value, deleted);
@@ -654,8 +648,6 @@ static int append_locked(struct sizeidx *s, const char *key, size_t len, int64_t
 					strerror(errno));
 		return r;
 	}
-	s->file_bytes += s->line.len;
-	s->records++;
 	if (s->sync_ms) {
 		int64_t now = now_ms();
 		if (now - s->last_sync_ms >= (int64_t)s->sync_ms) {
@@ -665,6 +657,10 @@ static int append_locked(struct sizeidx *s, const char *key, size_t len, int64_t
 						strerror(errno));
 		}
 	}
+	pthread_mutex_lock(&s->lock);
+	s->file_bytes += s->line.len;
+	s->records++;
+	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
 
@@ -680,17 +676,27 @@ int sizeidx_put(struct sizeidx *s, const char *key, int64_t value)
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
-	/* Make room first, so a failed insert never leaves a record the table lacks. */
-	if (!e && (s->live + 1) * 2 > s->cap && tbl_resize(s, s->cap * 2) != 0) {
-		pthread_mutex_unlock(&s->lock);
-		return -ENOMEM;
-	}
-	r = append_locked(s, key, len, value, 0);
-	if (r == 0) {
-		r = tbl_set(s, key, len, value);
-		maybe_compact_locked(s);
-	}
+	writer_enter_locked(s);
+	e = tbl_get(s, key, len); /* as the previous writer left it */
 	pthread_mutex_unlock(&s->lock);
+	if (e && e->value == value) {
+		writer_leave(s);
+		return 0;
+	}
+	/* Allocate first, so a failed insert never leaves a record the table lacks. */
+	struct ent *ne = e ? NULL : ent_new(s, key, len, value, false);
+	r = e || ne ? append(s, key, len, value, 0) : -ENOMEM;
+	if (r == 0) {
+		pthread_mutex_lock(&s->lock);
+		if (e)
+			e->value = value;
+		else
+			tbl_insert(s, ne);
+		pthread_mutex_unlock(&s->lock);
+	} else {
+		ent_free(ne);
+	}
+	writer_leave(s);
 	return r;
 }
 
@@ -714,40 +720,40 @@ int sizeidx_remove(struct sizeidx *s, const char *key)
 	if (r)
 		return r;
 	pthread_mutex_lock(&s->lock);
-	if (!tbl_get(s, key, len)) {
-		r = -ENOENT;
-	} else {
-		r = append_locked(s, key, len, 0, 1);
-		if (r == 0) {
-			tbl_del(s, key, len);
-			maybe_compact_locked(s);
-		}
-	}
+	writer_enter_locked(s);
+	int present = tbl_get(s, key, len) != NULL;
 	pthread_mutex_unlock(&s->lock);
+	r = present ? append(s, key, len, 0, 1) : -ENOENT;
+	if (r == 0) {
+		pthread_mutex_lock(&s->lock);
+		tbl_del(s, key, len);
+		pthread_mutex_unlock(&s->lock);
+	}
+	writer_leave(s);
 	return r;
 }
 
 int sizeidx_sync(struct sizeidx *s)
 {
-	pthread_mutex_lock(&s->lock);
+	writer_enter(s);
 	int r = fdatasync(s->fd) == 0 ? 0 : -errno;
 	s->last_sync_ms = now_ms();
-	pthread_mutex_unlock(&s->lock);
+	writer_leave(s);
 	return r;
 }
 
 int sizeidx_compact(struct sizeidx *s)
 {
-	pthread_mutex_lock(&s->lock);
-	int r = compact_locked(s);
-	pthread_mutex_unlock(&s->lock);
+	writer_enter(s);
+	int r = compact(s);
+	writer_leave(s); /* never compacts again: done, or backed off after a failure */
 	return r;
 }
 
 void sizeidx_stats(struct sizeidx *s, struct sizeidx_stats *st)
 {
 	pthread_mutex_lock(&s->lock);
-	st->live = s->live;
+	st->live = live(s);
 	st->records = s->records;
 	st->compactions = s->compactions;
 	st->file_bytes = s->file_bytes;

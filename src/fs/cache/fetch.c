@@ -1,11 +1,16 @@
 /*
  * fetch: batched, deduplicated fragment downloads into the disk cache (see fetch.h).
  *
- * State: one mutex guards the in-flight table (a hash of entries keyed by cache key, each with a
- * state and an errno) and the per-stream counters of running batches; one condition variable is
- * broadcast whenever an entry or a slot changes. Entries exist only while a fragment is on the
- * way or just failed (a failed entry is removed by the first waiter that reads it, so a later
- * open retries the download).
+ * In flight: a util/sflight keyed by cache key holds one call per fragment on the way. The batch
+ * worker that downloads a fragment leads its call and finishes it (errno only; the bytes are in
+ * the cache) once the fragment is committed or has failed; readers of that fragment wait on the
+ * call and share the outcome. A call disappears when finished, so a later open after a failure
+ * downloads again. A reader that finds no call leads one for its fragment, hands it to a new batch
+ * (with as many read-ahead fragments as it can lead) and waits for it like the others.
+ *
+ * Slots: one mutex guards the per-stream counts of running batches (util/hashmap by stream name)
+ * and the count of workers; its condition variable is broadcast when a batch ends. No lock is
+ * held across a download or a cache write.
  *
  * A batch's worker: waits for a stream slot, calls GetMediaForFragmentList, and splits the body:
  * each chunk is appended to `pending` (the bytes of the fragment being received) and pushed into
@@ -24,33 +29,24 @@
 #include "kvsfs/awserr.h"
 #include "kvsfs/buf.h"
 #include "kvsfs/fcache.h"
+#include "kvsfs/hashmap.h"
 #include "kvsfs/kvs.h"
 #include "kvsfs/log.h"
 #include "kvsfs/mkv.h"
-
-enum { ST_PENDING, ST_DONE, ST_FAILED };
-
-struct flight {
-	char *key;
-	int state;
-	int err;
-	struct flight *link;
-};
+#include "kvsfs/sflight.h"
 
 struct stream_slots {
-	char *stream;
+	struct hashmap_node node;
 	int running;
-	struct stream_slots *link;
+	char stream[];
 };
-
-#define FLIGHT_BUCKETS 1024 /* in flight at once: a few read-ahead windows (<= 256 each) */
 
 struct fetcher {
 	struct fetch_opts o;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct flight *flights[FLIGHT_BUCKETS];
-	struct stream_slots *slots;
+	struct sflight *flights;    /* fragments on the way, by cache key */
+	pthread_mutex_t lock;       /* slots, workers */
+	pthread_cond_t cond;        /* a batch ended */
+	struct hashmap slots;       /* struct stream_slots by stream name */
 	int workers;
 };
 
@@ -59,6 +55,7 @@ struct batch {
 	char *stream;
 	size_t n;
 	char **numbers;
+	struct sflight_call **calls; /* the flight of each fragment, until finished */
 	int *committed;
 	/* split state */
 	struct buf pending;
@@ -73,62 +70,18 @@ char *fetch_key(const char *stream, const char *number, char *out, size_t n)
 	return out;
 }
 
-static size_t flight_bucket(const char *key)
+/* Finishes the flight of fragment idx with err (0 or a positive errno) and wakes its readers. */
+static void batch_finish(struct batch *b, size_t idx, int err)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-		h = (h ^ *p) * 1099511628211ULL;
-	return (size_t)(h % FLIGHT_BUCKETS);
-}
-
-static struct flight *flight_find(struct fetcher *f, const char *key)
-{
-	for (struct flight *e = f->flights[flight_bucket(key)]; e; e = e->link)
-		if (strcmp(e->key, key) == 0)
-			return e;
-	return NULL;
-}
-
-static void flight_insert(struct fetcher *f, struct flight *e)
-{
-	size_t b = flight_bucket(e->key);
-	e->link = f->flights[b];
-	f->flights[b] = e;
-}
-
-static void flight_remove(struct fetcher *f, struct flight *x)
-{
-	for (struct flight **pp = &f->flights[flight_bucket(x->key)]; *pp; pp = &(*pp)->link) {
-		if (*pp == x) {
-			*pp = x->link;
-			free(x->key);
-			free(x);
-			return;
-		}
-	}
-}
-
-/* Marks the flight of (stream, number) done or failed and wakes waiters. */
-static void flight_finish(struct fetcher *f, const char *stream, const char *number, int err)
-{
-	char key[FCACHE_KEY_MAX];
-	fetch_key(stream, number, key, sizeof(key));
-	pthread_mutex_lock(&f->lock);
-	struct flight *e = flight_find(f, key);
-	if (e && e->state == ST_PENDING) {
-		if (err) {
-			e->state = ST_FAILED;
-			e->err = err;
-		} else {
-			flight_remove(f, e);
-		}
-	}
-	pthread_cond_broadcast(&f->cond);
-	pthread_mutex_unlock(&f->lock);
+	if (!b->calls[idx])
+		return;
+	sflight_finish(b->f->flights, b->calls[idx], &(struct sflight_result){ .err = -err }, 0);
+	b->calls[idx] = NULL;
 }
 
 int fetch_new(const struct fetch_opts *opts, struct fetcher **out)
 {
+	*out = NULL;
 	struct fetcher *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
@@ -141,6 +94,11 @@ int fetch_new(const struct fetch_opts *opts, struct fetcher **out)
 		f->o.batch_bytes = 64ull << 20;
 	if (f->o.max_parallel <= 0)
 		f->o.max_parallel = 3;
+	if (sflight_new(NULL, &f->flights) != 0 || hashmap_init(&f->slots, 0) != 0) {
+		sflight_free(f->flights);
+		free(f);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
 	*out = f;
@@ -155,40 +113,45 @@ void fetch_free(struct fetcher *f)
 	while (f->workers > 0)
 		pthread_cond_wait(&f->cond, &f->lock);
 	pthread_mutex_unlock(&f->lock);
-	for (size_t b = 0; b < FLIGHT_BUCKETS; b++)
-		while (f->flights[b])
-			flight_remove(f, f->flights[b]);
-	while (f->slots) {
-		struct stream_slots *s = f->slots;
-		f->slots = s->link;
-		free(s->stream);
-		free(s);
-	}
+	sflight_free(f->flights);
+	struct hashmap_iter it;
+	hashmap_iter_init(&it, &f->slots);
+	for (struct hashmap_node *n; (n = hashmap_next(&it));)
+		free(hashmap_entry(n, struct stream_slots, node));
+	hashmap_destroy(&f->slots);
 	pthread_cond_destroy(&f->cond);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
 }
 
+static int slots_eq(const struct hashmap_node *n, const void *stream)
+{
+	return strcmp(hashmap_entry(n, struct stream_slots, node)->stream, stream) == 0;
+}
+
+/* Under f->lock: the slot counter of stream (made on first use), or NULL when out of memory. */
 static struct stream_slots *slots_of(struct fetcher *f, const char *stream)
 {
-	for (struct stream_slots *s = f->slots; s; s = s->link)
-		if (strcmp(s->stream, stream) == 0)
-			return s;
-	struct stream_slots *s = calloc(1, sizeof(*s));
-	if (!s || !(s->stream = strdup(stream))) {
-		free(s);
+	uint64_t h = hashmap_hash_str(stream);
+	struct hashmap_node *n = hashmap_find(&f->slots, h, slots_eq, stream);
+	if (n)
+		return hashmap_entry(n, struct stream_slots, node);
+	size_t len = strlen(stream);
+	struct stream_slots *s = calloc(1, sizeof(*s) + len + 1);
+	if (!s)
 		return NULL;
-	}
-	s->link = f->slots;
-	f->slots = s;
+	memcpy(s->stream, stream, len + 1);
+	hashmap_insert(&f->slots, &s->node, h);
 	return s;
 }
 
+/* Frees b; its flights must have been finished. */
 static void batch_free(struct batch *b)
 {
 	for (size_t i = 0; i < b->n; i++)
 		free(b->numbers[i]);
 	free(b->numbers);
+	free(b->calls);
 	free(b->committed);
 	free(b->stream);
 	buf_free(&b->pending);
@@ -240,12 +203,12 @@ static int on_fragment_end(void *opaque, const struct mkv_fragment *fr)
 		LOG_ERROR(f->o.log, "fetch", "%s fragment %s: KVS error fragment %s %s: %.200s", b->stream,
 			  b->numbers[idx], fr->error_code, fr->error_id, fr->error_message);
 		b->committed[idx] = -e;
-		flight_finish(f, b->stream, b->numbers[idx], e);
+		batch_finish(b, (size_t)idx, e);
 	} else if (!(fr->flags & MKV_FRAG_COMPLETE) || (fr->flags & (MKV_FRAG_TRUNCATED | MKV_FRAG_MALFORMED))) {
 		LOG_ERROR(f->o.log, "fetch", "%s fragment %s: incomplete or malformed media (%s)",
 			  b->stream, b->numbers[idx], fr->problem[0] ? fr->problem : "truncated");
 		b->committed[idx] = -EIO;
-		flight_finish(f, b->stream, b->numbers[idx], EIO);
+		batch_finish(b, (size_t)idx, EIO);
 	} else {
 		char key[FCACHE_KEY_MAX];
 		struct fcache_writer *w = NULL;
@@ -263,13 +226,13 @@ static int on_fragment_end(void *opaque, const struct mkv_fragment *fr)
 			LOG_ERROR(f->o.log, "fetch", "%s fragment %s: cannot store in the cache (%s)",
 				  b->stream, b->numbers[idx], strerror(-rc));
 			b->committed[idx] = rc;
-			flight_finish(f, b->stream, b->numbers[idx], -rc);
+			batch_finish(b, (size_t)idx, -rc);
 			rc = 0;
 		} else {
 			b->committed[idx] = 1;
 			if (f->o.learned)
 				f->o.learned(f->o.learned_arg, b->stream, b->numbers[idx], size);
-			flight_finish(f, b->stream, b->numbers[idx], 0);
+			batch_finish(b, (size_t)idx, 0);
 		}
 	}
 	/* drop the fragment's bytes */
@@ -352,7 +315,7 @@ static void *batch_worker(void *arg)
 			if (rc == 0)
 				LOG_ERROR(f->o.log, "fetch", "%s fragment %s missing from the "
 					  "GetMediaForFragmentList reply", b->stream, b->numbers[i]);
-			flight_finish(f, b->stream, b->numbers[i], e);
+			batch_finish(b, i, e);
 		}
 	}
 
@@ -366,79 +329,136 @@ static void *batch_worker(void *arg)
 	return NULL;
 }
 
-/*
- * Under f->lock: builds a batch from want (may be NULL) and items, registering in-flight entries
- * for those neither cached nor in flight, and starts its worker. Returns 0 (possibly without a
- * batch when nothing is needed) or a negative errno.
- */
-static int start_batch_locked(struct fetcher *f, const char *stream, const struct fetch_item *want,
-			      const struct fetch_item *items, size_t n_items)
+
+/* Allocates an empty batch of room fragments for stream. NULL when out of memory. */
+static struct batch *batch_new(struct fetcher *f, const char *stream, size_t room)
 {
 	struct batch *b = calloc(1, sizeof(*b));
-	size_t cap = (want ? 1 : 0) + n_items;
-	if (cap > (size_t)f->o.batch_max)
-		cap = (size_t)f->o.batch_max;
-	if (!b || cap == 0) {
-		free(b);
-		return b ? 0 : -ENOMEM;
-	}
+	if (!b)
+		return NULL;
 	b->f = f;
 	b->stream = strdup(stream);
-	b->numbers = calloc(cap, sizeof(*b->numbers));
-	b->committed = calloc(cap, sizeof(*b->committed));
-	if (!b->stream || !b->numbers || !b->committed) {
+	b->numbers = calloc(room, sizeof(*b->numbers));
+	b->calls = calloc(room, sizeof(*b->calls));
+	b->committed = calloc(room, sizeof(*b->committed));
+	if (!b->stream || !b->numbers || !b->calls || !b->committed) {
 		batch_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+/* Adds fragment number to b under call (led by the caller). Returns 0, or -ENOMEM after
+ * finishing call with that error. */
+static int batch_add(struct batch *b, const char *number, struct sflight_call *call)
+{
+	char *num = strdup(number);
+	if (!num) {
+		sflight_finish(b->f->flights, call, &(struct sflight_result){ .err = -ENOMEM }, 0);
 		return -ENOMEM;
 	}
+	b->numbers[b->n] = num;
+	b->calls[b->n++] = call;
+	return 0;
+}
+
+/* Leads the flight of key (checked to be neither in flight nor cached). Returns the call, or
+ * NULL when another batch took it meanwhile, it was just committed, or memory ran out (its
+ * reader then fetches it). */
+static struct sflight_call *lead_fresh(struct fetcher *f, const char *key)
+{
+	struct sflight_call *call;
+	if (sflight_lead(f->flights, key, &call) != 0)
+		return NULL;
+	if (fcache_contains(f->o.cache, key, NULL)) {
+		/* committed by a batch that finished between the check and the lead */
+		sflight_finish(f->flights, call, &(struct sflight_result){ 0 }, 0);
+		return NULL;
+	}
+	return call;
+}
+
+/* 1 when fragment key needs no download: in flight or cached. */
+static int needless(struct fetcher *f, const char *key)
+{
+	return sflight_busy(f->flights, key) || fcache_contains(f->o.cache, key, NULL);
+}
+
+/* Starts b's worker thread, or finishes all its flights with EAGAIN and frees it. */
+static int batch_start(struct batch *b)
+{
+	struct fetcher *f = b->f;
+	pthread_attr_t attr;
+	pthread_t tid;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_mutex_lock(&f->lock);
+	f->workers++;
+	pthread_mutex_unlock(&f->lock);
+	int rc = pthread_create(&tid, &attr, batch_worker, b);
+	pthread_attr_destroy(&attr);
+	if (rc == 0)
+		return 0;
+	pthread_mutex_lock(&f->lock);
+	f->workers--;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+	for (size_t i = 0; i < b->n; i++)
+		batch_finish(b, i, EAGAIN);
+	batch_free(b);
+	return -EAGAIN;
+}
+
+/*
+ * Builds a batch from want (may be NULL; then want_call is NULL, else the caller leads want's
+ * flight and the batch takes it over: it is finished on every path) and those of items that
+ * are neither cached nor in flight, within batch_max fragments and batch_bytes, and starts its
+ * worker. Returns 0 (possibly without a batch when nothing is needed) or a negative errno.
+ */
+static int start_batch(struct fetcher *f, const char *stream, const struct fetch_item *want,
+		       struct sflight_call *want_call, const struct fetch_item *items,
+		       size_t n_items)
+{
+	size_t total = (want ? 1 : 0) + n_items, cap = total;
+	if (cap > (size_t)f->o.batch_max)
+		cap = (size_t)f->o.batch_max;
+	struct batch *b = cap ? batch_new(f, stream, cap) : NULL;
+	if (!b) {
+		if (want_call)
+			sflight_finish(f->flights, want_call,
+				       &(struct sflight_result){ .err = cap ? -ENOMEM : 0 }, 0);
+		return cap ? -ENOMEM : 0;
+	}
 	uint64_t bytes = 0;
-	for (size_t i = 0; i < (want ? 1 : 0) + n_items && b->n < cap; i++) {
+	char key[FCACHE_KEY_MAX];
+	for (size_t i = 0; i < total && b->n < cap; i++) {
 		const struct fetch_item *it = (want && i == 0) ? want : &items[i - (want ? 1 : 0)];
-		char key[FCACHE_KEY_MAX];
-		fetch_key(stream, it->number, key, sizeof(key));
-		if (index_of(b, it->number) >= 0 || flight_find(f, key) ||
-		    fcache_contains(f->o.cache, key, NULL))
-			continue;
 		uint64_t sz = it->kvs_size > 0 ? (uint64_t)it->kvs_size : 0;
-		if (b->n > 0 && bytes + sz > f->o.batch_bytes)
-			break;
-		struct flight *e = calloc(1, sizeof(*e));
-		char *num = strdup(it->number);
-		if (!e || !num || !(e->key = strdup(key))) {
-			free(e);
-			free(num);
-			break;
+		struct sflight_call *call;
+		fetch_key(stream, it->number, key, sizeof(key));
+		if (want && i == 0) {
+			call = want_call;
+			if (fcache_contains(f->o.cache, key, NULL)) {
+				sflight_finish(f->flights, call, &(struct sflight_result){ 0 }, 0);
+				continue;
+			}
+		} else {
+			if (index_of(b, it->number) >= 0 || needless(f, key))
+				continue;
+			if (b->n > 0 && bytes + sz > f->o.batch_bytes)
+				break;
+			if (!(call = lead_fresh(f, key)))
+				continue;
 		}
-		e->state = ST_PENDING;
-		flight_insert(f, e);
-		b->numbers[b->n++] = num;
+		if (batch_add(b, it->number, call) != 0)
+			break;
 		bytes += sz;
 	}
 	if (b->n == 0) {
 		batch_free(b);
 		return 0;
 	}
-	pthread_attr_t attr;
-	pthread_t tid;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	f->workers++;
-	int rc = pthread_create(&tid, &attr, batch_worker, b);
-	pthread_attr_destroy(&attr);
-	if (rc) {
-		f->workers--;
-		for (size_t i = 0; i < b->n; i++) {
-			char key[FCACHE_KEY_MAX];
-			struct flight *e = flight_find(f, fetch_key(stream, b->numbers[i], key, sizeof(key)));
-			if (e) {
-				e->state = ST_FAILED;
-				e->err = EAGAIN;
-			}
-		}
-		pthread_cond_broadcast(&f->cond);
-		batch_free(b);
-		return -EAGAIN;
-	}
-	return 0;
+	return batch_start(b);
 }
 
 int fetch_fragment(struct fetcher *f, const char *stream, const struct fetch_item *want,
@@ -450,28 +470,22 @@ int fetch_fragment(struct fetcher *f, const char *stream, const struct fetch_ite
 	for (int round = 0; round < 3; round++) {
 		if (fcache_get(f->o.cache, key, fd, size, pin) == 0)
 			return 0;
-		pthread_mutex_lock(&f->lock);
-		struct flight *e = flight_find(f, key);
-		if (!e) {
-			int rc = start_batch_locked(f, stream, want, next, n_next);
-			if (rc) {
-				pthread_mutex_unlock(&f->lock);
+		struct sflight_call *call;
+		struct sflight_result res;
+		int rc = sflight_join(f->flights, key, &call, &res);
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			/* no one is fetching it: a new batch does, and this reader waits like others */
+			sflight_hold(f->flights, call);
+			rc = start_batch(f, stream, want, call, next, n_next);
+			sflight_wait(f->flights, call, &res);
+			if (rc)
 				return rc;
-			}
-			e = flight_find(f, key);
 		}
-		while (e && e->state == ST_PENDING) {
-			pthread_cond_wait(&f->cond, &f->lock);
-			e = flight_find(f, key);
-		}
-		if (e && e->state == ST_FAILED) {
-			int err = e->err;
-			flight_remove(f, e);
-			pthread_mutex_unlock(&f->lock);
-			return -err;
-		}
-		pthread_mutex_unlock(&f->lock);
-		/* done (entry removed): it is in the cache unless evicted at once; loop */
+		if (res.err)
+			return res.err;
+		/* done: it is in the cache unless evicted at once; loop */
 	}
 	LOG_ERROR(f->o.log, "fetch", "%s fragment %s: evicted from the cache as soon as stored "
 		  "(cache_size too small?)", stream, want->number);
@@ -481,16 +495,14 @@ int fetch_fragment(struct fetcher *f, const char *stream, const struct fetch_ite
 void fetch_prefetch(struct fetcher *f, const char *stream, const struct fetch_item *items,
 		    size_t n, size_t min_new)
 {
-	pthread_mutex_lock(&f->lock);
 	size_t fresh = 0;
 	for (size_t i = 0; i < n && fresh < min_new; i++) {
 		char key[FCACHE_KEY_MAX];
 		fetch_key(stream, items[i].number, key, sizeof(key));
-		if (!flight_find(f, key) && !fcache_contains(f->o.cache, key, NULL))
+		if (!needless(f, key))
 			fresh++;
 	}
 	/* the tail of a folder (fewer than min_new left) is fetched when opened */
 	if (fresh >= min_new || fresh == n)
-		start_batch_locked(f, stream, NULL, items, n);
-	pthread_mutex_unlock(&f->lock);
+		start_batch(f, stream, NULL, NULL, items, n);
 }
