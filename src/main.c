@@ -97,283 +97,302 @@ static int fail(struct log_ctx *lg, const char *fmt, ...)
 	return 1;
 }
 
-int main(int argc, char **argv)
-{
+/* Everything the process owns, created in order and freed in reverse by app_close(). */
+struct app {
 	struct kvsfs_options opts;
+	const char *prog;
 	char err[1024];
-	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-	int status = 1, rc;
+	FILE *log_fp;
+	struct daemon_ctx dm;
+	struct log_ctx lg;
+	struct awsconfig_files files;
+	struct awsconfig_settings settings;
+	struct creds_provider *creds;
+	struct http_client *http;
+	struct awsreq_ctx aws;            /* borrowed by the KVS and S3 clients: lives as long */
+	struct kvs_client *kvs;
+	char cache_dir[PATH_MAX];
+	struct fcache *cache;
+	struct sizeidx *sizes;
+	struct clips *clips;
+	struct s3_client *s3;
+	struct export *export;
+	struct vfs *vfs;
+	struct fuse_ops_ctx *fops;
+	struct fuse_session *se;
+	struct fuse_args fargs;
+	int mounted, handlers;
+};
 
-	if (options_parse(argc, argv, &opts, err, sizeof(err)) != 0) {
-		fprintf(stderr, "kvsfs: %s\n", err);
+/* Options, help and version, absolute paths, the log file, then the fork (nothing else exists
+ * yet). Returns -1 to go on, else the exit status. */
+static int app_start(struct app *a, int argc, char **argv)
+{
+	struct kvsfs_options *o = &a->opts;
+	int rc;
+	a->prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	if (options_parse(argc, argv, o, a->err, sizeof(a->err)) != 0) {
+		fprintf(stderr, "kvsfs: %s\n", a->err);
 		return 2;
 	}
-	if (opts.show_help) {
-		options_print_help(prog);
-		options_free(&opts);
+	if (o->show_help || o->show_version) {
+		if (o->show_help)
+			options_print_help(a->prog);
+		else
+			printf("kvsfs %s (libfuse %s, libcurl %s)\n", KVSFS_VERSION, fuse_pkgversion(),
+			       curl_version_info(CURLVERSION_NOW)->version);
 		return 0;
 	}
-	if (opts.show_version) {
-		printf("kvsfs %s (libfuse %s, libcurl %s)\n", KVSFS_VERSION, fuse_pkgversion(),
-		       curl_version_info(CURLVERSION_NOW)->version);
-		options_free(&opts);
-		return 0;
-	}
-	if (!opts.mountpoint) {
+	if (!o->mountpoint) {
 		fprintf(stderr, "kvsfs: no mount point given (see kvsfs --help)\n");
-		options_free(&opts);
 		return 2;
 	}
-
 	/* the daemon works in "/": paths given relative to the caller's folder are made absolute */
-	if (absolutize(&opts.cache_dir) || absolutize(&opts.log_file) || absolutize(&opts.mountpoint)) {
+	if (absolutize(&o->cache_dir) || absolutize(&o->log_file) || absolutize(&o->mountpoint)) {
 		fprintf(stderr, "kvsfs: out of memory\n");
-		options_free(&opts);
 		return 1;
 	}
-	FILE *log_fp = NULL;
-	if (opts.log_file) {
-		log_fp = fopen(opts.log_file, "ae");
-		if (!log_fp) {
-			fprintf(stderr, "kvsfs: cannot open the log file %s: %s\n", opts.log_file,
+	if (o->log_file) {
+		a->log_fp = fopen(o->log_file, "ae");
+		if (!a->log_fp) {
+			fprintf(stderr, "kvsfs: cannot open the log file %s: %s\n", o->log_file,
 				strerror(errno));
-			options_free(&opts);
 			return 1;
 		}
-		setvbuf(log_fp, NULL, _IOLBF, 0);
+		setvbuf(a->log_fp, NULL, _IOLBF, 0);
 	}
 	/* fork before anything else exists (see the top of this file) */
-	struct daemon_ctx dm = { .fd = -1 };
-	if (!opts.foreground && (rc = daemon_start(&dm)) != 0) {
+	a->dm.fd = -1;
+	if (!o->foreground && (rc = daemon_start(&a->dm)) != 0) {
 		fprintf(stderr, "kvsfs: cannot detach into the background: %s\n", strerror(-rc));
-		if (log_fp)
-			fclose(log_fp);
-		options_free(&opts);
 		return 1;
 	}
+	return -1;
+}
 
-	struct log_ctx lg;
-	log_init(&lg, opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, log_fp ? log_fp : stderr);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-
-	struct awsconfig_files files = { 0 };
-	struct awsconfig_settings settings = { 0 };
-	struct creds_provider *creds = NULL;
-	struct http_client *http = NULL;
-	struct kvs_client *kvs = NULL;
-	struct fcache *cache = NULL;
-	struct sizeidx *sizes = NULL;
-	struct clips *clips = NULL;
-	struct s3_client *s3 = NULL;
-	struct export *export = NULL;
-	struct vfs *vfs = NULL;
-	struct fuse_ops_ctx *fops = NULL;
-	struct fuse_session *se = NULL;
-	struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
-	int mounted = 0, handlers = 0;
-
-	if (opts.no_verify_ssl)
-		LOG_WARN(&lg, "main", "TLS certificate verification is off (no_verify_ssl): use it only "
-			 "with local test servers");
-	if (awsconfig_files_load(&files, opts.profile, NULL, &lg, err, sizeof(err)) ||
-	    awsconfig_resolve(&settings, &files, opts.region, opts.endpoint, opts.s3_endpoint, NULL,
-			      err, sizeof(err))) {
-		fail(&lg, "%s", err);
-		goto out;
-	}
-	struct creds_options co = { .profile = opts.profile, .ca_file = opts.ca_file,
-				    .no_verify_ssl = opts.no_verify_ssl };
-	if (creds_provider_new(&creds, &co, &files, &lg, err, sizeof(err))) {
-		fail(&lg, "%s", err);
-		goto out;
-	}
+/* AWS config, credentials, HTTP, the KVS client. Returns 0 or 1 (reported). */
+static int app_clients(struct app *a)
+{
+	struct kvsfs_options *o = &a->opts;
+	if (o->no_verify_ssl)
+		LOG_WARN(&a->lg, "main", "TLS certificate verification is off (no_verify_ssl): use it "
+			 "only with local test servers");
+	if (awsconfig_files_load(&a->files, o->profile, NULL, &a->lg, a->err, sizeof(a->err)) ||
+	    awsconfig_resolve(&a->settings, &a->files, o->region, o->endpoint, o->s3_endpoint, NULL,
+			      a->err, sizeof(a->err)))
+		return fail(&a->lg, "%s", a->err);
+	struct creds_options co = { .profile = o->profile, .ca_file = o->ca_file,
+				    .no_verify_ssl = o->no_verify_ssl };
+	if (creds_provider_new(&a->creds, &co, &a->files, &a->lg, a->err, sizeof(a->err)))
+		return fail(&a->lg, "%s", a->err);
 	struct http_client_opts ho;
 	http_client_opts_init(&ho);
-	ho.log = &lg;
-	ho.ca_file = opts.ca_file;
-	ho.no_verify_ssl = opts.no_verify_ssl;
+	ho.log = &a->lg;
+	ho.ca_file = o->ca_file;
+	ho.no_verify_ssl = o->no_verify_ssl;
 	/* throttling by KVS clears within seconds: retry long enough that a busy stream never
 	 * surfaces as an error, but give up within a minute */
 	ho.retry.max_attempts = 12;
 	ho.retry.base_delay_ms = 200;
 	ho.retry.max_delay_ms = 5000;
-	ho.retry.max_total_ms = opts.max_retry_time > 0 ? (unsigned)opts.max_retry_time * 1000 : 60000;
-	rc = http_client_new(&ho, &http);
-	if (rc) {
-		fail(&lg, "cannot set up HTTPS (%s); check ca_file", strerror(-rc));
-		goto out;
-	}
-	struct awsreq_ctx aws = { .http = http, .creds = creds, .log = &lg };
-	snprintf(aws.region, sizeof(aws.region), "%s", settings.region);
-	struct kvs_client_opts ko = { .aws = &aws, .control_endpoint = settings.kvs_endpoint };
-	if (kvs_client_new(&ko, &kvs)) {
-		fail(&lg, "%s", "out of memory");
-		goto out;
-	}
+	ho.retry.max_total_ms = o->max_retry_time > 0 ? (unsigned)o->max_retry_time * 1000 : 60000;
+	int rc = http_client_new(&ho, &a->http);
+	if (rc)
+		return fail(&a->lg, "cannot set up HTTPS (%s); check ca_file", strerror(-rc));
+	a->aws = (struct awsreq_ctx){ .http = a->http, .creds = a->creds, .log = &a->lg };
+	snprintf(a->aws.region, sizeof(a->aws.region), "%s", a->settings.region);
+	struct kvs_client_opts ko = { .aws = &a->aws, .control_endpoint = a->settings.kvs_endpoint };
+	if (kvs_client_new(&ko, &a->kvs))
+		return fail(&a->lg, "%s", "out of memory");
+	return 0;
+}
 
-	char cache_dir[PATH_MAX], media_dir[PATH_MAX + 16];
-	if (opts.cache_dir)
-		snprintf(cache_dir, sizeof(cache_dir), "%s", opts.cache_dir);
-	else if (default_cache_dir(cache_dir, sizeof(cache_dir))) {
-		fail(&lg, "%s", "no cache folder: set HOME or give -o cache_dir=DIR");
-		goto out;
-	}
-	snprintf(media_dir, sizeof(media_dir), "%s/media", cache_dir);
-	struct fcache_opts fco = { .dir = media_dir, .log = &lg,
-				   .max_bytes = opts.cache_size ? opts.cache_size : DEFAULT_CACHE_SIZE };
-	if (fcache_open(&fco, &cache, err, sizeof(err))) {
-		fail(&lg, "%s", err);
-		goto out;
-	}
-	struct sizeidx_opts so = { .dir = cache_dir, .log = &lg, .sync_ms = 1000 };
-	if (sizeidx_open(&so, &sizes, err, sizeof(err))) {
-		fail(&lg, "%s", err);
-		goto out;
-	}
+/* The cache folder: media cache and size index. Returns 0 or 1 (reported). */
+static int app_caches(struct app *a)
+{
+	struct kvsfs_options *o = &a->opts;
+	char media_dir[PATH_MAX + 16];
+	if (o->cache_dir)
+		snprintf(a->cache_dir, sizeof(a->cache_dir), "%s", o->cache_dir);
+	else if (default_cache_dir(a->cache_dir, sizeof(a->cache_dir)))
+		return fail(&a->lg, "%s", "no cache folder: set HOME or give -o cache_dir=DIR");
+	snprintf(media_dir, sizeof(media_dir), "%s/media", a->cache_dir);
+	struct fcache_opts fco = { .dir = media_dir, .log = &a->lg,
+				   .max_bytes = o->cache_size ? o->cache_size : DEFAULT_CACHE_SIZE };
+	if (fcache_open(&fco, &a->cache, a->err, sizeof(a->err)))
+		return fail(&a->lg, "%s", a->err);
+	struct sizeidx_opts so = { .dir = a->cache_dir, .log = &a->lg, .sync_ms = 1000 };
+	if (sizeidx_open(&so, &a->sizes, a->err, sizeof(a->err)))
+		return fail(&a->lg, "%s", a->err);
+	return 0;
+}
 
-	if (opts.export_bucket) {
-		char staging[PATH_MAX + 16];
-		snprintf(staging, sizeof(staging), "%s/staging", cache_dir);
-		if (mkdir(staging, 0700) != 0 && errno != EEXIST) {
-			fail(&lg, "cannot create the staging folder %s: %s", staging, strerror(errno));
-			goto out;
-		}
-		struct s3_client_opts s3o = { .aws = &aws, .endpoint = settings.s3_endpoint,
-					      .bucket = opts.export_bucket,
-					      .path_style = opts.s3_path_style };
-		if (s3_client_new(&s3o, &s3)) {
-			fail(&lg, "%s", "cannot set up the S3 client");
-			goto out;
-		}
-		struct export_opts eo = {
-			.s3 = s3,
-			.prefix = opts.export_prefix,
-			.staging_dir = staging,
-			.staging_max_bytes = opts.cache_size ? opts.cache_size : DEFAULT_CACHE_SIZE,
-			.uid = opts.uid >= 0 ? (uid_t)opts.uid : getuid(),
-			.gid = opts.gid >= 0 ? (gid_t)opts.gid : getgid(),
-			.umask = opts.umask >= 0 ? (mode_t)opts.umask : 022,
-			.log = &lg,
-		};
-		if (export_open(&eo, &export, err, sizeof(err))) {
-			fail(&lg, "%s", err);
-			goto out;
-		}
-	}
-	struct clips_opts clo = { .kvs = kvs, .cache = cache, .log = &lg,
-				  .ts = opts.timestamps_server ? KVS_TS_SERVER : KVS_TS_PRODUCER };
-	if (clips_new(&clo, &clips)) {
-		fail(&lg, "%s", "out of memory");
-		goto out;
-	}
+/* export/ when export= is given: the S3 client and the export core (its upload workers start
+ * here, after the fork). Returns 0 or 1 (reported). */
+static int app_export(struct app *a)
+{
+	struct kvsfs_options *o = &a->opts;
+	if (!o->export_bucket)
+		return 0;
+	char staging[PATH_MAX + 16];
+	snprintf(staging, sizeof(staging), "%s/staging", a->cache_dir);
+	if (mkdir(staging, 0700) != 0 && errno != EEXIST)
+		return fail(&a->lg, "cannot create the staging folder %s: %s", staging,
+			    strerror(errno));
+	struct s3_client_opts s3o = { .aws = &a->aws, .endpoint = a->settings.s3_endpoint,
+				      .bucket = o->export_bucket, .path_style = o->s3_path_style };
+	if (s3_client_new(&s3o, &a->s3))
+		return fail(&a->lg, "%s", "cannot set up the S3 client");
+	struct export_opts eo = {
+		.s3 = a->s3,
+		.prefix = o->export_prefix,
+		.staging_dir = staging,
+		.staging_max_bytes = o->cache_size ? o->cache_size : DEFAULT_CACHE_SIZE,
+		.uid = o->uid >= 0 ? (uid_t)o->uid : getuid(),
+		.gid = o->gid >= 0 ? (gid_t)o->gid : getgid(),
+		.umask = o->umask >= 0 ? (mode_t)o->umask : 022,
+		.log = &a->lg,
+	};
+	if (export_open(&eo, &a->export, a->err, sizeof(a->err)))
+		return fail(&a->lg, "%s", a->err);
+	return 0;
+}
+
+/* Clips, the vfs and the adapter it serves; checks that KVS answers. Returns 0 or 1. */
+static int app_tree(struct app *a)
+{
+	struct kvsfs_options *o = &a->opts;
+	struct clips_opts clo = { .kvs = a->kvs, .cache = a->cache, .log = &a->lg,
+				  .ts = o->timestamps_server ? KVS_TS_SERVER : KVS_TS_PRODUCER };
+	if (clips_new(&clo, &a->clips))
+		return fail(&a->lg, "%s", "out of memory");
 	struct vfs_config vc = {
-		.kvs = kvs,
-		.cache = cache,
-		.sizes = sizes,
-		.clips = clips,
-		.export = export,
-		.export_dir = opts.export_dir ? opts.export_dir : "export",
-		.log = &lg,
-		.streams = opts.streams,
-		.stream_prefix = opts.stream_prefix,
-		.ts = opts.timestamps_server ? KVS_TS_SERVER : KVS_TS_PRODUCER,
-		.meta_ttl_s = opts.meta_ttl >= 0 ? opts.meta_ttl : 5,
-		.hls_expires_s = opts.hls_expires ? opts.hls_expires : 3600,
-		.uid = opts.uid >= 0 ? (uid_t)opts.uid : getuid(),
-		.gid = opts.gid >= 0 ? (gid_t)opts.gid : getgid(),
-		.umask = opts.umask >= 0 ? (mode_t)opts.umask : 022,
-		.live_public = opts.live_public,
-		.readahead = opts.readahead,
+		.kvs = a->kvs,
+		.cache = a->cache,
+		.sizes = a->sizes,
+		.clips = a->clips,
+		.export = a->export,
+		.export_dir = o->export_dir ? o->export_dir : "export",
+		.log = &a->lg,
+		.streams = o->streams,
+		.stream_prefix = o->stream_prefix,
+		.ts = o->timestamps_server ? KVS_TS_SERVER : KVS_TS_PRODUCER,
+		.meta_ttl_s = o->meta_ttl > 0 ? o->meta_ttl : o->meta_ttl == 0 ? 1 : 5,
+		.hls_expires_s = o->hls_expires ? o->hls_expires : 3600,
+		.uid = o->uid >= 0 ? (uid_t)o->uid : getuid(),
+		.gid = o->gid >= 0 ? (gid_t)o->gid : getgid(),
+		.umask = o->umask >= 0 ? (mode_t)o->umask : 022,
+		.live_public = o->live_public,
+		.readahead = o->readahead,
 		.invalidate = fuse_ops_invalidate,
 		.invalidate_now = fuse_ops_invalidate_now,
 	};
-	if (vc.meta_ttl_s == 0)
-		vc.meta_ttl_s = 1;
 	/* the adapter is the target of the vfs's kernel invalidations, the vfs serves the adapter */
-	fops = fuse_ops_new(&lg);
-	if (!fops) {
-		fail(&lg, "%s", "out of memory");
-		goto out;
-	}
-	vc.invalidate_arg = fops;
-	if (vfs_new(&vc, &vfs, err, sizeof(err))) {
-		fail(&lg, "%s", err);
-		goto out;
-	}
-	fuse_ops_set_vfs(fops, vfs);
-	if (vfs_check(vfs, err, sizeof(err))) {
-		fail(&lg, "%s", err);
-		goto out;
-	}
+	a->fops = fuse_ops_new(&a->lg);
+	if (!a->fops)
+		return fail(&a->lg, "%s", "out of memory");
+	vc.invalidate_arg = a->fops;
+	if (vfs_new(&vc, &a->vfs, a->err, sizeof(a->err)))
+		return fail(&a->lg, "%s", a->err);
+	fuse_ops_set_vfs(a->fops, a->vfs);
+	if (vfs_check(a->vfs, a->err, sizeof(a->err)))
+		return fail(&a->lg, "%s", a->err);
+	return 0;
+}
 
+/* The FUSE session: mounted, signal handlers, the invalidation thread. Returns 0 or 1. */
+static int app_mount(struct app *a)
+{
+	struct kvsfs_options *o = &a->opts;
 	/* FUSE arguments: only what kvsfs decides, never user text (nothing secret either) */
-	fuse_opt_add_arg(&fargs, prog);
-	fuse_opt_add_arg(&fargs, "-o");
-	fuse_opt_add_arg(&fargs, opts.allow_other ? "fsname=kvsfs,subtype=kvsfs,default_permissions,allow_other"
-						  : "fsname=kvsfs,subtype=kvsfs,default_permissions");
-	if (opts.read_only)
-		fuse_opt_add_arg(&fargs, "-oro");
-	if (opts.debug)
-		fuse_opt_add_arg(&fargs, "-odebug");
-	se = fuse_session_new(&fargs, fuse_ops_table(), sizeof(struct fuse_lowlevel_ops), fops);
-	if (!se) {
-		fail(&lg, "%s", "cannot create the FUSE session");
-		goto out;
+	fuse_opt_add_arg(&a->fargs, a->prog);
+	fuse_opt_add_arg(&a->fargs, "-o");
+	fuse_opt_add_arg(&a->fargs, o->allow_other
+			 ? "fsname=kvsfs,subtype=kvsfs,default_permissions,allow_other"
+			 : "fsname=kvsfs,subtype=kvsfs,default_permissions");
+	if (o->read_only)
+		fuse_opt_add_arg(&a->fargs, "-oro");
+	if (o->debug)
+		fuse_opt_add_arg(&a->fargs, "-odebug");
+	a->se = fuse_session_new(&a->fargs, fuse_ops_table(), sizeof(struct fuse_lowlevel_ops),
+				 a->fops);
+	if (!a->se)
+		return fail(&a->lg, "%s", "cannot create the FUSE session");
+	if (fuse_set_signal_handlers(a->se) != 0)
+		return fail(&a->lg, "%s", "cannot install signal handlers");
+	a->handlers = 1;
+	if (fuse_session_mount(a->se, o->mountpoint) != 0)
+		return fail(&a->lg, "cannot mount on %s (is it an existing, empty folder you may use, "
+			    "and is /dev/fuse available?)", o->mountpoint);
+	a->mounted = 1;
+	if (fuse_ops_start(a->fops, a->se))
+		return fail(&a->lg, "%s", "cannot start the invalidation thread");
+	return 0;
+}
+
+/* Frees everything app_* made, in reverse order (NULLs are skipped by each free). */
+static void app_close(struct app *a)
+{
+	if (a->se) {
+		if (a->mounted)
+			fuse_session_unmount(a->se);
+		if (a->handlers)
+			fuse_remove_signal_handlers(a->se);
+		fuse_session_destroy(a->se);
 	}
-	if (fuse_set_signal_handlers(se) != 0) {
-		fail(&lg, "%s", "cannot install signal handlers");
-		goto out;
+	fuse_opt_free_args(&a->fargs);
+	fuse_ops_free(a->fops);
+	vfs_free(a->vfs);
+	export_close(a->export);
+	s3_client_free(a->s3);
+	clips_free(a->clips);
+	sizeidx_close(a->sizes);
+	fcache_close(a->cache);
+	kvs_client_free(a->kvs);
+	http_client_free(a->http);
+	creds_provider_free(a->creds);
+	awsconfig_settings_free(&a->settings);
+	awsconfig_files_free(&a->files);
+}
+
+int main(int argc, char **argv)
+{
+	struct app app;
+	memset(&app, 0, sizeof(app)); /* every pointer NULL: app_close() frees what exists */
+	struct app *a = &app;
+	a->fargs = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
+	int status = app_start(a, argc, argv);
+	if (status >= 0) {
+		if (a->log_fp)
+			fclose(a->log_fp);
+		options_free(&a->opts);
+		return status;
 	}
-	handlers = 1;
-	if (fuse_session_mount(se, opts.mountpoint) != 0) {
-		fail(&lg, "cannot mount on %s (is it an existing, empty folder you may use, and is "
-		     "/dev/fuse available?)", opts.mountpoint);
-		goto out;
+	status = 1;
+	log_init(&a->lg, a->opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
+		 a->log_fp ? a->log_fp : stderr);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (!app_clients(a) && !app_caches(a) && !app_export(a) && !app_tree(a) && !app_mount(a)) {
+		LOG_INFO(&a->lg, "main", "mounted Kinesis Video Streams of %s on %s (%s)",
+			 a->settings.region, a->opts.mountpoint, creds_provider_describe(a->creds));
+		if (a->dm.fd >= 0) {
+			if (!a->log_fp)
+				log_use_syslog(&a->lg);
+			daemon_ready(&a->dm, 0, a->log_fp ? fileno(a->log_fp) : -1);
+		}
+		struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 16 };
+		int rc = fuse_session_loop_mt(a->se, &lc);
+		/* libfuse's signal handler leaves the signal number as the loop's result */
+		status = (rc == 0 || rc == SIGINT || rc == SIGTERM || rc == SIGHUP) ? 0 : 1;
+		LOG_INFO(&a->lg, "main", "unmounting %s", a->opts.mountpoint);
 	}
-	mounted = 1;
-	if (fuse_ops_start(fops, se)) {
-		fail(&lg, "%s", "cannot start the invalidation thread");
-		goto out;
-	}
-	LOG_INFO(&lg, "main", "mounted Kinesis Video Streams of %s on %s (%s)", settings.region,
-		 opts.mountpoint, creds_provider_describe(creds));
-	if (dm.fd >= 0) {
-		if (!log_fp)
-			log_use_syslog(&lg);
-		daemon_ready(&dm, 0, log_fp ? fileno(log_fp) : -1);
-	}
-	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 16 };
-	rc = fuse_session_loop_mt(se, &lc);
-	/* libfuse's signal handler leaves the signal number as the loop's result */
-	status = (rc == 0 || rc == SIGINT || rc == SIGTERM || rc == SIGHUP) ? 0 : 1;
-	LOG_INFO(&lg, "main", "unmounting %s", opts.mountpoint);
-out:
-	if (se) {
-		if (mounted)
-			fuse_session_unmount(se);
-		if (handlers)
-			fuse_remove_signal_handlers(se);
-		fuse_session_destroy(se);
-	}
-	fuse_opt_free_args(&fargs);
-	fuse_ops_free(fops);
-	vfs_free(vfs);
-	export_close(export);
-	s3_client_free(s3);
-	clips_free(clips);
-	sizeidx_close(sizes);
-	fcache_close(cache);
-	kvs_client_free(kvs);
-	http_client_free(http);
-	creds_provider_free(creds);
-	awsconfig_settings_free(&settings);
-	awsconfig_files_free(&files);
-	options_free(&opts);
+	app_close(a);
+	options_free(&a->opts);
 	curl_global_cleanup();
-	LOG_DEBUG(&lg, "main", "exiting with status %d", status);
-	log_destroy(&lg);
-	if (log_fp)
-		fclose(log_fp);
+	LOG_DEBUG(&a->lg, "main", "exiting with status %d", status);
+	log_destroy(&a->lg);
+	if (a->log_fp)
+		fclose(a->log_fp);
 	/* a failure before daemon_ready: the parent takes this exit status (the sentence is on
 	 * stderr already) */
 	return status;

@@ -213,6 +213,85 @@ static int parse_size(struct parse_state *st, const char *arg, unsigned long lon
 	return 0;
 }
 
+/* The options without a value that only set a flag (-h, -V, -f, -d, debug, ro, and the fstab
+ * options that are dropped). */
+static void on_flag(struct kvsfs_options *o, int key)
+{
+	switch (key) {
+	case KEY_HELP:
+		o->show_help = 1;
+		break;
+	case KEY_VERSION:
+		o->show_version = 1;
+		break;
+	case KEY_FOREGROUND:
+		o->foreground = 1;
+		break;
+	case KEY_DEBUG_FG:
+		o->foreground = 1;
+		/* fall through */
+	case KEY_DEBUG:
+		/* -o debug alone keeps the daemon in the background (an fstab line with debug must
+		 * not hang mount(8)); its lines go to log_file= or syslog */
+		o->debug = 1;
+		break;
+	case KEY_DROP:
+		break;
+	case KEY_RO:
+		o->read_only = 1;
+		break;
+	default:
+		break;
+	}
+}
+
+/* The export options (export=, export_dir=, s3_endpoint=, s3_path_style). */
+static int on_export_option(struct parse_state *st, const char *arg, int key)
+{
+	struct kvsfs_options *o = st->opts;
+	switch (key) {
+	case KEY_EXPORT: {
+		const char *u = strchr(arg, '=') + 1;
+		if (strncmp(u, "s3://", 5) != 0 || !u[5] || u[5] == '/')
+			return fail(st, "export must be s3://BUCKET or s3://BUCKET/PREFIX");
+		const char *b = u + 5, *slash = strchr(b, '/');
+		size_t bl = slash ? (size_t)(slash - b) : strlen(b);
+		for (size_t i = 0; i < bl; i++)
+			if (!((b[i] >= 'a' && b[i] <= 'z') || (b[i] >= '0' && b[i] <= '9') || b[i] == '-' ||
+			      b[i] == '.'))
+				return fail(st, "'%.*s' is not a valid S3 bucket name", (int)bl, b);
+		if (bl < 3 || bl > 63)
+			return fail(st, "'%.*s' is not a valid S3 bucket name", (int)bl, b);
+		free(o->export_bucket);
+		free(o->export_prefix);
+		o->export_bucket = strndup(b, bl);
+		const char *pfx = slash ? slash + 1 : "";
+		size_t pl = strlen(pfx);
+		while (pl > 0 && pfx[pl - 1] == '/')
+			pl--;
+		o->export_prefix = strndup(pfx, pl);
+		return o->export_bucket && o->export_prefix ? 0 : fail(st, "out of memory");
+	}
+	case KEY_EXPORT_DIR:
+		if (set_value(st, &o->export_dir, arg))
+			return -1;
+		if (strchr(o->export_dir, '/') || !strcmp(o->export_dir, ".") || !strcmp(o->export_dir, ".."))
+			return fail(st, "export_dir must be a plain name");
+		return 0;
+	case KEY_S3_ENDPOINT:
+		if (set_value(st, &o->s3_endpoint, arg))
+			return -1;
+		if (!valid_url(o->s3_endpoint))
+			return fail(st, "s3_endpoint must be an http:// or https:// URL");
+		return 0;
+	case KEY_S3_PATH_STYLE:
+		o->s3_path_style = 1;
+		return 0;
+	default:
+		return fail(st, "unknown option '%s' (see kvsfs --help)", arg);
+	}
+}
+
 static int on_option(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	struct parse_state *st = data;
@@ -223,26 +302,13 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 	long x;
 	switch (key) {
 	case KEY_HELP:
-		o->show_help = 1;
-		return 0;
 	case KEY_VERSION:
-		o->show_version = 1;
-		return 0;
 	case KEY_FOREGROUND:
-		o->foreground = 1;
-		return 0;
 	case KEY_DEBUG_FG:
-		o->foreground = 1;
-		/* fall through */
 	case KEY_DEBUG:
-		/* -o debug alone keeps the daemon in the background (an fstab line with debug must
-		 * not hang mount(8)); its lines go to log_file= or syslog */
-		o->debug = 1;
-		return 0;
 	case KEY_DROP:
-		return 0;
 	case KEY_RO:
-		o->read_only = 1;
+		on_flag(o, key);
 		return 0;
 	case KEY_REGION:
 		if (set_value(st, &o->region, arg))
@@ -307,43 +373,11 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 			return -1;
 		o->max_retry_time = (int)x;
 		return 0;
-	case KEY_EXPORT: {
-		const char *u = strchr(arg, '=') + 1;
-		if (strncmp(u, "s3://", 5) != 0 || !u[5] || u[5] == '/')
-			return fail(st, "export must be s3://BUCKET or s3://BUCKET/PREFIX");
-		const char *b = u + 5, *slash = strchr(b, '/');
-		size_t bl = slash ? (size_t)(slash - b) : strlen(b);
-		for (size_t i = 0; i < bl; i++)
-			if (!((b[i] >= 'a' && b[i] <= 'z') || (b[i] >= '0' && b[i] <= '9') || b[i] == '-' ||
-			      b[i] == '.'))
-				return fail(st, "'%.*s' is not a valid S3 bucket name", (int)bl, b);
-		if (bl < 3 || bl > 63)
-			return fail(st, "'%.*s' is not a valid S3 bucket name", (int)bl, b);
-		free(o->export_bucket);
-		free(o->export_prefix);
-		o->export_bucket = strndup(b, bl);
-		const char *pfx = slash ? slash + 1 : "";
-		size_t pl = strlen(pfx);
-		while (pl > 0 && pfx[pl - 1] == '/')
-			pl--;
-		o->export_prefix = strndup(pfx, pl);
-		return o->export_bucket && o->export_prefix ? 0 : fail(st, "out of memory");
-	}
+	case KEY_EXPORT:
 	case KEY_EXPORT_DIR:
-		if (set_value(st, &o->export_dir, arg))
-			return -1;
-		if (strchr(o->export_dir, '/') || !strcmp(o->export_dir, ".") || !strcmp(o->export_dir, ".."))
-			return fail(st, "export_dir must be a plain name");
-		return 0;
 	case KEY_S3_ENDPOINT:
-		if (set_value(st, &o->s3_endpoint, arg))
-			return -1;
-		if (!valid_url(o->s3_endpoint))
-			return fail(st, "s3_endpoint must be an http:// or https:// URL");
-		return 0;
 	case KEY_S3_PATH_STYLE:
-		o->s3_path_style = 1;
-		return 0;
+		return on_export_option(st, arg, key);
 	case KEY_LOG_FILE:
 		if (set_value(st, &o->log_file, arg))
 			return -1;
