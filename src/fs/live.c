@@ -13,6 +13,7 @@
  * live_set_free waits for that count to reach 0 before freeing anything. Documents are
  * immutable and refcounted, so a reader keeps the one its open got while a renewal replaces it.
  */
+#include "kvsfs/clk.h"
 #include "kvsfs/live.h"
 
 #include <errno.h>
@@ -49,20 +50,6 @@ struct live_set {
 	int threads;                /* creation threads running */
 	struct live_session *sessions;
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t epoch_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void live_doc_unref(struct live_doc *d)
 {
@@ -219,11 +206,11 @@ static void create(struct live_session *s)
 	struct live_doc *b = NULL, *old = NULL;
 	int rc = make_doc(s, &b);
 	pthread_mutex_lock(&set->lock);
-	int64_t now = mono_ms();
+	int64_t now = clk_mono_ms();
 	if (rc == 0) {
 		old = s->doc;
 		s->doc = b;
-		s->doc_epoch_ms = epoch_ms();
+		s->doc_epoch_ms = clk_wall_ms();
 		/* renew at 80 % of the lifetime, so a player always gets a URL with time left */
 		s->renew_at = now + (int64_t)set->o.expires_s * 800;
 		s->fail_rc = 0;
@@ -296,7 +283,7 @@ static int wait_locked(struct live_session *s, int64_t until)
 			pthread_cond_wait(&set->cond, &set->lock);
 			continue;
 		}
-		if (mono_ms() >= until)
+		if (clk_mono_ms() >= until)
 			return 0;
 		struct timespec ts = { (time_t)(until / 1000), (long)(until % 1000) * 1000000 };
 		pthread_cond_timedwait(&set->cond, &set->lock, &ts);
@@ -321,13 +308,13 @@ void live_stat(struct live_session *s, enum live_wait w, struct live_info *out)
 	struct live_set *set = s->set;
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&set->lock);
-	int64_t now = mono_ms();
+	int64_t now = clk_mono_ms();
 	if (!current(s, now) && !s->creating && !failed_recently(s, now) &&
 	    (w != LIVE_LISTING || set->threads < (int)set->o.listing_max))
 		start_locked(s, now, 0);
 	if (!current(s, now) && s->creating && w == LIVE_STAT)
 		wait_locked(s, s->started_at + set->o.stat_wait_ms);
-	out->exact = current(s, mono_ms());
+	out->exact = current(s, clk_mono_ms());
 	if (s->doc) {
 		out->size = s->doc->len;
 		out->mtime_ms = s->doc_epoch_ms;
@@ -340,7 +327,7 @@ int live_open(struct live_session *s, struct live_doc **out)
 	struct live_set *set = s->set;
 	*out = NULL;
 	pthread_mutex_lock(&set->lock);
-	int64_t now = mono_ms();
+	int64_t now = clk_mono_ms();
 	if (current(s, now)) {
 		*out = doc_ref(s->doc);
 		pthread_mutex_unlock(&set->lock);
@@ -360,7 +347,7 @@ int live_open(struct live_session *s, struct live_doc **out)
 		wait_locked(s, -1);
 	}
 	int rc = 0;
-	if (current(s, mono_ms()))
+	if (current(s, clk_mono_ms()))
 		*out = doc_ref(s->doc);
 	else
 		rc = s->fail_rc ? s->fail_rc : -EIO;

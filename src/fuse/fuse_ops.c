@@ -23,6 +23,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
+#include "kvsfs/clk.h"
 #include "kvsfs/log.h"
 #include "kvsfs/vfs.h"
 
@@ -195,9 +196,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
 		mask |= VFS_SET_MTIME;
 		if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			mtime_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+			mtime_ms = clk_wall_ms();
 		} else {
 			mtime_ms = (int64_t)attr->st_mtim.tv_sec * 1000 + attr->st_mtim.tv_nsec / 1000000;
 		}

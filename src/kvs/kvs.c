@@ -54,13 +54,6 @@ static struct log_ctx *LG(const struct kvs_client *c)
 	return c->aws->log;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * Budget of the next call before deadline (CLOCK_MONOTONIC ms; 0: none, *left = 0 = the HTTP
  * client's policy). Returns 0, or -ETIMEDOUT with *err (may be NULL) filled when it is spent.
@@ -70,7 +63,7 @@ static int budget_left(int64_t deadline, const char *what, unsigned *left, struc
 	*left = 0;
 	if (!deadline)
 		return 0;
-	int64_t l = deadline - mono_ms();
+	int64_t l = deadline - clk_mono_ms();
 	if (l <= 0) {
 		if (!err)
 			return -ETIMEDOUT;
@@ -593,7 +586,7 @@ int kvs_get_session_document(struct kvs_client *c, const char *url, struct buf *
 int kvs_live_session(struct kvs_client *c, const char *stream, int dash, int expires_s,
 		     unsigned budget_ms, char **url, struct buf *doc, struct awserr *err)
 {
-	int64_t deadline = budget_ms ? mono_ms() + budget_ms : 0;
+	int64_t deadline = budget_ms ? clk_mono_ms() + budget_ms : 0;
 	int rc = session_url(c, stream, dash, expires_s, deadline, url, err);
 	if (rc)
 		return rc;

@@ -24,6 +24,7 @@
 #include "kvsfs/buf.h"
 #include "kvsfs/fsutil.h"
 #include "kvsfs/hashmap.h"
+#include "kvsfs/clk.h"
 #include "kvsfs/log.h"
 
 #include <errno.h>
@@ -308,13 +309,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* TODO(clk): util/clk's monotonic ms once it lands. */
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Applies one record of the log being loaded (the last record of a key wins). */
 static int load_record(void *arg, const char *key, size_t keylen, int64_t value, int deleted)
@@ -379,7 +373,7 @@ static int read_whole(int fd, char **data, size_t *len)
  * Returns 0 or -errno. */
 static int compact(struct sizeidx *s)
 {
-	int64_t t0 = now_ms();
+	int64_t t0 = clk_mono_ms();
 	(void)unlinkat(s->dirfd, TMP_NAME, 0);
 	int fd = openat(s->dirfd, TMP_NAME, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -431,9 +425,9 @@ static int compact(struct sizeidx *s)
 	pthread_mutex_unlock(&s->lock);
 	if (old_fd >= 0)
 		close(old_fd);
-	s->last_sync_ms = now_ms();
+	s->last_sync_ms = clk_mono_ms();
 	LOG_DEBUG(s->log, MOD, "compacted %s/%s: %" PRIu64 " records -> %zu in %" PRId64 " ms",
-			s->dir, LOG_NAME, old, live(s), now_ms() - t0);
+			s->dir, LOG_NAME, old, live(s), clk_mono_ms() - t0);
 	return 0;
 }
 
@@ -453,7 +447,7 @@ static int compaction_due_locked(const struct sizeidx *s)
  * shared. Returns 0 or -errno with one sentence in err. */
 static int load_log(struct sizeidx *s, char *err, size_t errlen)
 {
-	int64_t t0 = now_ms();
+	int64_t t0 = clk_mono_ms();
 	char *data;
 	size_t len;
 	int r = read_whole(s->fd, &data, &len);
@@ -498,7 +492,7 @@ static int load_log(struct sizeidx *s, char *err, size_t errlen)
 	if (pr.bad_lines || compaction_due_locked(s))
 		(void)compact(s);
 	LOG_DEBUG(s->log, MOD, "loaded %zu sizes from %s/%s in %" PRId64 " ms", live(s), s->dir,
-			LOG_NAME, now_ms() - t0);
+			LOG_NAME, clk_mono_ms() - t0);
 	return 0;
 }
 
@@ -558,7 +552,7 @@ int sizeidx_open(const struct sizeidx_opts *o, struct sizeidx **out, char *err, 
 	r = load_log(s, err, errlen);
 	if (r)
 		goto fail;
-	s->last_sync_ms = now_ms();
+	s->last_sync_ms = clk_mono_ms();
 	*out = s;
 	return 0;
 fail:
@@ -649,7 +643,7 @@ static int append(struct sizeidx *s, const char *key, size_t len, int64_t value,
 		return r;
 	}
 	if (s->sync_ms) {
-		int64_t now = now_ms();
+		int64_t now = clk_mono_ms();
 		if (now - s->last_sync_ms >= (int64_t)s->sync_ms) {
 			s->last_sync_ms = now;
 			if (fdatasync(s->fd) != 0)
@@ -737,7 +731,7 @@ int sizeidx_sync(struct sizeidx *s)
 {
 	writer_enter(s);
 	int r = fdatasync(s->fd) == 0 ? 0 : -errno;
-	s->last_sync_ms = now_ms();
+	s->last_sync_ms = clk_mono_ms();
 	writer_leave(s);
 	return r;
 }

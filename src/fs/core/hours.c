@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
+#include "kvsfs/clk.h"
 #include "streams.h"
 #include "kvsfs/awserr.h"
 #include "kvsfs/log.h"
@@ -114,7 +114,7 @@ static struct hour_listing *cached(struct hours *h, const struct vstream *s, int
 				   int64_t ttl_ms)
 {
 	struct hour_listing *found = NULL;
-	int64_t now = vfs_mono_ms();
+	int64_t now = clk_mono_ms();
 	pthread_mutex_lock(&h->lock);
 	struct stream_hours *sh = head_of(h, s, 0);
 	for (struct hour_listing *l = sh ? sh->list : NULL; l; l = l->link) {
@@ -194,7 +194,7 @@ static int fetch(struct hours *h, struct vstream *s, int64_t hour_ms, struct hou
 {
 	struct kvs_fragment_list fl = { 0 };
 	struct awserr err;
-	int64_t asked_ms = vfs_mono_ms(); /* the listing's age counts from the question */
+	int64_t asked_ms = clk_mono_ms(); /* the listing's age counts from the question */
 	awserr_clear(&err);
 	int rc = kvs_list_fragments(h->o.kvs, s->name, h->o.ts, hour_ms,
 				    hour_ms + NAMES_MS_PER_HOUR - 1, &fl, &err);
@@ -239,7 +239,7 @@ static int fill(void *arg, void **val)
 
 int hours_get(struct hours *h, struct vstream *s, int64_t hour_ms, struct hour_listing **out)
 {
-	int open_hour = hour_ms + NAMES_MS_PER_HOUR + 60000 > vfs_wall_ms();
+	int open_hour = hour_ms + NAMES_MS_PER_HOUR + 60000 > clk_wall_ms();
 	int64_t ttl_ms = (int64_t)(open_hour ? h->o.meta_ttl_s : h->o.past_ttl_s) * 1000;
 	*out = cached(h, s, hour_ms, ttl_ms);
 	if (*out)

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
+#include "kvsfs/clk.h"
 #include "kvsfs/awserr.h"
 #include "kvsfs/kvs.h"
 #include "kvsfs/log.h"
@@ -126,7 +126,7 @@ static int fresh(struct streams *st)
 {
 	pthread_mutex_lock(&st->lock);
 	int ok = st->shown && !st->stale &&
-		 vfs_mono_ms() - st->fetched_ms < (int64_t)st->o.meta_ttl_s * 1000;
+		 clk_mono_ms() - st->fetched_ms < (int64_t)st->o.meta_ttl_s * 1000;
 	pthread_mutex_unlock(&st->lock);
 	return ok;
 }
@@ -166,7 +166,7 @@ static int fill(void *arg, void **val)
 	if (shown) {
 		free(st->shown);
 		st->shown = shown;
-		st->fetched_ms = vfs_mono_ms();
+		st->fetched_ms = clk_mono_ms();
 		st->stale = 0;
 	}
 	pthread_mutex_unlock(&st->lock);

@@ -30,7 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "kvsfs/clk.h"
 #include "hours.h"
 #include "inodes.h"
 #include "sizes.h"
@@ -492,7 +492,7 @@ int vfs_new(const struct vfs_config *cfg, struct vfs **out, char *err, size_t er
 		v->c.past_ttl_s = 3600;
 	if (v->c.hls_expires_s < 300 || v->c.hls_expires_s > 43200)
 		v->c.hls_expires_s = 3600;
-	v->mount_ms = vfs_wall_ms();
+	v->mount_ms = clk_wall_ms();
 	if (parts_new(v)) {
 		vfs_free(v);
 		snprintf(err, errlen, "out of memory");

@@ -23,6 +23,7 @@
 #include "export_int.h"
 #include "kvsfs/awserr.h"
 #include "kvsfs/buf.h"
+#include "kvsfs/clk.h"
 #include "kvsfs/decsec.h"
 #include "kvsfs/log.h"
 
@@ -95,9 +96,7 @@ int export_part_range(uint64_t p, int n, uint64_t *off, uint64_t *len)
 
 int64_t ex_now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);  /* a file time, not a timeout */
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return clk_wall_ms(); /* a file time, not a timeout */
 }
 
 char *ex_key(const struct export *ex, const char *path, const char *suffix)

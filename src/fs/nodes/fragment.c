@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "nodes.h"
-#include "../core/clock.h"
+#include "kvsfs/clk.h"
 #include "../core/hours.h"
 #include "../core/inodes.h"
 #include "../core/sizes.h"
@@ -96,7 +96,7 @@ static size_t following(struct vfs *v, const struct node_ref *n, struct fetch_it
 		i++;
 	*window = window_step(v, n->val.stream, n->val.t0, (long)i);
 	size_t max = *window * 2;
-	int64_t now = vfs_wall_ms();
+	int64_t now = clk_wall_ms();
 	for (i++; i < h->n && k < max; i++) {
 		if (streams_expired(n->val.stream, &h->v[i].frag, now))
 			continue;

@@ -14,7 +14,7 @@
 #include <stdio.h>
 
 #include "nodes.h"
-#include "../core/clock.h"
+#include "kvsfs/clk.h"
 #include "../core/hours.h"
 #include "../core/streams.h"
 #include "kvsfs/names.h"
@@ -26,7 +26,7 @@ static int fragments_lookup(struct vfs *v, const struct node_ref *dir, const cha
 {
 	int64_t day;
 	(void)v;
-	if (names_parse_day(name, &day) || !streams_day_in_window(dir->val.stream, day, vfs_wall_ms()))
+	if (names_parse_day(name, &day) || !streams_day_in_window(dir->val.stream, day, clk_wall_ms()))
 		return -ENOENT;
 	r->val.ops = &node_day_ops;
 	r->val.stream = dir->val.stream;
@@ -39,7 +39,7 @@ static int fragments_list(struct vfs *v, const struct node_ref *dir, struct dir_
 	int64_t from, to;
 	int rc = 0;
 	(void)v;
-	streams_window(dir->val.stream, vfs_wall_ms(), &from, &to);
+	streams_window(dir->val.stream, clk_wall_ms(), &from, &to);
 	if (from > to)
 		return 0;
 	for (int64_t day = from - from % NAMES_MS_PER_DAY; day <= to && rc == 0;
@@ -81,7 +81,7 @@ static int day_lookup(struct vfs *v, const struct node_ref *dir, const char *nam
 	if (names_parse_hour(name, &h))
 		return -ENOENT;
 	int64_t hour = dir->val.t0 + h * NAMES_MS_PER_HOUR;
-	if (!streams_hour_in_window(dir->val.stream, hour, vfs_wall_ms()))
+	if (!streams_hour_in_window(dir->val.stream, hour, clk_wall_ms()))
 		return -ENOENT;
 	r->val.ops = &node_hour_ops;
 	r->val.stream = dir->val.stream;
@@ -92,7 +92,7 @@ static int day_lookup(struct vfs *v, const struct node_ref *dir, const char *nam
 static int day_list(struct vfs *v, const struct node_ref *dir, struct dir_builder *b)
 {
 	int rc = 0;
-	int64_t now = vfs_wall_ms();
+	int64_t now = clk_wall_ms();
 	(void)v;
 	for (int h = 0; h < 24 && rc == 0; h++) {
 		int64_t hour = dir->val.t0 + h * NAMES_MS_PER_HOUR;
@@ -130,7 +130,7 @@ static int hour_lookup(struct vfs *v, const struct node_ref *dir, const char *na
 		       struct lookup_res *r)
 {
 	struct hour_listing *h;
-	int64_t ts, now = vfs_wall_ms();
+	int64_t ts, now = clk_wall_ms();
 	const char *num;
 	size_t nlen;
 	if (names_parse_fragment(name, &ts, &num, &nlen) || ts < dir->val.t0 ||
@@ -151,7 +151,7 @@ static int hour_lookup(struct vfs *v, const struct node_ref *dir, const char *na
 static int hour_list(struct vfs *v, const struct node_ref *dir, struct dir_builder *b)
 {
 	struct hour_listing *h;
-	int64_t now = vfs_wall_ms();
+	int64_t now = clk_wall_ms();
 	int rc = hours_get(v->hours, dir->val.stream, dir->val.t0, &h);
 	if (rc)
 		return rc;
