@@ -1,10 +1,9 @@
 /*
  * inodes: the inode table (see inodes.h for lifetimes and the locking rule).
  *
- * Design: every node is in two chained hash tables, by inode number and by (parent, name),
- * whose bucket counts (a power of two) double when the nodes outnumber them; when that fails
- * the smaller tables stay (slower, still correct). One mutex guards both tables and every
- * node's fields.
+ * Design: every node is in two util/hashmap maps, by inode number and by (parent, name); the
+ * maps grow themselves (an insert never fails). One mutex guards both maps and every node's
+ * fields.
  *
  * Invariants: a node is in both tables from its creation until it is freed; (parent, name) is
  * unique among the nodes (detached nodes get a unique "\001deleted-INO" name under parent 0);
@@ -18,36 +17,44 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kvsfs/array.h"
+#include "kvsfs/hashmap.h"
+
 struct inode {
 	uint64_t ino;
 	uint64_t parent;
 	char *name;
 	uint64_t nlookup;            /* the kernel's references */
 	struct node_val val;
-	struct inode *next_ino, *next_name;
+	struct hashmap_node hn_ino, hn_name;
 };
 
 struct inodes {
 	pthread_mutex_t lock;        /* guards everything below and every node */
-	struct inode **by_ino, **by_name;
-	size_t nbuckets, nnodes;
+	struct hashmap by_ino, by_name;
 	uint64_t next_ino;
 };
 
-static size_t hash_u64(uint64_t x)
+struct name_key {
+	uint64_t parent;
+	const char *name;
+};
+
+static uint64_t hash_name(uint64_t parent, const char *name)
 {
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	return (size_t)x;
+	return hashmap_hash_u64(parent ^ hashmap_hash_str(name));
 }
 
-static size_t hash_name(uint64_t parent, const char *name)
+static int eq_ino(const struct hashmap_node *hn, const void *key)
 {
-	uint64_t h = 1469598103934665603ULL ^ parent;
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		h = (h ^ *p) * 1099511628211ULL;
-	return hash_u64(h);
+	return hashmap_entry(hn, struct inode, hn_ino)->ino == *(const uint64_t *)key;
+}
+
+static int eq_name(const struct hashmap_node *hn, const void *key)
+{
+	const struct inode *n = hashmap_entry(hn, struct inode, hn_name);
+	const struct name_key *k = key;
+	return n->parent == k->parent && strcmp(n->name, k->name) == 0;
 }
 
 int inodes_new(struct inodes **out)
@@ -55,12 +62,9 @@ int inodes_new(struct inodes **out)
 	struct inodes *t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	t->nbuckets = 1024;
-	t->by_ino = calloc(t->nbuckets, sizeof(*t->by_ino));
-	t->by_name = calloc(t->nbuckets, sizeof(*t->by_name));
-	if (!t->by_ino || !t->by_name) {
-		free(t->by_ino);
-		free(t->by_name);
+	if (hashmap_init(&t->by_ino, 1024) || hashmap_init(&t->by_name, 1024)) {
+		hashmap_destroy(&t->by_ino);
+		hashmap_destroy(&t->by_name);
 		free(t);
 		return -ENOMEM;
 	}
@@ -74,17 +78,16 @@ void inodes_free(struct inodes *t)
 {
 	if (!t)
 		return;
-	for (size_t i = 0; i < t->nbuckets; i++) {
-		struct inode *n = t->by_ino[i];
-		while (n) {
-			struct inode *nx = n->next_ino;
-			free(n->name);
-			free(n);
-			n = nx;
-		}
+	struct hashmap_iter it;
+	hashmap_iter_init(&it, &t->by_ino);
+	for (struct hashmap_node *hn; (hn = hashmap_next(&it));) {
+		struct inode *n = hashmap_entry(hn, struct inode, hn_ino);
+		hashmap_remove(&t->by_ino, hn);
+		free(n->name);
+		free(n);
 	}
-	free(t->by_ino);
-	free(t->by_name);
+	hashmap_destroy(&t->by_ino);
+	hashmap_destroy(&t->by_name);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -93,81 +96,27 @@ void inodes_free(struct inodes *t)
 
 static struct inode *by_ino(struct inodes *t, uint64_t ino)
 {
-	for (struct inode *n = t->by_ino[hash_u64(ino) & (t->nbuckets - 1)]; n; n = n->next_ino)
-		if (n->ino == ino)
-			return n;
-	return NULL;
+	struct hashmap_node *hn = hashmap_find(&t->by_ino, hashmap_hash_u64(ino), eq_ino, &ino);
+	return hn ? hashmap_entry(hn, struct inode, hn_ino) : NULL;
 }
 
 static struct inode *by_name(struct inodes *t, uint64_t parent, const char *name)
 {
-	for (struct inode *n = t->by_name[hash_name(parent, name) & (t->nbuckets - 1)]; n;
-	     n = n->next_name)
-		if (n->parent == parent && strcmp(n->name, name) == 0)
-			return n;
-	return NULL;
+	struct name_key k = { parent, name };
+	struct hashmap_node *hn = hashmap_find(&t->by_name, hash_name(parent, name), eq_name, &k);
+	return hn ? hashmap_entry(hn, struct inode, hn_name) : NULL;
 }
 
 static void insert(struct inodes *t, struct inode *n)
 {
-	size_t a = hash_u64(n->ino) & (t->nbuckets - 1);
-	size_t b = hash_name(n->parent, n->name) & (t->nbuckets - 1);
-	n->next_ino = t->by_ino[a];
-	t->by_ino[a] = n;
-	n->next_name = t->by_name[b];
-	t->by_name[b] = n;
-	t->nnodes++;
-}
-
-static void grow(struct inodes *t)
-{
-	if (t->nnodes < t->nbuckets)
-		return;
-	size_t nb = t->nbuckets * 2;
-	struct inode **bi = calloc(nb, sizeof(*bi)), **bn = calloc(nb, sizeof(*bn));
-	if (!bi || !bn) {
-		free(bi);
-		free(bn);
-		return; /* keep the smaller tables: slower, still correct */
-	}
-	for (size_t i = 0; i < t->nbuckets; i++) {
-		struct inode *n = t->by_ino[i];
-		while (n) {
-			struct inode *nx = n->next_ino;
-			size_t a = hash_u64(n->ino) & (nb - 1);
-			n->next_ino = bi[a];
-			bi[a] = n;
-			n = nx;
-		}
-		n = t->by_name[i];
-		while (n) {
-			struct inode *nx = n->next_name;
-			size_t b = hash_name(n->parent, n->name) & (nb - 1);
-			n->next_name = bn[b];
-			bn[b] = n;
-			n = nx;
-		}
-	}
-	free(t->by_ino);
-	free(t->by_name);
-	t->by_ino = bi;
-	t->by_name = bn;
-	t->nbuckets = nb;
+	hashmap_insert(&t->by_ino, &n->hn_ino, hashmap_hash_u64(n->ino));
+	hashmap_insert(&t->by_name, &n->hn_name, hash_name(n->parent, n->name));
 }
 
 static void unlink_node(struct inodes *t, struct inode *x)
 {
-	struct inode **pp = &t->by_ino[hash_u64(x->ino) & (t->nbuckets - 1)];
-	while (*pp && *pp != x)
-		pp = &(*pp)->next_ino;
-	if (*pp)
-		*pp = x->next_ino;
-	pp = &t->by_name[hash_name(x->parent, x->name) & (t->nbuckets - 1)];
-	while (*pp && *pp != x)
-		pp = &(*pp)->next_name;
-	if (*pp)
-		*pp = x->next_name;
-	t->nnodes--;
+	hashmap_remove(&t->by_ino, &x->hn_ino);
+	hashmap_remove(&t->by_name, &x->hn_name);
 }
 
 static void copy_out(const struct inode *n, struct node_ref *out)
@@ -214,7 +163,6 @@ int inodes_ref(struct inodes *t, uint64_t parent, const char *name, const struct
 	n->parent = parent;
 	n->val = *val;
 	n->nlookup = refs;
-	grow(t);
 	insert(t, n);
 	copy_out(n, out);
 	pthread_mutex_unlock(&t->lock);
@@ -300,20 +248,19 @@ void inodes_select(struct inodes *t, int (*match)(const struct node_val *val, co
 	size_t k = 0, cap = 0;
 	uint64_t *inos = NULL;
 	pthread_mutex_lock(&t->lock);
-	for (size_t b = 0; b < t->nbuckets; b++) {
-		for (struct inode *x = t->by_ino[b]; x; x = x->next_ino) {
-			if (!match(&x->val, arg))
-				continue;
-			if (k == cap) {
-				size_t nc = cap ? cap * 2 : 256;
-				uint64_t *ni = realloc(inos, nc * sizeof(*ni));
-				if (!ni)
-					goto done;
-				inos = ni;
-				cap = nc;
-			}
-			inos[k++] = x->ino;
+	struct hashmap_iter it;
+	hashmap_iter_init(&it, &t->by_ino);
+	for (struct hashmap_node *hn; (hn = hashmap_next(&it));) {
+		const struct inode *x = hashmap_entry(hn, struct inode, hn_ino);
+		if (!match(&x->val, arg))
+			continue;
+		if (k == cap) {
+			uint64_t *ni = array_grow(inos, k, &cap, sizeof(*ni), 256);
+			if (!ni)
+				goto done;
+			inos = ni;
 		}
+		inos[k++] = x->ino;
 	}
 done:
 	pthread_mutex_unlock(&t->lock);
