@@ -189,49 +189,45 @@ static int parse_stream(struct kvs_client *c, const json_t *o, struct kvs_stream
 	return 0;
 }
 
-int kvs_list_streams(struct kvs_client *c, const char *prefix, struct kvs_stream_list *out,
-		     struct awserr *err)
+/*
+ * One paginated listing (ListStreams, ListFragments): request() sends one page (token NULL for
+ * the first) and returns the reply; every element of the reply's array field goes to item(),
+ * which returns 0, -ENOMEM, or 1 for an element that does not parse (the listing then fails
+ * with a malformed-reply error naming why). Pages follow NextToken until there is none.
+ */
+struct pager {
+	const char *api;            /* "ListStreams", for errors */
+	const char *field;          /* the array of each reply */
+	const char *bad_field;      /* message when that field is not an array */
+	const char *bad_item;       /* message when item() refuses an element */
+	long max_pages;             /* more is an endless pagination (a server bug) */
+	int (*request)(struct kvs_client *c, void *arg, const char *token, json_t **reply,
+		       struct awserr *err);
+	int (*item)(struct kvs_client *c, void *arg, json_t *item);
+};
+
+static int paginate(struct kvs_client *c, const struct pager *p, void *arg, struct awserr *err)
 {
 	char *token = NULL;
-	int rc = 0;
-	for (int page = 0;; page++) {
-		json_t *body = json_object(), *reply = NULL, *list = NULL;
-		json_object_set_new(body, "MaxResults", json_integer(1000));
-		if (token)
-			json_object_set_new(body, "NextToken", json_string(token));
-		if (prefix && *prefix)
-			json_object_set_new(body, "StreamNameCondition",
-					    json_pack("{s:s,s:s}", "ComparisonOperator", "BEGINS_WITH",
-						      "ComparisonValue", prefix));
-		rc = awsreq_json(c->aws, NULL, c->control, "/listStreams", body, 1, 0, &reply, err);
-		json_decref(body);
+	for (long page = 0;; page++) {
+		json_t *reply = NULL, *list = NULL;
+		int rc = p->request(c, arg, token, &reply, err);
 		free(token);
 		token = NULL;
 		if (rc)
 			return rc;
-		if (json_get_array(reply, "StreamInfoList", &list) == -EINVAL) {
+		if (json_get_array(reply, p->field, &list) == -EINVAL) {
 			json_decref(reply);
-			return fail_reply(c, err, "ListStreams", "StreamInfoList is not an array");
+			return fail_reply(c, err, p->api, p->bad_field);
 		}
 		size_t i;
 		json_t *it;
 		json_array_foreach(list, i, it) {
-			struct kvs_stream *nv = array_grow(out->v, out->n, &out->cap, sizeof(*nv), 16);
-			if (!nv) {
-				json_decref(reply);
-				return -ENOMEM;
-			}
-			out->v = nv;
-			rc = parse_stream(c, it, &out->v[out->n]);
-			if (rc == -ENOMEM) {
-				json_decref(reply);
-				return rc;
-			}
+			rc = p->item(c, arg, it);
 			if (rc) {
 				json_decref(reply);
-				return fail_reply(c, err, "ListStreams", "a StreamInfo lacks StreamName or StreamARN");
+				return rc < 0 ? rc : fail_reply(c, err, p->api, p->bad_item);
 			}
-			out->n++;
 		}
 		const char *next = NULL;
 		if (json_get_str(reply, "NextToken", &next) == 0 && *next)
@@ -239,9 +235,60 @@ int kvs_list_streams(struct kvs_client *c, const char *prefix, struct kvs_stream
 		json_decref(reply);
 		if (!token)
 			return 0;
-		if (page > 100000)
-			return fail_reply(c, err, "ListStreams", "endless pagination");
+		if (page > p->max_pages) {
+			free(token);
+			return fail_reply(c, err, p->api, "endless pagination");
+		}
 	}
+}
+
+struct streams_page {
+	const char *prefix;
+	struct kvs_stream_list *out;
+};
+
+static int streams_request(struct kvs_client *c, void *arg, const char *token, json_t **reply,
+			   struct awserr *err)
+{
+	struct streams_page *sp = arg;
+	json_t *body = json_object();
+	json_object_set_new(body, "MaxResults", json_integer(1000));
+	if (token)
+		json_object_set_new(body, "NextToken", json_string(token));
+	if (sp->prefix && *sp->prefix)
+		json_object_set_new(body, "StreamNameCondition",
+				    json_pack("{s:s,s:s}", "ComparisonOperator", "BEGINS_WITH",
+					      "ComparisonValue", sp->prefix));
+	int rc = awsreq_json(c->aws, NULL, c->control, "/listStreams", body, 1, 0, reply, err);
+	json_decref(body);
+	return rc;
+}
+
+static int streams_item(struct kvs_client *c, void *arg, json_t *it)
+{
+	struct kvs_stream_list *out = ((struct streams_page *)arg)->out;
+	struct kvs_stream *nv = array_grow(out->v, out->n, &out->cap, sizeof(*nv), 16);
+	if (!nv)
+		return -ENOMEM;
+	out->v = nv;
+	int rc = parse_stream(c, it, &out->v[out->n]);
+	if (rc)
+		return rc == -ENOMEM ? rc : 1;
+	out->n++;
+	return 0;
+}
+
+int kvs_list_streams(struct kvs_client *c, const char *prefix, struct kvs_stream_list *out,
+		     struct awserr *err)
+{
+	static const struct pager p = {
+		.api = "ListStreams", .field = "StreamInfoList",
+		.bad_field = "StreamInfoList is not an array",
+		.bad_item = "a StreamInfo lacks StreamName or StreamARN",
+		.max_pages = 100000, .request = streams_request, .item = streams_item,
+	};
+	struct streams_page sp = { prefix, out };
+	return paginate(c, &p, &sp, err);
 }
 
 int kvs_describe_stream(struct kvs_client *c, const char *name, struct kvs_stream *out,
@@ -423,64 +470,67 @@ static int parse_fragment(const json_t *o, struct kvs_fragment *f)
 	return 0;
 }
 
+struct fragments_page {
+	const char *stream;
+	enum kvs_ts_type type;
+	int64_t start_ms, end_ms;
+	struct kvs_fragment_list *out;
+};
+
+static int fragments_request(struct kvs_client *c, void *arg, const char *token, json_t **reply,
+			     struct awserr *err)
+{
+	struct fragments_page *fp = arg;
+	json_t *body = json_pack("{s:s,s:I}", "StreamName", fp->stream, "MaxResults",
+				 (json_int_t)1000);
+	if (token) {
+		json_object_set_new(body, "NextToken", json_string(token));
+	} else {
+		json_t *range = json_object();
+		json_set_epoch_ms(range, "StartTimestamp", fp->start_ms);
+		json_set_epoch_ms(range, "EndTimestamp", fp->end_ms);
+		json_object_set_new(body, "FragmentSelector",
+				    json_pack("{s:s,s:o}", "FragmentSelectorType",
+					      fp->type == KVS_TS_SERVER ? "SERVER_TIMESTAMP"
+									: "PRODUCER_TIMESTAMP",
+					      "TimestampRange", range));
+	}
+	int rc = data_call(c, fp->stream, "LIST_FRAGMENTS", "/listFragments", body, KVS_TPS_STREAM,
+			   0, reply, err);
+	json_decref(body);
+	return rc;
+}
+
+static int fragments_item(struct kvs_client *c, void *arg, json_t *it)
+{
+	(void)c;
+	struct kvs_fragment_list *out = ((struct fragments_page *)arg)->out;
+	struct kvs_fragment *nv = array_grow(out->v, out->n, &out->cap, sizeof(*nv), 256);
+	if (!nv)
+		return -ENOMEM;
+	out->v = nv;
+	if (parse_fragment(it, &out->v[out->n]))
+		return 1;
+	out->n++;
+	return 0;
+}
+
 int kvs_list_fragments(struct kvs_client *c, const char *stream, enum kvs_ts_type type,
 		       int64_t start_ms, int64_t end_ms, struct kvs_fragment_list *out,
 		       struct awserr *err)
 {
-	char *token = NULL;
+	static const struct pager p = {
+		.api = "ListFragments", .field = "Fragments",
+		.bad_field = "Fragments is not an array",
+		.bad_item = "a fragment has an invalid number or timestamp",
+		.max_pages = 1000000, .request = fragments_request, .item = fragments_item,
+	};
+	struct fragments_page fp = { stream, type, start_ms, end_ms, out };
 	size_t first = out->n;
-	for (int page = 0;; page++) {
-		json_t *body = json_pack("{s:s,s:I}", "StreamName", stream, "MaxResults", (json_int_t)1000);
-		if (token) {
-			json_object_set_new(body, "NextToken", json_string(token));
-		} else {
-			json_t *range = json_object();
-			json_set_epoch_ms(range, "StartTimestamp", start_ms);
-			json_set_epoch_ms(range, "EndTimestamp", end_ms);
-			json_object_set_new(body, "FragmentSelector",
-					    json_pack("{s:s,s:o}", "FragmentSelectorType",
-						      type == KVS_TS_SERVER ? "SERVER_TIMESTAMP" : "PRODUCER_TIMESTAMP",
-						      "TimestampRange", range));
-		}
-		json_t *reply = NULL, *frags = NULL;
-		int rc = data_call(c, stream, "LIST_FRAGMENTS", "/listFragments", body, KVS_TPS_STREAM,
-				   0, &reply, err);
-		json_decref(body);
-		free(token);
-		token = NULL;
-		if (rc)
-			return rc;
-		if (json_get_array(reply, "Fragments", &frags) == -EINVAL) {
-			json_decref(reply);
-			return fail_reply(c, err, "ListFragments", "Fragments is not an array");
-		}
-		size_t i;
-		json_t *it;
-		json_array_foreach(frags, i, it) {
-			struct kvs_fragment *nv = array_grow(out->v, out->n, &out->cap, sizeof(*nv), 256);
-			if (!nv) {
-				json_decref(reply);
-				return -ENOMEM;
-			}
-			out->v = nv;
-			if (parse_fragment(it, &out->v[out->n])) {
-				json_decref(reply);
-				out->n = first;
-				return fail_reply(c, err, "ListFragments",
-						  "a fragment has an invalid number or timestamp");
-			}
-			out->n++;
-		}
-		const char *next = NULL;
-		if (json_get_str(reply, "NextToken", &next) == 0 && *next)
-			token = strdup(next);
-		json_decref(reply);
-		if (!token)
-			break;
-		if (page > 1000000) {
-			free(token);
-			return fail_reply(c, err, "ListFragments", "endless pagination");
-		}
+	int rc = paginate(c, &p, &fp, err);
+	if (rc) {
+		out->n = first; /* nothing of a failed listing is kept */
+		return rc;
 	}
 	kvs_fragments_sort(out, type);
 	return 0;
