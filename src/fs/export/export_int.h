@@ -227,6 +227,12 @@ int ex_queue_ready_parts(struct export *ex, struct xnode *n);
 void ex_mpu_reset(struct xnode *n);
 /* Aborts n's multipart upload once n is idle (owns n meanwhile; mutex released for S3). */
 void ex_abort_idle(struct export *ex, struct xnode *n);
+/* Before an object is stored under key (an upload, or a rename's copy onto it), mutex held: a
+ * node renamed away while its multipart upload was under way still has that upload under key,
+ * and completing it there would overwrite (then delete) the new object; such an upload is
+ * aborted (that node uploads under its new name instead). Returns 1 when one was aborted (the
+ * mutex was released meanwhile: the caller looks again), 0 when none is left. self is skipped. */
+int ex_claim_key(struct export *ex, const struct xnode *self, const char *key);
 /* Stores n (caller holds a reference; owns n meanwhile; mutex released for S3). 0 when the
  * object holds the staged bytes and metadata, else a negative errno (staged data kept). */
 int ex_finalize(struct export *ex, struct xnode *n);

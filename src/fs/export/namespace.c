@@ -332,6 +332,8 @@ int export_rename(struct export *ex, const char *from, const char *to)
 		return -ENOMEM;
 	}
 	pthread_mutex_lock(&ex->mu);
+	while (ex_claim_key(ex, ex_node_find(ex, from), tkey))
+		;
 	struct xnode *tn = ex_node_find(ex, to);
 	if (tn)
 		node_forget(ex, tn);

@@ -270,8 +270,23 @@ void ex_abort_idle(struct export *ex, struct xnode *n)
 	ex_node_disown(ex, n);
 }
 
+int ex_claim_key(struct export *ex, const struct xnode *self, const char *key)
+{
+	struct xnode *m = ex->nodes;
+	while (m && (m == self || !m->upload_id || !m->mpu_key || strcmp(m->mpu_key, key)))
+		m = m->next;
+	if (!m)
+		return 0;
+	m->refs++;
+	ex_abort_idle(ex, m);
+	ex_node_put(ex, m);
+	return 1;
+}
+
 /* After Complete under the old key of a renamed file: copies it to key (with mode/mtime),
- * then deletes the old key unless a new file took its path (mutex NOT held for the copy). */
+ * then deletes the old key (mutex NOT held). Nothing else was stored under the old key since
+ * the rename (ex_claim_key aborts this upload before anything is), so the object there is
+ * only this file's. */
 static int mpu_copy_renamed(struct export *ex, const char *mkey, const char *key, mode_t mode,
 			    int64_t mt)
 {
@@ -284,11 +299,7 @@ static int mpu_copy_renamed(struct export *ex, const char *mkey, const char *key
 	s3_meta_free(&h);
 	if (rc)
 		return rc;
-	pthread_mutex_lock(&ex->mu);
-	int reused = ex_node_find(ex, mkey + strlen(ex->prefix)) != NULL;
-	pthread_mutex_unlock(&ex->mu);
-	if (!reused)
-		s3_delete_object(ex->s3, mkey, &e);
+	s3_delete_object(ex->s3, mkey, &e);
 	return 0;
 }
 
@@ -409,12 +420,21 @@ static int finalize_data(struct export *ex, struct xnode *n, const char *key)
 
 int ex_finalize(struct export *ex, struct xnode *n)
 {
-	ex_node_wait_idle(ex, n);
-	if (!n->path || (!n->dirty && !n->meta_dirty))
-		return 0;
+	char *key = NULL;
+	int claimed;
+	do {
+		ex_node_wait_idle(ex, n);
+		free(key);
+		key = NULL;
+		if (!n->path || (!n->dirty && !n->meta_dirty))
+			return 0;
+		key = ex_key(ex, n->path, "");
+		/* a file renamed away from this key while uploading still has its multipart
+		 * upload here: abort it before storing (the mutex was released: look again) */
+		claimed = key && n->dirty && ex_claim_key(ex, n, key);
+	} while (claimed);
 	n->busy = 1;
 	ex_abort_orphans(ex);
-	char *key = ex_key(ex, n->path, "");
 	int rc = -ENOMEM;
 	if (key && n->dirty) {
 		rc = finalize_data(ex, n, key);
