@@ -989,6 +989,37 @@ static void mpu_abort_locked(struct export *ex, struct xnode *n)
 	mpu_reset(n);
 }
 
+/* Aborts n's multipart upload once no part is in flight (mutex held). */
+static void abort_idle(struct export *ex, struct xnode *n)
+{
+	wait_idle(ex, n);
+	n->busy = 1;
+	mpu_abort_locked(ex, n);
+	n->busy = 0;
+	pthread_cond_broadcast(&ex->done_cv);
+}
+
+/*
+ * Before an object is stored under key (an upload, or a rename's copy onto it): a node renamed
+ * away while its multipart upload was under way still has that upload under key, and completing
+ * it there would overwrite (then delete) the new object. Such an upload is aborted here; its
+ * node uploads under its new name instead. Returns 1 when one was aborted (the mutex was
+ * released: the caller looks again), 0 when none is left (mutex held throughout). `self` is
+ * skipped.
+ */
+static int claim_key(struct export *ex, const struct xnode *self, const char *key)
+{
+	struct xnode *m = ex->nodes;
+	while (m && (m == self || !m->upload_id || !m->mpu_key || strcmp(m->mpu_key, key)))
+		m = m->next;
+	if (!m)
+		return 0;
+	m->refs++;
+	abort_idle(ex, m);
+	node_put(ex, m);
+	return 1;
+}
+
 /* Aborts the multipart uploads whose abort failed earlier (mutex held; released meanwhile). */
 static void abort_orphans(struct export *ex)
 {
@@ -1071,11 +1102,10 @@ static int mpu_finish(struct export *ex, struct xnode *n, const char *key, mode_
 	else
 		n->mpu_record = rec;  /* the caller's abort removes it */
 	if (!rc && renamed) {
-		const char *old = mkey + strlen(ex->prefix);
-		int reused = node_find(ex, old) != NULL;
+		/* nothing else was stored under mkey since the rename (claim_key), so the
+		 * completed object there is only ours */
 		pthread_mutex_unlock(&ex->mu);
-		if (!reused)
-			s3_delete_object(ex->s3, mkey, &e);
+		s3_delete_object(ex->s3, mkey, &e);
 		pthread_mutex_lock(&ex->mu);
 	}
 	free(id);
@@ -1094,18 +1124,23 @@ static int mpu_finish(struct export *ex, struct xnode *n, const char *key, mode_
  */
 static int finalize(struct export *ex, struct xnode *n)
 {
-	wait_idle(ex, n);
-	if (!n->path)
-		return 0;
-	if (!n->dirty && !n->meta_dirty)
-		return 0;
+	char *key = NULL;
+	int waited;
+	do {
+		wait_idle(ex, n);
+		if (!n->path)
+			return 0;
+		if (!n->dirty && !n->meta_dirty)
+			return 0;
+		free(key);
+		key = key_of(ex, n->path, "");
+		waited = key && n->dirty && claim_key(ex, n, key);
+	} while (waited);
 	n->busy = 1;
 	abort_orphans(ex);
 	int rc = 0;
-	char *key = NULL;
 	if (!n->dirty) {
 		/* only metadata changed on a stored object */
-		key = key_of(ex, n->path, "");
 		mode_t mode = n->mode;
 		int64_t mt = n->mtime_ms;
 		pthread_mutex_unlock(&ex->mu);
@@ -1121,7 +1156,6 @@ static int finalize(struct export *ex, struct xnode *n)
 				 "uploading the whole file again", n->path, strerror(-n->mpu_err));
 		mpu_abort_locked(ex, n);
 	}
-	key = key_of(ex, n->path, "");
 	if (!key) {
 		rc = -ENOMEM;
 		goto out;
@@ -1731,16 +1765,6 @@ int export_rmdir(struct export *ex, const char *path)
 	return rc;
 }
 
-/* Aborts n's multipart upload once no part is in flight (mutex held). */
-static void abort_idle(struct export *ex, struct xnode *n)
-{
-	wait_idle(ex, n);
-	n->busy = 1;
-	mpu_abort_locked(ex, n);
-	n->busy = 0;
-	pthread_cond_broadcast(&ex->done_cv);
-}
-
 /* Forgets the node of path (mutex held): its staged data is dropped when no longer used. */
 static void node_forget(struct export *ex, struct xnode *n)
 {
@@ -1822,6 +1846,8 @@ int export_rename(struct export *ex, const char *from, const char *to)
 	}
 	struct awserr e;
 	pthread_mutex_lock(&ex->mu);
+	while (claim_key(ex, node_find(ex, from), tkey))
+		;
 	struct xnode *tn = node_find(ex, to);
 	if (tn)
 		node_forget(ex, tn);
