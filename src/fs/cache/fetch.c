@@ -167,12 +167,14 @@ static int index_of(const struct batch *b, const char *number)
 	return -1;
 }
 
-/* errno for a KVS error fragment. */
+/* errno for a KVS error fragment. The id is ERROR_ID (GetMedia's spelling) or, without one, the
+ * integer of EXCEPTION_ERROR_CODE (GetMediaForFragmentList's): 4000 not found, 45xx KMS. */
 static int error_fragment_errno(const struct mkv_fragment *fr)
 {
-	if (strstr(fr->error_code, "NotFound") || strcmp(fr->error_id, "4000") == 0)
+	const char *id = fr->error_id[0] ? fr->error_id : fr->error_code;
+	if (strstr(fr->error_code, "NotFound") || strcmp(id, "4000") == 0)
 		return ENOENT;
-	if (strstr(fr->error_code, "KMS") || strncmp(fr->error_id, "45", 2) == 0)
+	if (strstr(fr->error_code, "KMS") || strncmp(id, "45", 2) == 0)
 		return EACCES;
 	return EIO;
 }
