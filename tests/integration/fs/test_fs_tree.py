@@ -254,7 +254,9 @@ def test_download_failures_give_the_documented_errno_and_cache_nothing(kvs, seed
     names = sorted(d.ls(hour))
     kvs.faults({"GetMediaForFragmentList": spec})
     try:
-        assert d.errno(f"cat {hour}/{names[0]}") == errno
+        # the quota may be spent by the calls just before (kvs-local's 5 per second per
+        # stream): then the first answer is EAGAIN, never another errno
+        assert d.errno(f"cat {hour}/{names[0]}") in (errno, "EAGAIN")
         # the retries of the first call may have used up the stream's quota meanwhile
         assert d.errno(f"open h {hour}/{names[1]} r") in (errno, "EAGAIN")
     finally:
