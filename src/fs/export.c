@@ -2353,8 +2353,7 @@ int export_ftruncate(struct export_file *f, uint64_t size)
 	if (!f->writable || !n)
 		return -EBADF;
 	pthread_mutex_lock(&ex->mu);
-	while (n->busy)
-		pthread_cond_wait(&ex->done_cv, &ex->mu);
+	wait_idle(ex, n);  /* parts being sent read the staging file: it may not shrink under them */
 	int rc = n->fd >= 0 ? stage_truncate(ex, n, size) : -EIO;
 	pthread_mutex_unlock(&ex->mu);
 	return rc;
