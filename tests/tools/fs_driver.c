@@ -19,7 +19,7 @@
  *
  * Script: one operation per line; blank lines and lines starting with '#' are skipped silently.
  * Tokens are separated by blanks; %XX in a token is the byte XX (names with blanks or odd bytes).
- * PATH is relative to the root ("" or "/" is the root), e.g. cam/fragments/2024-05-01/12.
+ * PATH is relative to the root ("/" is the root itself), e.g. cam/fragments/2024-05-01/12.
  * H names an open file handle (any token). Every other line gets exactly one answer line:
  *   "ok ..." or "err ENAME" (ENOENT, EROFS, ...; "err EUSAGE" for a malformed line).
  *
@@ -50,8 +50,11 @@
  * entry or the operation in progress) is dropped at once with vfs_forget of its whole count,
  * as if the kernel evicted it. Every path operation looks each component up again (entry
  * timeout 0), create/mkdir/readdirplus count like lookups, rename moves an entry (an open file
- * keeps its parents), unlink/rmdir unhash it. Before unlink, rmdir, rename and mkdir the name is
- * looked up, as the kernel does (unknown: ENOENT; mkdir of an existing name: EEXIST).
+ * keeps its parents), unlink/rmdir unhash it. The kernel's own checks come first, as they do
+ * before a request reaches FUSE: the names are looked up (unknown: ENOENT), a parent must be a
+ * folder (ENOTDIR), mkdir/symlink of an existing name is EEXIST, unlink of a folder EISDIR,
+ * rmdir of a file ENOTDIR, rename of a file over a folder EISDIR (a folder over a file ENOTDIR,
+ * onto itself nothing), open for writing and truncate of a folder EISDIR.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -931,7 +934,7 @@ static void stack_close(struct stack *s)
 	awsconfig_files_free(&s->files);
 }
 
-/* ":"-separated list into a NULL-terminated array (never freed: lives until exit). */
+/* ":"-separated list into a NULL-terminated array of pointers into s (free the array). */
 static char **split_streams(char *s)
 {
 	size_t n = 2;
@@ -1024,6 +1027,7 @@ int main(int argc, char **argv)
 	}
 	free(line);
 	stack_close(&s);
+	free(c.streams);
 	curl_global_cleanup();
 	log_destroy(&s.lg);
 	if (s.log_fp)
