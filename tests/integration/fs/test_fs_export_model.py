@@ -195,17 +195,25 @@ class Model:
 
     # ---- operations (the driver's commands) ----
 
+    def stage(self, p, trunc):
+        """The staged node of existing file p (export's node_staged), emptied with trunc."""
+        n = self.files[p]
+        if not self.staged(p):
+            self.remote()                             # HeadObject
+            n.seq_ok, n.mpu_key = True, None
+            if not trunc and n.data:
+                self.remote()                         # GetObject into the staging file
+        if trunc:
+            n.truncate(0)
+        return n
+
     def create(self, h, p):
         self.walk_dir(parent(p))
         kind = self.exists(p)
         if kind == "d":
             raise Err("EISDIR")
         if kind == "f":
-            n = self.files[p]
-            if not self.staged(p):
-                self.remote()                         # HeadObject (node_staged)
-                n.seq_ok, n.mpu_key = True, None
-            n.truncate(0)
+            n = self.stage(p, True)
         else:
             self.remote()                             # HeadObject: not found
             n = self.files[p] = Node(path=p)
@@ -216,14 +224,7 @@ class Model:
     def open(self, h, p, flags):
         if self.walk(p) == "d":
             raise Err("EISDIR")
-        n = self.files[p]
-        if not self.staged(p):
-            self.remote()                             # HeadObject
-            n.seq_ok, n.mpu_key = True, None
-            if "t" not in flags and n.data:
-                self.remote()                         # GetObject into the staging file
-        if "t" in flags:
-            n.truncate(0)
+        n = self.stage(p, "t" in flags)
         n.opens += 1
         self.handles[h] = Handle(n, p)
 
@@ -244,12 +245,7 @@ class Model:
     def truncate(self, p, size):
         if self.walk(p) == "d":
             raise Err("EISDIR")
-        n = self.files[p]
-        if not self.staged(p):
-            self.remote()                             # HeadObject
-            n.seq_ok, n.mpu_key = True, None
-            if size and n.data:
-                self.remote()                         # GetObject
+        n = self.stage(p, size == 0)
         n.truncate(size)
         if n.opens == 0:
             self.finalize(n)                          # stored at once

@@ -12,9 +12,8 @@ import random
 import time
 
 import pytest
-from botocore.exceptions import ClientError
-
-from kvs_local.testing import boto3_client, start_server
+from kvs_local.testing import (boto3_client, get_media_for_fragment_list, retry_throttled,
+                               start_server)
 
 UTC = dt.timezone.utc
 
@@ -47,24 +46,8 @@ def hour_of(stream, ts):
     return f"{stream}/fragments/{t:%Y-%m-%d}/{t:%H}"
 
 
-def throttled(fn, *a, **kw):
-    """A boto3 call, backing off while kvs-local throttles (its quotas are the service's)."""
-    for attempt in range(30):
-        try:
-            return fn(*a, **kw)
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "ClientLimitExceededException":
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("throttled for too long")
-
-
 def gmffl(srv, stream, number):
-    """The fragment's bytes from boto3's GetMediaForFragmentList (kvs-local serves the data
-    plane on its one URL, the GetDataEndpoint answer)."""
-    am = boto3_client(srv, "kinesis-video-archived-media")
-    r = throttled(am.get_media_for_fragment_list, StreamName=stream, Fragments=[number])
-    return r["Payload"].read()
+    return get_media_for_fragment_list(srv, stream, [number])
 
 
 def sha(b):
@@ -324,7 +307,7 @@ def test_a_fragment_gone_since_its_listing_is_enoent(kvs, fs_driver):
     hour = hour_of("shrinking", start)
     last = sorted(d.ls(hour))[-1]            # a cloned fragment (the templates come first)
     kv = boto3_client(kvs, "kinesisvideo")
-    version = throttled(kv.describe_stream, StreamName="shrinking")["StreamInfo"]["Version"]
-    throttled(kv.update_data_retention, StreamName="shrinking", CurrentVersion=version,
+    version = retry_throttled(kv.describe_stream, StreamName="shrinking")["StreamInfo"]["Version"]
+    retry_throttled(kv.update_data_retention, StreamName="shrinking", CurrentVersion=version,
               Operation="DECREASE_DATA_RETENTION", DataRetentionChangeInHours=22)
     assert d.errno(f"cat {hour}/{last}") == "ENOENT"
