@@ -15,7 +15,10 @@
  *  - staged data is deleted only after the object holding it is stored (or the path was
  *    unlinked/renamed over); a failed upload leaves node->dirty set and the staging file intact.
  *  - `busy` serialises uploads of one node; writes/truncates wait while busy, so the fd ranges
- *    a finalising upload reads never change under it.
+ *    a finalising upload reads never change under it (truncates also wait for parts in flight).
+ *  - a multipart upload lives under the key its node had when it was created; once the node is
+ *    renamed, nothing else is stored under that key while the upload exists: claim_key aborts
+ *    it first (else completing it would overwrite, then delete, the newer object).
  *  - parts queued while writing cover [0, queued_end) with the plan of export_part_range; any
  *    write not at the current end (or a truncate below queued_end) clears seq_ok and the open
  *    multipart upload is aborted at the next flush, which then uploads the whole file.
