@@ -15,7 +15,8 @@
  *   --max-retry-ms MS       budget of one request's retries (main.c: max_retry_time, 60 s)
  *   --no-check              skip vfs_check (the start-up ListStreams)
  *   --log FILE              log file (default stderr)       -d  debug log
- * Start-up failures print "error: ..." on stderr and exit 1 (2: bad usage).
+ * Start-up failures print "error: ..." on stderr and exit 1 (2: bad usage; 3: the driver's own
+ * entry bookkeeping left entries behind, a bug here).
  *
  * Script: one operation per line; blank lines and lines starting with '#' are skipped silently.
  * Tokens are separated by blanks; %XX in a token is the byte XX (names with blanks or odd bytes).
@@ -1024,6 +1025,11 @@ int main(int argc, char **argv)
 				vfs_flush(dr.vfs, dr.h[i].f);
 				handle_release(&dr, &dr.h[i]);
 			}
+		if (dr.root.kids) { /* every lookup must have been forgotten by now */
+			fprintf(stderr, "error: kvsfs-fs kept entries after the end (%s, ...)\n",
+				dr.root.kids->name);
+			status = 3;
+		}
 	}
 	free(line);
 	stack_close(&s);

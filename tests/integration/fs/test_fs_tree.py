@@ -184,6 +184,24 @@ def test_bad_names_and_the_read_only_tree(kvs, seeded, fs_driver):
     assert d.cat(f)[0] == d.stat(f)["size"]     # nothing changed
 
 
+def test_inode_numbers_follow_the_kernels_lookup_counts(kvs, seeded, fs_driver):
+    """kvsfs-fs forgets every lookup once nothing uses its entry, as the kernel does: a name
+    looked up again then gets a new node, while an open file keeps its node and its folders'."""
+    d = fs_driver(kvs)
+    hour = hour_of("cam-video", seeded)
+    f = f"{hour}/{sorted(d.ls(hour, plus=True))[0]}"
+    first = d.stat(f)["ino"]
+    again = d.stat(f)["ino"]
+    assert again != first
+    d.ok(f"open h {f} r")
+    held, folder = d.stat(f)["ino"], d.stat(hour)["ino"]
+    assert d.stat(f)["ino"] == held and d.stat(hour)["ino"] == folder
+    assert d.ok(f"lookup {f}").split()[0] == f"ino={held}"
+    d.ok("close h")
+    assert d.stat(f)["ino"] not in (first, again, held)
+    assert d.stat(hour)["ino"] != folder
+
+
 LISTING_FAULTS = [
     ({"error_rate": 1.0}, "EIO"),                                   # 500 InternalFailure
     ({"error_rate": 1.0, "error_status": 503}, "EIO"),              # ServiceUnavailable
