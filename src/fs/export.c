@@ -992,16 +992,6 @@ static void mpu_abort_locked(struct export *ex, struct xnode *n)
 	mpu_reset(n);
 }
 
-/* Aborts n's multipart upload once no part is in flight (mutex held). */
-static void abort_idle(struct export *ex, struct xnode *n)
-{
-	wait_idle(ex, n);
-	n->busy = 1;
-	mpu_abort_locked(ex, n);
-	n->busy = 0;
-	pthread_cond_broadcast(&ex->done_cv);
-}
-
 /*
  * Before an object is stored under key (an upload, or a rename's copy onto it): a node renamed
  * away while its multipart upload was under way still has that upload under key, and completing
@@ -1018,7 +1008,13 @@ static int claim_key(struct export *ex, const struct xnode *self, const char *ke
 	if (!m)
 		return 0;
 	m->refs++;
-	abort_idle(ex, m);
+	wait_idle(ex, m);
+	if (m->upload_id && m->mpu_key && !strcmp(m->mpu_key, key)) { /* still there */
+		m->busy = 1;
+		mpu_abort_locked(ex, m);
+		m->busy = 0;
+		pthread_cond_broadcast(&ex->done_cv);
+	}
 	node_put(ex, m);
 	return 1;
 }
@@ -1766,6 +1762,16 @@ int export_rmdir(struct export *ex, const char *path)
 		rc = s3_delete_object(ex->s3, key, &e);
 	free(key);
 	return rc;
+}
+
+/* Aborts n's multipart upload once no part is in flight (mutex held). */
+static void abort_idle(struct export *ex, struct xnode *n)
+{
+	wait_idle(ex, n);
+	n->busy = 1;
+	mpu_abort_locked(ex, n);
+	n->busy = 0;
+	pthread_cond_broadcast(&ex->done_cv);
 }
 
 /* Forgets the node of path (mutex held): its staged data is dropped when no longer used. */
