@@ -179,6 +179,28 @@ def boto3_client(server: Server, service: str, **kw):
                         config=kw.pop("config", cfg), **kw)
 
 
+def retry_throttled(fn, *a, **kw):
+    """Calls a boto3 operation, backing off on ClientLimitExceededException (kvs-local's quotas
+    are the service's, so an independent client gets throttled too)."""
+    from botocore.exceptions import ClientError
+    for attempt in range(30):
+        try:
+            return fn(*a, **kw)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ClientLimitExceededException":
+                raise
+            time.sleep(min(2.0, 0.2 * (attempt + 1)))
+    raise AssertionError("throttled for too long")
+
+
+def get_media_for_fragment_list(server: Server, stream: str, numbers) -> bytes:
+    """The bytes of GetMediaForFragmentList through boto3, the independent client (kvs-local
+    serves the data plane on its one URL, which is what GetDataEndpoint answers)."""
+    am = boto3_client(server, "kinesis-video-archived-media")
+    r = retry_throttled(am.get_media_for_fragment_list, StreamName=stream, Fragments=list(numbers))
+    return r["Payload"].read()
+
+
 def aws_cli_env(server: Server) -> dict:
     env = dict(os.environ)
     env.update(AWS_ACCESS_KEY_ID=server.access_key, AWS_SECRET_ACCESS_KEY=server.secret_key,

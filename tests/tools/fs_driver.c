@@ -15,11 +15,12 @@
  *   --max-retry-ms MS       budget of one request's retries (main.c: max_retry_time, 60 s)
  *   --no-check              skip vfs_check (the start-up ListStreams)
  *   --log FILE              log file (default stderr)       -d  debug log
- * Start-up failures print "error: ..." on stderr and exit 1 (2: bad usage).
+ * Start-up failures print "error: ..." on stderr and exit 1 (2: bad usage; 3: the driver's own
+ * entry bookkeeping left entries behind, a bug here).
  *
  * Script: one operation per line; blank lines and lines starting with '#' are skipped silently.
  * Tokens are separated by blanks; %XX in a token is the byte XX (names with blanks or odd bytes).
- * PATH is relative to the root ("" or "/" is the root), e.g. cam/fragments/2024-05-01/12.
+ * PATH is relative to the root ("/" is the root itself), e.g. cam/fragments/2024-05-01/12.
  * H names an open file handle (any token). Every other line gets exactly one answer line:
  *   "ok ..." or "err ENAME" (ENOENT, EROFS, ...; "err EUSAGE" for a malformed line).
  *
@@ -50,8 +51,11 @@
  * entry or the operation in progress) is dropped at once with vfs_forget of its whole count,
  * as if the kernel evicted it. Every path operation looks each component up again (entry
  * timeout 0), create/mkdir/readdirplus count like lookups, rename moves an entry (an open file
- * keeps its parents), unlink/rmdir unhash it. Before unlink, rmdir, rename and mkdir the name is
- * looked up, as the kernel does (unknown: ENOENT; mkdir of an existing name: EEXIST).
+ * keeps its parents), unlink/rmdir unhash it. The kernel's own checks come first, as they do
+ * before a request reaches FUSE: the names are looked up (unknown: ENOENT), a parent must be a
+ * folder (ENOTDIR), mkdir/symlink of an existing name is EEXIST, unlink of a folder EISDIR,
+ * rmdir of a file ENOTDIR, rename of a file over a folder EISDIR (a folder over a file ENOTDIR,
+ * onto itself nothing), open for writing and truncate of a folder EISDIR.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -931,7 +935,7 @@ static void stack_close(struct stack *s)
 	awsconfig_files_free(&s->files);
 }
 
-/* ":"-separated list into a NULL-terminated array (never freed: lives until exit). */
+/* ":"-separated list into a NULL-terminated array of pointers into s (free the array). */
 static char **split_streams(char *s)
 {
 	size_t n = 2;
@@ -1021,9 +1025,15 @@ int main(int argc, char **argv)
 				vfs_flush(dr.vfs, dr.h[i].f);
 				handle_release(&dr, &dr.h[i]);
 			}
+		if (dr.root.kids) { /* every lookup must have been forgotten by now */
+			fprintf(stderr, "error: kvsfs-fs kept entries after the end (%s, ...)\n",
+				dr.root.kids->name);
+			status = 3;
+		}
 	}
 	free(line);
 	stack_close(&s);
+	free(c.streams);
 	curl_global_cleanup();
 	log_destroy(&s.lg);
 	if (s.log_fp)

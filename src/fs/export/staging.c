@@ -107,6 +107,7 @@ void ex_stage_log_full(struct export *ex, const char *path, uint64_t used)
 
 int ex_stage_truncate(struct export *ex, struct xnode *n, uint64_t size)
 {
+	ex_node_wait_idle(ex, n);  /* parts being sent read the staging file: it may not shrink */
 	ex_node_own(ex, n);
 	uint64_t used = 0;
 	int rc = n->st ? ex_stage_reserve(ex, n, size, &used) : -EIO;

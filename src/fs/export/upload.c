@@ -278,7 +278,12 @@ int ex_claim_key(struct export *ex, const struct xnode *self, const char *key)
 	if (!m)
 		return 0;
 	m->refs++;
-	ex_abort_idle(ex, m);
+	ex_node_wait_idle(ex, m);
+	if (m->upload_id && m->mpu_key && !strcmp(m->mpu_key, key)) { /* still under key */
+		m->busy = 1;
+		mpu_abort_locked(ex, m);
+		ex_node_disown(ex, m);
+	}
 	ex_node_put(ex, m);
 	return 1;
 }

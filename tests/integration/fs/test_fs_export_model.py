@@ -195,17 +195,25 @@ class Model:
 
     # ---- operations (the driver's commands) ----
 
+    def stage(self, p, trunc):
+        """The staged node of existing file p (export's node_staged), emptied with trunc."""
+        n = self.files[p]
+        if not self.staged(p):
+            self.remote()                             # HeadObject
+            n.seq_ok, n.mpu_key = True, None
+            if not trunc and n.data:
+                self.remote()                         # GetObject into the staging file
+        if trunc:
+            n.truncate(0)
+        return n
+
     def create(self, h, p):
         self.walk_dir(parent(p))
         kind = self.exists(p)
         if kind == "d":
             raise Err("EISDIR")
         if kind == "f":
-            n = self.files[p]
-            if not self.staged(p):
-                self.remote()                         # HeadObject (node_staged)
-                n.seq_ok, n.mpu_key = True, None
-            n.truncate(0)
+            n = self.stage(p, True)
         else:
             self.remote()                             # HeadObject: not found
             n = self.files[p] = Node(path=p)
@@ -216,14 +224,7 @@ class Model:
     def open(self, h, p, flags):
         if self.walk(p) == "d":
             raise Err("EISDIR")
-        n = self.files[p]
-        if not self.staged(p):
-            self.remote()                             # HeadObject
-            n.seq_ok, n.mpu_key = True, None
-            if "t" not in flags and n.data:
-                self.remote()                         # GetObject into the staging file
-        if "t" in flags:
-            n.truncate(0)
+        n = self.stage(p, "t" in flags)
         n.opens += 1
         self.handles[h] = Handle(n, p)
 
@@ -244,12 +245,7 @@ class Model:
     def truncate(self, p, size):
         if self.walk(p) == "d":
             raise Err("EISDIR")
-        n = self.files[p]
-        if not self.staged(p):
-            self.remote()                             # HeadObject
-            n.seq_ok, n.mpu_key = True, None
-            if size and n.data:
-                self.remote()                         # GetObject
+        n = self.stage(p, size == 0)
         n.truncate(size)
         if n.opens == 0:
             self.finalize(n)                          # stored at once
@@ -399,12 +395,14 @@ def gen_op(rng, m, big):
     """One operation (a tuple) for the model state m: mostly valid, some on purpose not."""
     free = [h for h in HANDLES if h not in m.handles]
     hs = sorted(m.handles)
-    w = {"truncate": 3, "cat": 8, "stat": 3, "ls": 3, "mkdir": 8 if len(m.dirs) < 2 else 3,
-         "rmdir": 3, "unlink": 5, "rename": 8}
+    nf, nd = len(m.files), len(m.dirs)
+    w = {"truncate": 3 if nf else 0.3, "cat": 7 if nf else 1, "stat": 2, "ls": 2,
+         "mkdir": 8 if nd < 2 else 2, "rmdir": 3 if nd else 0.3, "unlink": 5 if nf else 0.5,
+         "rename": 8 if nf else 0.5}
     if free:
-        w.update(create=14, open=4 if m.files else 0)
+        w.update(create=14, open=4 if nf else 0)
     if hs:
-        w.update(write=24, read=4, ftruncate=3, fsync=5, close=12)
+        w.update(write=24, read=4, ftruncate=3, fsync=5, close=10)
     op = rng.choices(list(w), weights=list(w.values()))[0]
     files = sorted(m.files)
     dirs = sorted(m.dirs)
@@ -413,9 +411,9 @@ def gen_op(rng, m, big):
     new_dirs = [d for d in DIRS if parent(d) == "" or parent(d) in m.dirs]
 
     def pick(*pools):
-        """From the first non-empty pool, with probability 0.8 each; else any name."""
+        """From the first non-empty pool, with probability 0.9 each; else any name."""
         for pool in pools:
-            if pool and rng.random() < 0.8:
+            if pool and rng.random() < 0.9:
                 return rng.choice(pool)
         return rng.choice(FILES + DIRS)
 
@@ -497,7 +495,7 @@ class Run:
         self.nwrite = 0
         self.gateway_down = False
         self.cache = tmp_path / "cache"
-        retry_ms = 60000 if self.mode in (0, 1, 3) else 800
+        retry_ms = 60000 if self.mode in (0, 1, 3) else 300
         self.d = fs_driver(srv, cache=self.cache, export=f"s3://{BUCKET}/{self.prefix[:-1]}",
                            s3_endpoint=self.proxy.endpoint, s3_path_style=True,
                            max_retry_ms=retry_ms)
@@ -689,6 +687,10 @@ def test_export_model(seed, stack, fs_driver, tmp_path):
         print("\n".join(run.history))
 
 
+REMOTE_OPS = {"close", "fsync", "cat", "unlink", "rename", "truncate", "create", "open", "mkdir",
+              "rmdir", "ls", "stat"}
+
+
 def run_sequence(rng, run):
     seed = run.seed
     mode = run.mode
@@ -715,7 +717,7 @@ def run_sequence(rng, run):
             else:
                 run.proxy.reset_after(1 << 40, times=1)   # the server acts, the answer is lost
         elif (mode == 2 and i in window and seed % 10 != 7) or \
-                (mode in (2, 4) and rng.random() < 0.15):
+                (mode in (2, 4) and op[0] in REMOTE_OPS and rng.random() < 0.3):
             fault = "outage"
         if mode == 4 and op[0] in ("close", "fsync") and rng.random() < 0.6:
             fault = "acted"

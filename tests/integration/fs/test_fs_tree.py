@@ -12,9 +12,8 @@ import random
 import time
 
 import pytest
-from botocore.exceptions import ClientError
-
-from kvs_local.testing import boto3_client, start_server
+from kvs_local.testing import (boto3_client, get_media_for_fragment_list, retry_throttled,
+                               start_server)
 
 UTC = dt.timezone.utc
 
@@ -47,24 +46,8 @@ def hour_of(stream, ts):
     return f"{stream}/fragments/{t:%Y-%m-%d}/{t:%H}"
 
 
-def throttled(fn, *a, **kw):
-    """A boto3 call, backing off while kvs-local throttles (its quotas are the service's)."""
-    for attempt in range(30):
-        try:
-            return fn(*a, **kw)
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "ClientLimitExceededException":
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("throttled for too long")
-
-
 def gmffl(srv, stream, number):
-    """The fragment's bytes from boto3's GetMediaForFragmentList (kvs-local serves the data
-    plane on its one URL, the GetDataEndpoint answer)."""
-    am = boto3_client(srv, "kinesis-video-archived-media")
-    r = throttled(am.get_media_for_fragment_list, StreamName=stream, Fragments=[number])
-    return r["Payload"].read()
+    return get_media_for_fragment_list(srv, stream, [number])
 
 
 def sha(b):
@@ -201,6 +184,24 @@ def test_bad_names_and_the_read_only_tree(kvs, seeded, fs_driver):
     assert d.cat(f)[0] == d.stat(f)["size"]     # nothing changed
 
 
+def test_inode_numbers_follow_the_kernels_lookup_counts(kvs, seeded, fs_driver):
+    """kvsfs-fs forgets every lookup once nothing uses its entry, as the kernel does: a name
+    looked up again then gets a new node, while an open file keeps its node and its folders'."""
+    d = fs_driver(kvs)
+    hour = hour_of("cam-video", seeded)
+    f = f"{hour}/{sorted(d.ls(hour, plus=True))[0]}"
+    first = d.stat(f)["ino"]
+    again = d.stat(f)["ino"]
+    assert again != first
+    d.ok(f"open h {f} r")
+    held, folder = d.stat(f)["ino"], d.stat(hour)["ino"]
+    assert d.stat(f)["ino"] == held and d.stat(hour)["ino"] == folder
+    assert d.ok(f"lookup {f}").split()[0] == f"ino={held}"
+    d.ok("close h")
+    assert d.stat(f)["ino"] not in (first, again, held)
+    assert d.stat(hour)["ino"] != folder
+
+
 LISTING_FAULTS = [
     ({"error_rate": 1.0}, "EIO"),                                   # 500 InternalFailure
     ({"error_rate": 1.0, "error_status": 503}, "EIO"),              # ServiceUnavailable
@@ -326,7 +327,7 @@ def test_a_fragment_gone_since_its_listing_is_enoent(kvs, fs_driver):
     hour = hour_of("shrinking", start)
     last = sorted(d.ls(hour))[-1]            # a cloned fragment (the templates come first)
     kv = boto3_client(kvs, "kinesisvideo")
-    version = throttled(kv.describe_stream, StreamName="shrinking")["StreamInfo"]["Version"]
-    throttled(kv.update_data_retention, StreamName="shrinking", CurrentVersion=version,
+    version = retry_throttled(kv.describe_stream, StreamName="shrinking")["StreamInfo"]["Version"]
+    retry_throttled(kv.update_data_retention, StreamName="shrinking", CurrentVersion=version,
               Operation="DECREASE_DATA_RETENTION", DataRetentionChangeInHours=22)
     assert d.errno(f"cat {hour}/{last}") == "ENOENT"
