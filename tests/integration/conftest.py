@@ -1,6 +1,7 @@
 """Shared pytest set-up for every integration suite.
 
-- Puts tests/ on sys.path so suites can `import kvs_local` (the local KVS server package).
+- tests/ is on the import path through pytest.ini (`pythonpath = tests`): suites import the support
+  packages (kvs_local, s3_local, kvsfs_testing, kvsfs_procs) directly.
 - `build_dir`: the meson build folder holding kvsfs and the helper programs (env KVSFS_BUILD_DIR,
   default <repo>/build).
 - `shared_dir`: the read-only shared test data (env KVSFS_SHARED, default <repo>/../shared).
@@ -10,19 +11,14 @@
 """
 import os
 import pathlib
-import sys
-
-import pytest
-
 import signal
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-TESTS = REPO / "tests"
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
+import pytest
 
-import kvsfs_procs  # noqa: E402
+import kvsfs_procs
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # background daemons are re-parented to pytest, which learns how they ended (kvsfs_procs.reap)
 kvsfs_procs.become_subreaper()

@@ -1,4 +1,4 @@
-"""Helpers for the media test suites (tests/integration/kvs_local/test_media_*.py).
+"""Helpers for the media test suites (tests/integration/servers/kvs_local/test_media_*.py).
 
 They talk to kvs-local only through the real AWS clients (boto3 / /usr/bin/aws), plain HTTP GETs of
 session URLs (as a player would) and ffprobe; nothing here imports the server's media code.

@@ -1,6 +1,6 @@
 """Play an HLS session URL in headless Chromium with hls.js and return what the page observed.
 
-Used by tests/integration/kvs_local/test_media_browser.py.  Needs Debian ``chromium`` and hls.js
+Used by tests/integration/servers/kvs_local/test_media_browser.py.  Needs Debian ``chromium`` and hls.js
 from npm in ``tests/kvs_local/web/node_modules`` (``npm install`` in tests/kvs_local/web; the
 node_modules folder is not committed).  The page (web/player.html) is served from 127.0.0.1 by a
 tiny HTTP server started here; it POSTs its observations to /result.

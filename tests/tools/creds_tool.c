@@ -1,5 +1,5 @@
 /*
- * kvsfs-creds: drives aws/creds and aws/awsconfig for tests/integration/aws/test_creds_*.py.
+ * kvsfs-creds: drives aws/creds and aws/awsconfig for tests/integration/modules/aws/test_creds_*.py.
  *
  * Modes (the environment is the process environment, as for a mount):
  *   (default)              resolve the chain and the region/endpoints, print one JSON object:

@@ -1,5 +1,5 @@
 /*
- * kvsfs-sign: drives aws/sigv4 for the pytest suites (tests/integration/aws/test_sigv4_botocore.py).
+ * kvsfs-sign: drives aws/sigv4 for the pytest suites (tests/integration/modules/aws/test_sigv4_botocore.py).
  *
  * Reads one JSON request spec (or an array of them) on stdin and writes one JSON result (or an
  * array) on stdout. Credentials come on stdin, never in argv. Spec fields:

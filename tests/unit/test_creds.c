@@ -1,7 +1,7 @@
 /*
  * Unit tests for awsconfig (shared file parser, region/endpoint resolution) and creds (the
  * chain's environment, file and credential_process sources, refresh and concurrency). The HTTP
- * sources (container, IMDS) are covered by tests/integration/aws/test_creds_*.py with local
+ * sources (container, IMDS) are covered by tests/integration/modules/aws/test_creds_*.py with local
  * stand-in servers. Every test uses its own temporary directory and an explicit environment
  * array, never the real ~/.aws or the process environment.
  */

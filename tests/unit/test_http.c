@@ -2,7 +2,7 @@
  * memory sink, client creation errors (ca_file), and request failures that need no server
  * (refused connection with retries, callbacks aborting, bad input) or only a silent listener
  * (a request's own time budget). The wire behaviour against
- * real servers is tested by tests/integration/aws/test_http_retry.py. */
+ * real servers is tested by tests/integration/modules/aws/test_http_retry.py. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>

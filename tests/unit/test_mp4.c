@@ -2,7 +2,7 @@
  * Unit tests for the mp4 module on MP4 files built here box by box (so every table is known):
  * each sample's first 4 bytes carry (track id << 24 | sample index in the joined track), and the
  * joined output is checked by walking its own sample tables back to those bytes. Real ffmpeg parts
- * (H.264, H.265, AAC) are covered by tests/integration/aws/test_mp4_join.py.
+ * (H.264, H.265, AAC) are covered by tests/integration/modules/aws/test_mp4_join.py.
  */
 #include <errno.h>
 #include <stdint.h>

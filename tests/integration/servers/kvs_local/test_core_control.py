@@ -1,15 +1,12 @@
 """kvs-local control plane, driven with boto3 and /usr/bin/aws."""
 import json
-import os
-import sys
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-from kvs_local.testing import aws_cli, boto3_client, start_server  # noqa: E402
+from kvs_local.testing import aws_cli, boto3_client, start_server
 
-from botocore.exceptions import ClientError  # noqa: E402
+from botocore.exceptions import ClientError
 
 
 @pytest.fixture(scope="module")

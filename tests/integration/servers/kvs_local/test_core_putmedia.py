@@ -1,18 +1,15 @@
 """PutMedia on kvs-local: streamed chunked bodies, ACK lines for good and bad fragments, limits.
 PutMedia has no boto3 API: it is driven with our signed streaming client; results are checked with boto3."""
-import os
 import re
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-from kvs_local import mkv, seed  # noqa: E402
-from kvs_local.seed import PutMediaError  # noqa: E402
-from kvs_local.testing import boto3_client, start_server  # noqa: E402
+from kvs_local import mkv, seed
+from kvs_local.seed import PutMediaError
+from kvs_local.testing import boto3_client, start_server
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,17 @@
 """ListFragments, GetMediaForFragmentList and GetMedia on kvs-local, driven with boto3 and /usr/bin/aws."""
 import base64
 import json
-import os
 import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-from kvs_local import mkv, sigv4  # noqa: E402
-from kvs_local.testing import (aws_cli, boto3_client, kvs_layout, split_documents,  # noqa: E402
+from kvs_local import mkv, sigv4
+from kvs_local.testing import (aws_cli, boto3_client, kvs_layout, split_documents,
                                start_server)
 
-from botocore.exceptions import ClientError, ParamValidationError  # noqa: E402
+from botocore.exceptions import ClientError, ParamValidationError
 
 REAL = "/work/shared/testdata/kvs-real/output_get_media.mkv"
 BULK_START = 1_700_000_000  # integer seconds: boto3 sends whole seconds only

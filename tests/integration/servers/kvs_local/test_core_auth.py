@@ -6,18 +6,16 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-from kvs_local import sigv4  # noqa: E402
-from kvs_local.errors import KvsError  # noqa: E402
-from kvs_local.testing import aws_cli_env, boto3_client, start_server  # noqa: E402
+from kvs_local import sigv4
+from kvs_local.errors import KvsError
+from kvs_local.testing import aws_cli_env, boto3_client, start_server
 
-import boto3  # noqa: E402
-from botocore.exceptions import ClientError  # noqa: E402
+import boto3
+from botocore.exceptions import ClientError
 
 SUITE = "/work/shared/testdata/sigv4-suite/aws-sig-v4-test-suite"
 

@@ -8,7 +8,7 @@ when wrong), the errno exit codes (ENOENT for a missing bucket, EACCES for a wro
 through the fault proxy: 503s and connection resets mid-body are retried with the fd body
 rewound, and a CompleteMultipartUpload whose answer is lost still succeeds (HeadObject check).
 
-Run: KVSFS_BUILD_DIR=/tmp/build-x /usr/bin/python3 -m pytest tests/integration/s3 -q
+Run: KVSFS_BUILD_DIR=/tmp/build-x /usr/bin/python3 -m pytest tests/integration/modules/s3 -q
 """
 import concurrent.futures
 import hashlib

@@ -13,7 +13,7 @@ sizes and times; a crash (kill -9) mid multipart upload: the upload kvsfs record
 folder is aborted at the next open (another client's upload under the same prefix is not), a
 failed abort keeps the record for a later open; one export per staging folder.
 
-Run: KVSFS_BUILD_DIR=/tmp/build-x /usr/bin/python3 -m pytest tests/integration/s3 -q
+Run: KVSFS_BUILD_DIR=/tmp/build-x /usr/bin/python3 -m pytest tests/integration/modules/s3 -q
 """
 import hashlib
 import os

@@ -2,20 +2,19 @@
 seeding modes (file, H.265, live camera, bulk 300,000 fragments), launcher."""
 import json
 import os
+import pathlib
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-from kvs_local import mkv  # noqa: E402
-from kvs_local.testing import aws_cli, boto3_client, split_documents, start_server  # noqa: E402
+from kvs_local import mkv
+from kvs_local.testing import aws_cli, boto3_client, split_documents, start_server
 
-from botocore.exceptions import ClientError  # noqa: E402
+from botocore.exceptions import ClientError
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
+REPO = str(pathlib.Path(__file__).resolve().parents[4])
 
 
 @pytest.fixture(scope="module")
