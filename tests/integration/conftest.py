@@ -8,7 +8,19 @@
 - `tool(name)`: path of a program from tests/tools (built into <build>/tests/tools).
 - Every test fails when a kvsfs process it started is still running at its end (a daemon that
   outlived its mount); such a process is killed so it cannot spoil the next tests.
+
+The local servers, shared by every suite (docs/TESTING.md, "Shared fixtures"):
+- `kvs_server(**options)`: starts a kvs-local server for the test and returns it
+  (kvs_local.testing.Server); options are kvs-local's command-line options (no_quotas=True,
+  fault=[...], max_streams=2, access_key=...; data_dir= reuses a folder). Stopped at the test's end.
+- `kvs_servers.start(request, **options)`: the same for fixtures of any scope: the server is
+  stopped when the scope of `request` ends (a module-scoped fixture passes its own request).
+- `rgw`: a fresh Ceph RGW (s3_local.Rgw) for the module, killed at its end; `s3`: its boto3 client.
+- `export_stack`: for the module, RGW + bucket "exports" + kvs-local with the gateway's keys (a
+  mount has one credentials chain) + stream "cam": 12 s of H.264 + AAC from the start of the hour
+  two hours ago. An ExportStack(rgw, kvs, bucket, stream, start).
 """
+import dataclasses
 import os
 import pathlib
 import signal
@@ -17,6 +29,8 @@ import time
 import pytest
 
 import kvsfs_procs
+from kvs_local.testing import Server, start_server
+from s3_local import Rgw, start_rgw
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -84,3 +98,65 @@ def tool(build_dir):
             pytest.fail(f"helper program {name} not built in {p.parent}")
         return str(p)
     return path
+
+
+# ---------------------------------------------------------------- the local servers
+
+
+class KvsServers:
+    """Starts kvs-local servers whose lifetime is the scope of the request that asked for them."""
+
+    def __init__(self, tmp_path_factory):
+        self._tmp = tmp_path_factory
+
+    def start(self, request, data_dir=None, **options) -> Server:
+        """Starts kvs-local on 127.0.0.1 (a free port) in data_dir (default: a new folder under
+        the session's temporary folder) with options as command-line options; returns it once it
+        answers. It is stopped when the scope of request ends, even if the test failed."""
+        srv = start_server(data_dir or self._tmp.mktemp("kvs"), **options)
+        request.addfinalizer(srv.stop)
+        return srv
+
+
+@pytest.fixture(scope="session")
+def kvs_servers(tmp_path_factory) -> KvsServers:
+    return KvsServers(tmp_path_factory)
+
+
+@pytest.fixture
+def kvs_server(kvs_servers, request):
+    def start(data_dir=None, **options) -> Server:
+        return kvs_servers.start(request, data_dir, **options)
+    return start
+
+
+@pytest.fixture(scope="module")
+def rgw(tmp_path_factory) -> Rgw:
+    r = start_rgw(tmp_path_factory.mktemp("rgw"))
+    try:
+        yield r
+    finally:
+        r.kill()
+
+
+@pytest.fixture(scope="module")
+def s3(rgw):
+    return rgw.s3()
+
+
+@dataclasses.dataclass
+class ExportStack:
+    rgw: Rgw
+    kvs: Server     # kvs-local with the gateway's keys
+    bucket: str     # "exports", empty at the start
+    stream: str     # "cam": 12 s (six 2-second fragments) of H.264 + AAC
+    start: int      # the stream's first timestamp: the start of the hour two hours ago
+
+
+@pytest.fixture(scope="module")
+def export_stack(rgw, kvs_servers, request) -> ExportStack:
+    bucket = rgw.make_bucket("exports")
+    kvs = kvs_servers.start(request, access_key=rgw.access_key, secret_key=rgw.secret_key)
+    start = (int(time.time()) // 3600 - 2) * 3600
+    kvs.seed_testsrc("cam", duration=12, audio=True, start_ts=start)
+    return ExportStack(rgw, kvs, bucket, "cam", start)

@@ -34,8 +34,7 @@ import random
 
 import pytest
 
-from kvs_local.testing import start_server
-from s3_local import FaultProxy, start_rgw
+from s3_local import FaultProxy
 
 
 def _seeds():
@@ -45,7 +44,7 @@ def _seeds():
 
 
 OPS = int(os.environ.get("KVSFS_MODEL_OPS", "25"))
-BUCKET = "model"
+BUCKET = "exports"  # the export stack's bucket
 PART = 8 << 20                  # export's default multipart part size
 NET = {"EIO", "ETIMEDOUT", "ECONNREFUSED"}   # an S3 request that failed for good
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
@@ -461,22 +460,12 @@ def gen_op(rng, m, big):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("model")
-    rgw = start_rgw(root / "rgw")
-    srv = proxy = None
-    try:
-        rgw.make_bucket(BUCKET)
-        # the driver's start-up check lists streams: kvs-local with the gateway's keys
-        srv = start_server(root / "kvs", access_key=rgw.access_key, secret_key=rgw.secret_key)
-        proxy = FaultProxy(rgw.endpoint)
-        yield rgw, srv, proxy
-    finally:
-        if proxy:
-            proxy.close()
-        if srv:
-            srv.stop()
-        rgw.kill()
+def stack(export_stack):
+    """The export stack (RGW, bucket "exports", kvs-local with the gateway's keys, which the
+    driver's start-up check lists) with a FaultProxy in front of the gateway."""
+    assert export_stack.bucket == BUCKET
+    with FaultProxy(export_stack.rgw.endpoint) as proxy:
+        yield export_stack.rgw, export_stack.kvs, proxy
 
 
 class Run:

@@ -12,19 +12,14 @@ import random
 import time
 
 import pytest
-from kvs_local.testing import (boto3_client, get_media_for_fragment_list, retry_throttled,
-                               start_server)
+from kvs_local.testing import boto3_client, get_media_for_fragment_list, retry_throttled
 
 UTC = dt.timezone.utc
 
 
 @pytest.fixture(scope="module")
-def kvs(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("kvs"))  # quotas on, as the service has them
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def kvs(kvs_servers, request):
+    return kvs_servers.start(request)  # quotas on, as the service has them
 
 
 @pytest.fixture(scope="module")

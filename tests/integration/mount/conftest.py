@@ -1,6 +1,10 @@
 """Fixtures for the mounted-daemon suites (like libfuse's and sshfs's tests).
 
 - `kvs`: a kvs-local server for the module (quotas on, as the service has them).
+- `stack`: the export stack as (rgw, kvs, start) (the shared `export_stack`, tests/integration/conftest.py).
+- `xmount`: a factory; `xmount(prefix="kvs", endpoint=None, name=None, start=True, **options)`
+  mounts kvs-local of the export stack with export/ = s3://exports/PREFIX on the gateway (or on
+  endpoint, e.g. a FaultProxy); unmounted and checked at teardown as `mount` does.
 - `mount`: a factory; `mount(srv, **options)` starts kvsfs against srv as users do (it goes to the
   background once mounted; `foreground=True` runs `kvsfs -f` instead), and returns a Mount. Every
   mount is unmounted at teardown, even when the test failed (`fusermount3 -u`, then `-uz` if
@@ -16,7 +20,6 @@ import time
 
 import pytest
 
-from kvs_local.testing import start_server
 from kvsfs_procs import daemon_pids, reap  # noqa: F401 (re-exported for the suites)
 
 
@@ -184,12 +187,26 @@ class Mount:
 
 
 @pytest.fixture(scope="module")
-def kvs(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("kvs"))
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def kvs(kvs_servers, request):
+    return kvs_servers.start(request)
+
+
+@pytest.fixture(scope="module")
+def stack(export_stack):
+    return export_stack.rgw, export_stack.kvs, export_stack.start
+
+
+@pytest.fixture
+def xmount(export_stack, mount):
+    mounts = []
+
+    def make(prefix="kvs", endpoint=None, name=None, start=True, **options):
+        o = {"export": f"s3://{export_stack.bucket}/{prefix}",
+             "s3_endpoint": endpoint or export_stack.rgw.endpoint, "s3_path_style": True}
+        o.update(options)
+        mounts.append(1)
+        return mount(export_stack.kvs, name=name or f"x{len(mounts) - 1}", start=start, **o)
+    return make
 
 
 @pytest.fixture
@@ -197,11 +214,11 @@ def mount(build_dir, tmp_path):
     mounts = []
     kvsfs = str(build_dir / "src" / "kvsfs")
 
-    def make(srv, name=None, env=None, foreground=False, **options):
+    def make(srv, name=None, env=None, foreground=False, start=True, **options):
         m = Mount(kvsfs, srv, tmp_path, options, env=env, name=name or f"mnt{len(mounts)}",
                   foreground=foreground)
         mounts.append(m)
-        return m.start()
+        return m.start() if start else m
 
     yield make
     problems = []

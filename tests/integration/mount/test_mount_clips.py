@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from kvs_local.testing import start_server
 
 UTC = dt.timezone.utc
 FPS = 25  # kvs-local's testsrc: 25 fps, 2-second fragments
@@ -28,16 +27,13 @@ def probe(path, *args):
 
 
 @pytest.fixture(scope="module")
-def clipsrv(tmp_path_factory):
+def clipsrv(kvs_servers, request):
     """A stream of 460 two-second H.264+AAC fragments (bulk), quotas on."""
-    srv = start_server(tmp_path_factory.mktemp("clips"))
-    try:
-        start = (int(time.time()) // 3600 - 3) * 3600
-        srv.seed_bulk("clipcam", count=460, start_ts=start, interval_ms=2000, audio=True)
-        srv.create_stream("idle", retention_hours=24)
-        yield srv, start
-    finally:
-        srv.stop()
+    srv = kvs_servers.start(request)
+    start = (int(time.time()) // 3600 - 3) * 3600
+    srv.seed_bulk("clipcam", count=460, start_ts=start, interval_ms=2000, audio=True)
+    srv.create_stream("idle", retention_hours=24)
+    return srv, start
 
 
 def api_total(srv, api):

@@ -13,27 +13,8 @@ import time
 import pytest
 
 from conftest import daemon_pids, gmffl, reap, xattr
-from kvs_local.testing import start_server
 
-s3_testing = pytest.importorskip("s3_local.testing")
 UTC = dt.timezone.utc
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("daemon")
-    rgw = s3_testing.start_rgw(str(root / "rgw"))
-    srv = None
-    try:
-        rgw.make_bucket("exports")
-        srv = start_server(root / "kvs", access_key=rgw.access_key, secret_key=rgw.secret_key)
-        start = (int(time.time()) // 3600 - 2) * 3600
-        srv.seed_testsrc("cam", duration=12, start_ts=start)
-        yield rgw, srv, start
-    finally:
-        if srv:
-            srv.stop()
-        rgw.stop()
 
 
 def md5(path):

@@ -10,48 +10,7 @@ import time
 
 import pytest
 
-from conftest import Mount, fragment_files
-from kvs_local.testing import start_server
-
-s3_testing = pytest.importorskip("s3_local.testing")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    rgw = s3_testing.start_rgw(str(root / "rgw"))
-    srv = None
-    try:
-        rgw.make_bucket("exports")
-        srv = start_server(root / "kvs", access_key=rgw.access_key, secret_key=rgw.secret_key)
-        start = (int(time.time()) // 3600 - 2) * 3600
-        srv.seed_testsrc("cam", duration=12, audio=True, start_ts=start)
-        yield rgw, srv, start
-    finally:
-        if srv:
-            srv.stop()
-        rgw.stop()
-
-
-@pytest.fixture
-def xmount(stack, build_dir, tmp_path):
-    rgw, srv, _ = stack
-    mounts = []
-
-    def make(prefix="kvs", endpoint=None, **opts):
-        o = {"export": f"s3://exports/{prefix}", "s3_endpoint": endpoint or rgw.endpoint,
-             "s3_path_style": True}
-        o.update(opts)
-        m = Mount(str(build_dir / "src" / "kvsfs"), srv, tmp_path, o, name=f"x{len(mounts)}")
-        mounts.append(m)
-        return m.start()
-
-    yield make
-    bad = []
-    for m in mounts:
-        m.stop()
-        bad += m.unexpected_log_lines()
-    assert not bad, "\n".join(bad)
+from conftest import fragment_files
 
 
 def md5(path):

@@ -8,64 +8,33 @@ front of the gateway counts kvsfs's S3 requests. Works whether the Mount fixture
 import glob
 import json
 import os
-import signal
 import subprocess
-import time
 
 import pytest
 
-from conftest import Mount
-from kvs_local.testing import start_server
-
-s3_testing = pytest.importorskip("s3_local.testing")
-from s3_local.proxy import FaultProxy  # noqa: E402
+from s3_local.proxy import FaultProxy
 
 MiB = 1 << 20
 BUCKET = "exports"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export-recovery")
-    rgw = s3_testing.start_rgw(str(root / "rgw"))
-    srv = None
-    try:
-        rgw.make_bucket(BUCKET)
-        srv = start_server(root / "kvs", access_key=rgw.access_key, secret_key=rgw.secret_key)
-        yield rgw, srv
-    finally:
-        if srv:
-            srv.stop()
-        rgw.stop()
+def stack(export_stack):
+    return export_stack.rgw, export_stack.kvs
 
 
 @pytest.fixture
-def proxy(stack):
-    with FaultProxy(stack[0].endpoint) as p:
+def proxy(export_stack):
+    with FaultProxy(export_stack.rgw.endpoint) as p:
         yield p
 
 
 @pytest.fixture
-def xmount(stack, proxy, build_dir, tmp_path):
-    """make(prefix, **opts): a mount whose export/ is s3://exports/PREFIX through the proxy."""
-    rgw, srv = stack
-    mounts = []
-
-    def make(prefix, name=None, start=True, **opts):
-        o = {"export": f"s3://{BUCKET}/{prefix}", "s3_endpoint": proxy.endpoint,
-             "s3_path_style": True}
-        o.update(opts)
-        m = Mount(str(build_dir / "src" / "kvsfs"), srv, tmp_path, o,
-                  name=name or f"r{len(mounts)}")
-        mounts.append(m)
-        return m.start() if start else m
-
-    yield make
-    bad = []
-    for m in mounts:
-        m.stop()
-        bad += m.unexpected_log_lines()
-    assert not bad, "\n".join(bad)
+def xmount(xmount, proxy):
+    """make(prefix, **opts): the mount fixture's xmount with export/ reached through the proxy."""
+    def make(prefix, **opts):
+        return xmount(prefix, endpoint=proxy.endpoint, **opts)
+    return make
 
 
 def aws_uploads(rgw, prefix):

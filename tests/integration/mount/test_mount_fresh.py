@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import fragment_files, gmffl, retry_throttled, xattr
-from kvs_local.testing import boto3_client, start_server
+from kvs_local.testing import boto3_client
 
 UTC = dt.timezone.utc
 
@@ -80,32 +80,29 @@ def test_fragments_leaving_retention_disappear(kvs, mount):
 
 
 @pytest.mark.parametrize("skew", [100, -100])
-def test_sizes_are_exact_even_when_the_service_counts_differently(mount, tmp_path, skew):
-    srv = start_server(tmp_path / "skew")
-    try:
-        # six 2-second fragments around an hour boundary: two hour folders
-        boundary = (int(time.time()) // 3600 - 3) * 3600
-        srv.seed_testsrc("skewed", duration=12, start_ts=boundary - 6)
-        srv.config(fragment_size_skew=skew)
-        m = mount(srv)
-        m.expect_log("size predicted")
-        first, second = hour_dir(m, "skewed", boundary - 6), hour_dir(m, "skewed", boundary)
-        a = sorted(os.listdir(first))
-        b = sorted(os.listdir(second))
-        assert len(a) == 3 and len(b) == 3
-        f0 = os.path.join(first, a[0])
-        predicted = os.stat(f0).st_size
-        want = gmffl(srv, "skewed", [xattr(f0, "user.kvs.fragment_number")])
-        assert predicted == len(want) + skew  # the skew fooled the first prediction
-        with open(f0, "rb") as f:
-            got = f.read()
-        assert got == want  # never short, never padded
-        assert os.stat(f0).st_size == len(want)  # the true size, learned
-        # the other hour was not downloaded, yet its sizes are now predicted right
-        for n in b:
-            p = os.path.join(second, n)
-            size = os.stat(p).st_size
-            assert size == len(gmffl(srv, "skewed", [xattr(p, "user.kvs.fragment_number")]))
-        assert "size predicted" in m.log()
-    finally:
-        srv.stop()
+def test_sizes_are_exact_even_when_the_service_counts_differently(kvs_server, mount, skew):
+    srv = kvs_server()
+    # six 2-second fragments around an hour boundary: two hour folders
+    boundary = (int(time.time()) // 3600 - 3) * 3600
+    srv.seed_testsrc("skewed", duration=12, start_ts=boundary - 6)
+    srv.config(fragment_size_skew=skew)
+    m = mount(srv)
+    m.expect_log("size predicted")
+    first, second = hour_dir(m, "skewed", boundary - 6), hour_dir(m, "skewed", boundary)
+    a = sorted(os.listdir(first))
+    b = sorted(os.listdir(second))
+    assert len(a) == 3 and len(b) == 3
+    f0 = os.path.join(first, a[0])
+    predicted = os.stat(f0).st_size
+    want = gmffl(srv, "skewed", [xattr(f0, "user.kvs.fragment_number")])
+    assert predicted == len(want) + skew  # the skew fooled the first prediction
+    with open(f0, "rb") as f:
+        got = f.read()
+    assert got == want  # never short, never padded
+    assert os.stat(f0).st_size == len(want)  # the true size, learned
+    # the other hour was not downloaded, yet its sizes are now predicted right
+    for n in b:
+        p = os.path.join(second, n)
+        size = os.stat(p).st_size
+        assert size == len(gmffl(srv, "skewed", [xattr(p, "user.kvs.fragment_number")]))
+    assert "size predicted" in m.log()

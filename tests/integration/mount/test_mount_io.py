@@ -11,7 +11,6 @@ import time
 import pytest
 
 from conftest import fragment_files, gmffl, xattr
-from kvs_local.testing import start_server
 
 UTC = dt.timezone.utc
 
@@ -55,25 +54,22 @@ def test_rsync_twice_copies_nothing_the_second_time(kvs, minute, mount, tmp_path
         assert os.stat(f).st_mtime_ns == os.stat(os.path.join(src, rel)).st_mtime_ns
 
 
-def test_ls_lR_of_a_day_of_43200_fragments_downloads_no_media(mount, tmp_path):
-    srv = start_server(tmp_path / "bulk")
-    try:
-        day = (dt.datetime.now(UTC) - dt.timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
-        res = srv.seed_bulk("bulk-day", count=43200, start_ts=day.timestamp(), interval_ms=2000)
-        assert res.get("count", 43200) >= 43200 or res
-        m = mount(srv)
-        srv.reset_counters()
-        out = subprocess.run(["ls", "-lR", m.path("bulk-day", "fragments", day.strftime("%Y-%m-%d"))],
-                             capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stderr
-        files = [l for l in out.stdout.splitlines() if l.startswith("-")]
-        assert len(files) == 43200
-        c = srv.counters()
-        assert api_count(c, "GetMediaForFragmentList") == 0
-        assert api_count(c, "GetMedia") == 0
-        assert 24 <= api_count(c, "ListFragments") <= 24 * 3, c.get("ListFragments")
-    finally:
-        srv.stop()
+def test_ls_lR_of_a_day_of_43200_fragments_downloads_no_media(kvs_server, mount):
+    srv = kvs_server()
+    day = (dt.datetime.now(UTC) - dt.timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
+    res = srv.seed_bulk("bulk-day", count=43200, start_ts=day.timestamp(), interval_ms=2000)
+    assert res.get("count", 43200) >= 43200 or res
+    m = mount(srv)
+    srv.reset_counters()
+    out = subprocess.run(["ls", "-lR", m.path("bulk-day", "fragments", day.strftime("%Y-%m-%d"))],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    files = [l for l in out.stdout.splitlines() if l.startswith("-")]
+    assert len(files) == 43200
+    c = srv.counters()
+    assert api_count(c, "GetMediaForFragmentList") == 0
+    assert api_count(c, "GetMedia") == 0
+    assert 24 <= api_count(c, "ListFragments") <= 24 * 3, c.get("ListFragments")
 
 
 def test_cp_r_under_faults_gives_identical_bytes(kvs, minute, mount, tmp_path):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import daemon_pids, fragment_files
-from test_mount_export import md5, stack, xmount  # noqa: F401  (fixtures: the export stack)
+from test_mount_export import md5
 
 STREAM = "short"  # the one stream these mounts show (streams=), with a short retention
 

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from s3_local import FaultProxy, start_rgw
+from s3_local import FaultProxy
 from s3_local.testing import have_packages
 
 pytestmark = pytest.mark.skipif(
@@ -39,22 +39,8 @@ EFBIG = 27
 
 
 @pytest.fixture(scope="module")
-def rgw(tmp_path_factory):
-    r = start_rgw(tmp_path_factory.mktemp("rgw"))
-    try:
-        yield r
-    finally:
-        r.kill()
-
-
-@pytest.fixture(scope="module")
 def bucket(rgw):
     return rgw.make_bucket()
-
-
-@pytest.fixture(scope="module")
-def s3(rgw):
-    return rgw.s3()
 
 
 @pytest.fixture

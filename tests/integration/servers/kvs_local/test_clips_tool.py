@@ -17,7 +17,6 @@ import pytest
 
 from kvs_local.mediatest import (archived_media, by_type, ffprobe_streams, fragments,
                                  max_gap, media_span, pic_body, top_boxes, ts)
-from kvs_local.testing import start_server
 
 FPS = 25
 FRAME_S = 1.0 / FPS
@@ -35,12 +34,8 @@ def clip_name(start_ms: int, end_ms: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("kvs-clips"))      # quotas ON
-    try:
-        yield s
-    finally:
-        s.stop()
+def srv(kvs_servers, request):
+    return kvs_servers.start(request)      # quotas ON
 
 
 @pytest.fixture(scope="module")

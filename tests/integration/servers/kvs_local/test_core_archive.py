@@ -8,8 +8,7 @@ import urllib.request
 import pytest
 
 from kvs_local import mkv, sigv4
-from kvs_local.testing import (aws_cli, boto3_client, kvs_layout, split_documents,
-                               start_server)
+from kvs_local.testing import aws_cli, boto3_client, kvs_layout, split_documents
 
 from botocore.exceptions import ClientError, ParamValidationError
 
@@ -19,14 +18,11 @@ BULK_N = 2500
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("kvs-arc"), no_quotas=True, getmedia_idle_seconds=0.7)
-    try:
-        s.seed_testsrc("arc", duration=10, audio=True, start_ts=time.time() - 60)
-        s.seed_bulk("arc-bulk", count=BULK_N, start_ts=BULK_START, retention_hours=87600)
-        yield s
-    finally:
-        s.stop()
+def srv(kvs_servers, request):
+    s = kvs_servers.start(request, no_quotas=True, getmedia_idle_seconds=0.7)
+    s.seed_testsrc("arc", duration=10, audio=True, start_ts=time.time() - 60)
+    s.seed_bulk("arc-bulk", count=BULK_N, start_ts=BULK_START, retention_hours=87600)
+    return s
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +71,12 @@ def test_list_fragments_fields_and_shuffle(am, srv):
     assert all(isinstance(f["ProducerTimestamp"], float) for f in j["Fragments"])
 
 
-def test_list_fragments_sorted_switch(tmp_path):
-    s = start_server(tmp_path / "kvs", sort_fragments=True, no_quotas=True)
-    try:
-        s.seed_bulk("b", count=50, start_ts=BULK_START, retention_hours=87600)
-        frs = boto3_client(s, "kinesis-video-archived-media").list_fragments(StreamName="b")["Fragments"]
-        nums = [f["FragmentNumber"] for f in frs]
-        assert nums == sorted(nums) and len(nums) == 50
-    finally:
-        s.stop()
+def test_list_fragments_sorted_switch(kvs_server):
+    s = kvs_server(sort_fragments=True, no_quotas=True)
+    s.seed_bulk("b", count=50, start_ts=BULK_START, retention_hours=87600)
+    frs = boto3_client(s, "kinesis-video-archived-media").list_fragments(StreamName="b")["Fragments"]
+    nums = [f["FragmentNumber"] for f in frs]
+    assert nums == sorted(nums) and len(nums) == 50
 
 
 def test_pagination(am):
@@ -277,18 +270,15 @@ def test_get_media(srv, tmp_path):
     assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
-def test_retention_hides_old_fragments(tmp_path):
-    s = start_server(tmp_path / "kvs", no_quotas=True)
-    try:
-        now = int(time.time())
-        # 3 hours of fragments, retention 1 hour: only the last hour is visible (by server timestamp)
-        s.seed_bulk("ret", count=5400, start_ts=now - 3 * 3600, retention_hours=1)
-        am = boto3_client(s, "kinesis-video-archived-media")
-        frs = all_fragments(am, StreamName="ret", MaxResults=1000)
-        assert 1790 <= len(frs) <= 1800
-        assert min(f["ServerTimestamp"].timestamp() for f in frs) >= now - 3600 - 1
-        sel = {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
-               "TimestampRange": {"StartTimestamp": now - 3 * 3600, "EndTimestamp": now - 2 * 3600}}
-        assert am.list_fragments(StreamName="ret", FragmentSelector=sel)["Fragments"] == []
-    finally:
-        s.stop()
+def test_retention_hides_old_fragments(kvs_server):
+    s = kvs_server(no_quotas=True)
+    now = int(time.time())
+    # 3 hours of fragments, retention 1 hour: only the last hour is visible (by server timestamp)
+    s.seed_bulk("ret", count=5400, start_ts=now - 3 * 3600, retention_hours=1)
+    am = boto3_client(s, "kinesis-video-archived-media")
+    frs = all_fragments(am, StreamName="ret", MaxResults=1000)
+    assert 1790 <= len(frs) <= 1800
+    assert min(f["ServerTimestamp"].timestamp() for f in frs) >= now - 3600 - 1
+    sel = {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+           "TimestampRange": {"StartTimestamp": now - 3 * 3600, "EndTimestamp": now - 2 * 3600}}
+    assert am.list_fragments(StreamName="ret", FragmentSelector=sel)["Fragments"] == []

@@ -12,7 +12,7 @@ import pytest
 
 from kvs_local import sigv4
 from kvs_local.errors import KvsError
-from kvs_local.testing import aws_cli_env, boto3_client, start_server
+from kvs_local.testing import aws_cli_env, boto3_client
 
 import boto3
 from botocore.exceptions import ClientError
@@ -21,13 +21,10 @@ SUITE = "/work/shared/testdata/sigv4-suite/aws-sig-v4-test-suite"
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("kvs-auth"), no_quotas=True)
-    try:
-        boto3_client(s, "kinesisvideo").create_stream(StreamName="auth-s")
-        yield s
-    finally:
-        s.stop()
+def srv(kvs_servers, request):
+    s = kvs_servers.start(request, no_quotas=True)
+    boto3_client(s, "kinesisvideo").create_stream(StreamName="auth-s")
+    return s
 
 
 def client(srv, ak=None, sk=None, token=None, service="kinesisvideo"):
@@ -115,17 +112,14 @@ def test_aws_cli_wrong_secret(srv):
     assert p.returncode != 0 and b"InvalidSignatureException" in p.stderr
 
 
-def test_session_token(tmp_path):
-    s = start_server(tmp_path / "kvs", session_token="SESSIONTOKEN123")
-    try:
-        assert "StreamInfoList" in client(s, token="SESSIONTOKEN123").list_streams()
-        for tok in (None, "OTHER"):
-            with pytest.raises(ClientError) as e:
-                client(s, token=tok).list_streams()
-            assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-            assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
-    finally:
-        s.stop()
+def test_session_token(kvs_server):
+    s = kvs_server(session_token="SESSIONTOKEN123")
+    assert "StreamInfoList" in client(s, token="SESSIONTOKEN123").list_streams()
+    for tok in (None, "OTHER"):
+        with pytest.raises(ClientError) as e:
+            client(s, token=tok).list_streams()
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
 
 
 def _parse_req(text):

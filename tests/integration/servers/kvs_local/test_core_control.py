@@ -4,18 +4,14 @@ import time
 
 import pytest
 
-from kvs_local.testing import aws_cli, boto3_client, start_server
+from kvs_local.testing import aws_cli, boto3_client
 
 from botocore.exceptions import ClientError
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("kvs-control"), no_quotas=True, getmedia_idle_seconds=0.5)
-    try:
-        yield s
-    finally:
-        s.stop()
+def srv(kvs_servers, request):
+    return kvs_servers.start(request, no_quotas=True, getmedia_idle_seconds=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -201,16 +197,13 @@ def test_aws_cli_lifecycle_and_errors(srv):
     aws_cli(srv, "kinesisvideo", "delete-stream", "--stream-arn", out["StreamARN"])
 
 
-def test_creating_period(tmp_path):
-    s = start_server(tmp_path / "kvs", creating_seconds=0.5)
-    try:
-        kv = boto3_client(s, "kinesisvideo")
-        kv.create_stream(StreamName="slow")
-        assert kv.describe_stream(StreamName="slow")["StreamInfo"]["Status"] == "CREATING"
-        time.sleep(0.6)
-        assert kv.describe_stream(StreamName="slow")["StreamInfo"]["Status"] == "ACTIVE"
-    finally:
-        s.stop()
+def test_creating_period(kvs_server):
+    s = kvs_server(creating_seconds=0.5)
+    kv = boto3_client(s, "kinesisvideo")
+    kv.create_stream(StreamName="slow")
+    assert kv.describe_stream(StreamName="slow")["StreamInfo"]["Status"] == "CREATING"
+    time.sleep(0.6)
+    assert kv.describe_stream(StreamName="slow")["StreamInfo"]["Status"] == "ACTIVE"
 
 
 def test_list_streams_default_page_is_10(kv):
@@ -245,17 +238,14 @@ def test_not_authorized_and_bad_arn(kv, srv):
     assert err(e)[:2] == ("InvalidArgumentException", 400)
 
 
-def test_account_stream_limit(tmp_path):
-    s = start_server(tmp_path / "kvs", max_streams=2)
-    try:
-        kv = boto3_client(s, "kinesisvideo")
-        kv.create_stream(StreamName="a")
-        kv.create_stream(StreamName="b")
-        with pytest.raises(ClientError) as e:
-            kv.create_stream(StreamName="c")
-        assert err(e)[:2] == ("AccountStreamLimitExceededException", 400)
-    finally:
-        s.stop()
+def test_account_stream_limit(kvs_server):
+    s = kvs_server(max_streams=2)
+    kv = boto3_client(s, "kinesisvideo")
+    kv.create_stream(StreamName="a")
+    kv.create_stream(StreamName="b")
+    with pytest.raises(ClientError) as e:
+        kv.create_stream(StreamName="c")
+    assert err(e)[:2] == ("AccountStreamLimitExceededException", 400)
 
 
 def test_aws_cli_updates_tags_and_get_media(srv, tmp_path):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from kvs_local import mkv
-from kvs_local.testing import aws_cli, boto3_client, split_documents, start_server
+from kvs_local.testing import aws_cli, boto3_client, split_documents
 
 from botocore.exceptions import ClientError
 
@@ -18,13 +18,10 @@ REPO = str(pathlib.Path(__file__).resolve().parents[4])
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("kvs-ops"))
-    try:
-        s.seed_testsrc("ops", duration=6)
-        yield s
-    finally:
-        s.stop()
+def srv(kvs_servers, request):
+    s = kvs_servers.start(request)
+    s.seed_testsrc("ops", duration=6)
+    return s
 
 
 @pytest.fixture(autouse=True)
@@ -196,76 +193,67 @@ def test_fault_reset_and_slow_body(srv):
     assert slow == full and time.monotonic() - t0 >= 0.1 * (len(full) // 16384)
 
 
-def test_fault_option_at_start(tmp_path):
-    s = start_server(tmp_path / "kvs", fault=["ListStreams:error_next=1", "*:latency_ms=10"])
-    try:
-        kv = boto3_client(s, "kinesisvideo")
-        with pytest.raises(ClientError) as e:
-            kv.list_streams()
-        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
-        assert kv.list_streams()["StreamInfoList"] == []
-        assert s.admin_get("faults")["*"] == {"latency_ms": 10.0}
-    finally:
-        s.stop()
+def test_fault_option_at_start(kvs_server):
+    s = kvs_server(fault=["ListStreams:error_next=1", "*:latency_ms=10"])
+    kv = boto3_client(s, "kinesisvideo")
+    with pytest.raises(ClientError) as e:
+        kv.list_streams()
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert kv.list_streams()["StreamInfoList"] == []
+    assert s.admin_get("faults")["*"] == {"latency_ms": 10.0}
 
 
-def test_eight_concurrent_clients(tmp_path):
-    s = start_server(tmp_path / "kvs", no_quotas=True)
-    try:
-        errors = []
-        results = {}
+def test_eight_concurrent_clients(kvs_server):
+    s = kvs_server(no_quotas=True)
+    errors = []
+    results = {}
 
-        def client(i):
-            try:
-                name = f"c{i}"
-                r = s.seed_testsrc(name, duration=4)  # 8 PutMedia connections at once
-                assert len(r.by_type("PERSISTED")) == 2
-                am = boto3_client(s, "kinesis-video-archived-media")
-                kv = boto3_client(s, "kinesisvideo")
-                for _ in range(5):
-                    kv.describe_stream(StreamName=name)
-                    frs = am.list_fragments(StreamName=name)["Fragments"]
-                    data = am.get_media_for_fragment_list(StreamName=name,
-                                                          Fragments=[f["FragmentNumber"] for f in frs])["Payload"].read()
-                    assert len(split_documents(data)) == 2
-                results[i] = True
-            except Exception as e:  # noqa
-                errors.append(repr(e))
-        ts = [threading.Thread(target=client, args=(i,)) for i in range(8)]
-        t0 = time.monotonic()
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join(120)
-        assert not errors and len(results) == 8
-        print(f"8 concurrent clients: {time.monotonic() - t0:.2f} s")
-    finally:
-        s.stop()
+    def client(i):
+        try:
+            name = f"c{i}"
+            r = s.seed_testsrc(name, duration=4)  # 8 PutMedia connections at once
+            assert len(r.by_type("PERSISTED")) == 2
+            am = boto3_client(s, "kinesis-video-archived-media")
+            kv = boto3_client(s, "kinesisvideo")
+            for _ in range(5):
+                kv.describe_stream(StreamName=name)
+                frs = am.list_fragments(StreamName=name)["Fragments"]
+                data = am.get_media_for_fragment_list(StreamName=name,
+                                                      Fragments=[f["FragmentNumber"] for f in frs])["Payload"].read()
+                assert len(split_documents(data)) == 2
+            results[i] = True
+        except Exception as e:  # noqa
+            errors.append(repr(e))
+    ts = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert not errors and len(results) == 8
+    print(f"8 concurrent clients: {time.monotonic() - t0:.2f} s")
 
 
-def test_restart_keeps_data(tmp_path):
-    s = start_server(tmp_path / "kvs", no_quotas=True)
-    try:
-        s.seed_testsrc("keep", duration=4)
-        kv = boto3_client(s, "kinesisvideo")
-        kv.tag_stream(StreamName="keep", Tags={"t": "1"})
-        am = boto3_client(s, "kinesis-video-archived-media")
-        before = sorted(am.list_fragments(StreamName="keep")["Fragments"], key=lambda f: f["FragmentNumber"])
-        nums = [f["FragmentNumber"] for f in before]
-        data = am.get_media_for_fragment_list(StreamName="keep", Fragments=nums)["Payload"].read()
-        info = kv.describe_stream(StreamName="keep")["StreamInfo"]
-        s.restart()
-        kv = boto3_client(s, "kinesisvideo")
-        am = boto3_client(s, "kinesis-video-archived-media")
-        assert kv.describe_stream(StreamName="keep")["StreamInfo"] == info
-        assert kv.list_tags_for_stream(StreamName="keep")["Tags"] == {"t": "1"}
-        after = sorted(am.list_fragments(StreamName="keep")["Fragments"], key=lambda f: f["FragmentNumber"])
-        assert after == before
-        assert am.get_media_for_fragment_list(StreamName="keep", Fragments=nums)["Payload"].read() == data
-        r = s.seed_testsrc("keep", duration=2, start_ts=time.time())
-        assert r.by_type("PERSISTED")[0]["FragmentNumber"] > nums[-1]  # numbers keep increasing
-    finally:
-        s.stop()
+def test_restart_keeps_data(kvs_server):
+    s = kvs_server(no_quotas=True)
+    s.seed_testsrc("keep", duration=4)
+    kv = boto3_client(s, "kinesisvideo")
+    kv.tag_stream(StreamName="keep", Tags={"t": "1"})
+    am = boto3_client(s, "kinesis-video-archived-media")
+    before = sorted(am.list_fragments(StreamName="keep")["Fragments"], key=lambda f: f["FragmentNumber"])
+    nums = [f["FragmentNumber"] for f in before]
+    data = am.get_media_for_fragment_list(StreamName="keep", Fragments=nums)["Payload"].read()
+    info = kv.describe_stream(StreamName="keep")["StreamInfo"]
+    s.restart()
+    kv = boto3_client(s, "kinesisvideo")
+    am = boto3_client(s, "kinesis-video-archived-media")
+    assert kv.describe_stream(StreamName="keep")["StreamInfo"] == info
+    assert kv.list_tags_for_stream(StreamName="keep")["Tags"] == {"t": "1"}
+    after = sorted(am.list_fragments(StreamName="keep")["Fragments"], key=lambda f: f["FragmentNumber"])
+    assert after == before
+    assert am.get_media_for_fragment_list(StreamName="keep", Fragments=nums)["Payload"].read() == data
+    r = s.seed_testsrc("keep", duration=2, start_ts=time.time())
+    assert r.by_type("PERSISTED")[0]["FragmentNumber"] > nums[-1]  # numbers keep increasing
 
 
 def test_seed_file_mp4_and_h265(srv, tmp_path):
@@ -290,13 +278,10 @@ def test_seed_file_mp4_and_h265(srv, tmp_path):
         assert subprocess.run(["ffmpeg", "-v", "error", "-i", str(p), "-f", "null", "-"]).returncode == 0
 
 
-def test_seed_cli_and_launcher(srv, tmp_path):
+def test_seed_cli_and_launcher(kvs_server, srv):
     t0 = time.monotonic()
-    s2 = start_server(tmp_path / "kvs")
-    try:
-        assert time.monotonic() - t0 < 1.5  # includes interpreter start of the subprocess
-    finally:
-        s2.stop()
+    kvs_server()
+    assert time.monotonic() - t0 < 1.5  # includes interpreter start of the subprocess
     p = subprocess.run([os.path.join(REPO, "scripts", "kvs-local"), "seed", "testsrc", "--url", srv.url,
                         "--stream", "ops-cli", "--duration", "4", "--audio"], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=60)
@@ -322,32 +307,29 @@ def test_live_camera(srv):
     assert all(abs(f["FragmentLengthInMilliseconds"] - 2000) <= 40 for f in frs[:-1])
 
 
-def test_bulk_300k_under_a_minute(tmp_path):
-    s = start_server(tmp_path / "kvs", no_quotas=True)
-    try:
-        t0 = time.monotonic()
-        now = int(time.time())
-        res = s.seed_bulk("week", count=302400, start_ts=now - 302400 * 2 - 60)  # 7 days of 2 s fragments
-        took = time.monotonic() - t0
-        print(f"bulk: 302400 fragments in {took:.1f} s (clone step {res['seconds']} s)")
-        assert res["count"] == 302400 and took < 60
-        am = boto3_client(s, "kinesis-video-archived-media")
-        sel = {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
-               "TimestampRange": {"StartTimestamp": now - 120, "EndTimestamp": now}}
-        last = am.list_fragments(StreamName="week", FragmentSelector=sel)["Fragments"]
-        assert len(last) == 30
-        n = max(last, key=lambda f: f["ProducerTimestamp"])
-        doc = am.get_media_for_fragment_list(StreamName="week", Fragments=[n["FragmentNumber"]])["Payload"].read()
-        p = tmp_path / "last.mkv"
-        p.write_bytes(doc)
-        assert subprocess.run(["ffmpeg", "-v", "error", "-i", str(p), "-f", "null", "-"]).returncode == 0
-        seg = [e for e in mkv.walk_documents(doc) if e.id == mkv.SEGMENT][0]
-        cl = [c for c in seg.children if c.id == mkv.CLUSTER][0]
-        tc = [c for c in cl.children if c.id == mkv.TIMECODE][0]
-        assert mkv.read_uint(doc[tc.data_offset:tc.end]) == 302399 * 2000
-        assert s.admin_get("streams")["streams"][0]["fragments"] == 302400
-    finally:
-        s.stop()
+def test_bulk_300k_under_a_minute(kvs_server, tmp_path):
+    s = kvs_server(no_quotas=True)
+    t0 = time.monotonic()
+    now = int(time.time())
+    res = s.seed_bulk("week", count=302400, start_ts=now - 302400 * 2 - 60)  # 7 days of 2 s fragments
+    took = time.monotonic() - t0
+    print(f"bulk: 302400 fragments in {took:.1f} s (clone step {res['seconds']} s)")
+    assert res["count"] == 302400 and took < 60
+    am = boto3_client(s, "kinesis-video-archived-media")
+    sel = {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+           "TimestampRange": {"StartTimestamp": now - 120, "EndTimestamp": now}}
+    last = am.list_fragments(StreamName="week", FragmentSelector=sel)["Fragments"]
+    assert len(last) == 30
+    n = max(last, key=lambda f: f["ProducerTimestamp"])
+    doc = am.get_media_for_fragment_list(StreamName="week", Fragments=[n["FragmentNumber"]])["Payload"].read()
+    p = tmp_path / "last.mkv"
+    p.write_bytes(doc)
+    assert subprocess.run(["ffmpeg", "-v", "error", "-i", str(p), "-f", "null", "-"]).returncode == 0
+    seg = [e for e in mkv.walk_documents(doc) if e.id == mkv.SEGMENT][0]
+    cl = [c for c in seg.children if c.id == mkv.CLUSTER][0]
+    tc = [c for c in cl.children if c.id == mkv.TIMECODE][0]
+    assert mkv.read_uint(doc[tc.data_offset:tc.end]) == 302399 * 2000
+    assert s.admin_get("streams")["streams"][0]["fragments"] == 302400
 
 
 def test_admin_seed_commands(srv):

@@ -9,16 +9,12 @@ import pytest
 
 from kvs_local import mkv, seed
 from kvs_local.seed import PutMediaError
-from kvs_local.testing import boto3_client, start_server
+from kvs_local.testing import boto3_client
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("kvs-put"), no_quotas=True, idle_ack_seconds=0.5)
-    try:
-        yield s
-    finally:
-        s.stop()
+def srv(kvs_servers, request):
+    return kvs_servers.start(request, no_quotas=True, idle_ack_seconds=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -234,28 +230,25 @@ def test_unknown_size_clusters_roundtrip(srv, am, tmp_path):
     assert b"rror" not in out.stderr.replace(b"Found unknown-length element", b"")
 
 
-def test_silent_producer_is_disconnected(tmp_path):
-    s = start_server(tmp_path / "kvs", idle_ack_seconds=0.3, putmedia_timeout_seconds=1.0)
-    try:
-        s.create_stream("quiet")
-        data = seed.producer_stream(1)
+def test_silent_producer_is_disconnected(kvs_server):
+    s = kvs_server(idle_ack_seconds=0.3, putmedia_timeout_seconds=1.0)
+    s.create_stream("quiet")
+    data = seed.producer_stream(1)
 
-        def gen():
-            yield data
-            time.sleep(3)
-            yield seed.producer_stream(1)[len(mkv.ProducerMkvWriter([VIDEO]).header()):]
-        t0 = time.monotonic()
-        try:
-            r = s.put_media("quiet", gen(), timeout=10)
-            acks = r.acks
-        except Exception:
-            acks = None
-        assert time.monotonic() - t0 < 6
-        if acks is not None:
-            assert [a["EventType"] for a in acks].count("IDLE") >= 1
-            assert len([a for a in acks if a["EventType"] == "PERSISTED"]) <= 1
-    finally:
-        s.stop()
+    def gen():
+        yield data
+        time.sleep(3)
+        yield seed.producer_stream(1)[len(mkv.ProducerMkvWriter([VIDEO]).header()):]
+    t0 = time.monotonic()
+    try:
+        r = s.put_media("quiet", gen(), timeout=10)
+        acks = r.acks
+    except Exception:
+        acks = None
+    assert time.monotonic() - t0 < 6
+    if acks is not None:
+        assert [a["EventType"] for a in acks].count("IDLE") >= 1
+        assert len([a for a in acks if a["EventType"] == "PERSISTED"]) <= 1
 
 
 def test_putmedia_signing_variants(srv):

@@ -11,21 +11,16 @@ import pytest
 
 from kvs_local import webplayer
 from kvs_local.mediatest import archived_media, wait_for
-from kvs_local.testing import start_server
 
 pytestmark = pytest.mark.skipif(webplayer.chromium_path() is None,
                                 reason="Debian chromium is not installed (apt-get install -y chromium)")
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
+def srv(kvs_servers, request):
     if not webplayer.ensure_hlsjs():
         pytest.fail("hls.js is missing: run `npm install` in tests/kvs_local/web")
-    s = start_server(tmp_path_factory.mktemp("kvs-browser"))   # quotas on, as the service
-    try:
-        yield s
-    finally:
-        s.stop()
+    return kvs_servers.start(request)   # quotas on, as the service
 
 
 def _fatal(report):

@@ -12,18 +12,13 @@ import pytest
 from kvs_local import seed
 from kvs_local.mediatest import (archived_media, aws_get_clip, by_type, ffprobe_streams, fragments, max_gap,
                                  media_span, top_boxes, ts)
-from kvs_local.testing import start_server
 
 FPS = 25
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("kvs-clip"), no_quotas=True)
-    try:
-        yield s
-    finally:
-        s.stop()
+def srv(kvs_servers, request):
+    return kvs_servers.start(request, no_quotas=True)
 
 
 @pytest.fixture(scope="module")

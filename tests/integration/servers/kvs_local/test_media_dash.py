@@ -8,7 +8,6 @@ import pytest
 
 from kvs_local.mediatest import (archived_media, by_type, ffprobe_streams, fragments, http_get, max_gap,
                                  media_span, must_get, top_boxes, ts, wait_for)
-from kvs_local.testing import start_server
 
 FPS = 25
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
@@ -16,12 +15,8 @@ KVS_NS = "https://kinesisvideo.amazonaws.com/ns/dash"
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("kvs-dash"), no_quotas=True)
-    try:
-        yield s
-    finally:
-        s.stop()
+def srv(kvs_servers, request):
+    return kvs_servers.start(request, no_quotas=True)
 
 
 @pytest.fixture(scope="module")

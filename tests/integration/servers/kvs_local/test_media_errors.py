@@ -6,18 +6,13 @@ import botocore.exceptions
 import pytest
 
 from kvs_local.mediatest import archived_media, error_code, h264_sample_track, pic_body
-from kvs_local.testing import start_server
 
 VIDEO = h264_sample_track()
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("kvs-err"), no_quotas=True)
-    try:
-        yield s
-    finally:
-        s.stop()
+def srv(kvs_servers, request):
+    return kvs_servers.start(request, no_quotas=True)
 
 
 @pytest.fixture(scope="module")

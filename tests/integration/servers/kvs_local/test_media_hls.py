@@ -10,18 +10,13 @@ import pytest
 from kvs_local.mediatest import (archived_media, by_type, ffprobe_streams, fragments, hls_download, hls_tracks,
                                  http_get, max_gap, media_span, must_get, playlist_tag, playlist_uris, top_boxes,
                                  ts, wait_for)
-from kvs_local.testing import start_server
 
 FPS = 25
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("kvs-hls"), no_quotas=True)
-    try:
-        yield s
-    finally:
-        s.stop()
+def srv(kvs_servers, request):
+    return kvs_servers.start(request, no_quotas=True)
 
 
 @pytest.fixture(scope="module")
@@ -210,21 +205,18 @@ def test_hls_bad_token_and_cors(srv, avc, start_ts):
     assert json.loads(body)["__type"] == "NotAuthorizedException"
 
 
-def test_hls_token_expires(tmp_path, monkeypatch):
+def test_hls_token_expires(kvs_server, monkeypatch):
     monkeypatch.setenv("KVS_LOCAL_SESSION_TTL_SCALE", "0.01")   # Expires=300 → 3 s
-    s = start_server(tmp_path / "kvs", no_quotas=True)
-    try:
-        start = float(int(time.time()) - 60)
-        s.seed_testsrc("exp", duration=4, start_ts=start)
-        am = archived_media(s, "exp", "GET_HLS_STREAMING_SESSION_URL")
-        url = _on_demand(am, "exp", start - 1, start + 5, Expires=300)
-        assert http_get(url)[0] == 200
-        time.sleep(3.5)
-        st, h, body = http_get(url)
-        assert st == 403
-        assert json.loads(body)["Message"] == "Streaming session token is expired"
-    finally:
-        s.stop()
+    s = kvs_server(no_quotas=True)
+    start = float(int(time.time()) - 60)
+    s.seed_testsrc("exp", duration=4, start_ts=start)
+    am = archived_media(s, "exp", "GET_HLS_STREAMING_SESSION_URL")
+    url = _on_demand(am, "exp", start - 1, start + 5, Expires=300)
+    assert http_get(url)[0] == 200
+    time.sleep(3.5)
+    st, h, body = http_get(url)
+    assert st == 403
+    assert json.loads(body)["Message"] == "Streaming session token is expired"
 
 
 def test_hls_live_replay(srv, avc, start_ts):

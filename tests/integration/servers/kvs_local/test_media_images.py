@@ -5,16 +5,11 @@ import time
 import pytest
 
 from kvs_local.mediatest import archived_media, by_type, ffprobe_streams, ts
-from kvs_local.testing import start_server
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("kvs-img"), no_quotas=True)
-    try:
-        yield s
-    finally:
-        s.stop()
+def srv(kvs_servers, request):
+    return kvs_servers.start(request, no_quotas=True)
 
 
 @pytest.fixture(scope="module")

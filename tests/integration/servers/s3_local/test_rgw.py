@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from s3_local import FaultProxy, classify, start_rgw
+from s3_local import FaultProxy, classify
 from s3_local.testing import SCRIPT, free_port, have_packages
 
 pytestmark = pytest.mark.skipif(
@@ -30,20 +30,6 @@ from botocore.auth import S3SigV4Auth  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def rgw(tmp_path_factory):
-    r = start_rgw(tmp_path_factory.mktemp("rgw"))
-    try:
-        yield r
-    finally:
-        r.kill()
-
-
-@pytest.fixture(scope="module")
-def s3(rgw):
-    return rgw.s3()
 
 
 @pytest.fixture
