@@ -193,12 +193,35 @@ def retry_throttled(fn, *a, **kw):
     raise AssertionError("throttled for too long")
 
 
+_ARCHIVED_MEDIA = {}
+
+
+def archived_media(server: Server, stream: str):
+    """A boto3 kinesis-video-archived-media client on the data endpoint that GetDataEndpoint
+    names for stream's GetMediaForFragmentList (asked once per server and stream, throttling
+    retried), as a KVS application does."""
+    key = (server.url, server.access_key, server.secret_key, stream)
+    if key not in _ARCHIVED_MEDIA:
+        import boto3
+        kv = boto3_client(server, "kinesisvideo")
+        ep = retry_throttled(kv.get_data_endpoint, StreamName=stream,
+                             APIName="GET_MEDIA_FOR_FRAGMENT_LIST")["DataEndpoint"]
+        _ARCHIVED_MEDIA[key] = boto3.client("kinesis-video-archived-media", endpoint_url=ep,
+                                            region_name=server.region,
+                                            aws_access_key_id=server.access_key,
+                                            aws_secret_access_key=server.secret_key)
+    return _ARCHIVED_MEDIA[key]
+
+
 def get_media_for_fragment_list(server: Server, stream: str, numbers) -> bytes:
-    """The bytes of GetMediaForFragmentList through boto3, the independent client (kvs-local
-    serves the data plane on its one URL, which is what GetDataEndpoint answers)."""
-    am = boto3_client(server, "kinesis-video-archived-media")
+    """The bytes of GetMediaForFragmentList of fragments numbers through boto3, the
+    independent client (throttling retried)."""
+    am = archived_media(server, stream)
     r = retry_throttled(am.get_media_for_fragment_list, StreamName=stream, Fragments=list(numbers))
     return r["Payload"].read()
+
+
+gmffl = get_media_for_fragment_list
 
 
 def aws_cli_env(server: Server) -> dict:

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import gmffl, xattr
+from kvs_local.testing import gmffl
+from kvsfs_testing import xattr
 
 UTC = dt.timezone.utc
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import Mount
+from kvsfs_testing import Mount
 
 
 _CACHE_ROOT = []

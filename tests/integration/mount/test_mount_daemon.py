@@ -3,7 +3,6 @@ real work (a multipart copy into export/, the open hour of a live stream, fragme
 unmounted: the daemon must exit. Before the start-up order was fixed (fork first, every thread
 after), a background daemon never stored a file larger than one part and never exited."""
 import datetime as dt
-import hashlib
 import os
 import signal
 import subprocess
@@ -12,25 +11,11 @@ import time
 
 import pytest
 
-from conftest import daemon_pids, gmffl, reap, xattr
+from kvs_local.testing import gmffl
+from kvsfs_procs import daemon_pids, reap
+from kvsfs_testing import daemon_env, md5, xattr
 
 UTC = dt.timezone.utc
-
-
-def md5(path):
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def env_of(srv):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID=srv.access_key, AWS_SECRET_ACCESS_KEY=srv.secret_key,
-               AWS_REGION=srv.region, AWS_EC2_METADATA_DISABLED="true",
-               AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
-    return env
 
 
 def hour_dir(mnt, stream, ts):
@@ -62,7 +47,7 @@ def fstab_mount(stack, build_dir, tmp_path):
                      "meta_ttl=1", "_netdev", "noauto", "nofail"])
     fstab = tmp_path / "fstab"
     fstab.write_text(f"{build_dir / 'src' / 'kvsfs'}#kvsfs {mnt} fuse {opts} 0 0\n")
-    env = env_of(srv)
+    env = daemon_env(srv)
     r = subprocess.run(["mount", "--fstab", str(fstab), str(mnt)], env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr + (log.read_text() if log.exists() else "")

@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from conftest import retry_throttled
-from kvs_local.testing import boto3_client
+from kvs_local.testing import boto3_client, retry_throttled
 
 
 def ymd_h(t):

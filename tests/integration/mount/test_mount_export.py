@@ -10,15 +10,7 @@ import time
 
 import pytest
 
-from conftest import fragment_files
-
-
-def md5(path):
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from kvsfs_testing import fragment_files, md5
 
 
 def aws_get(rgw, key, dest):

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from conftest import fragment_files, gmffl, retry_throttled, xattr
-from kvs_local.testing import boto3_client
+from kvs_local.testing import boto3_client, gmffl, retry_throttled
+from kvsfs_testing import fragment_files, xattr
 
 UTC = dt.timezone.utc
 

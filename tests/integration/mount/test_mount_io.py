@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from conftest import fragment_files, gmffl, xattr
+from kvs_local.testing import gmffl
+from kvsfs_testing import fragment_files, xattr
 
 UTC = dt.timezone.utc
 

@@ -14,8 +14,7 @@ import urllib.request
 
 import pytest
 
-from conftest import retry_throttled
-from kvs_local.testing import boto3_client
+from kvs_local.testing import boto3_client, retry_throttled
 
 UNREACHABLE = "http://127.0.0.1:1"  # nothing listens on port 1
 

@@ -3,8 +3,8 @@ and items 6a KEY and KEY/, 6b links, 6c the errno of a failed close), through th
 
 getfattr, rsync -aX and mv of a folder (whose copy fallback reads attributes) walk every kind the
 tree has; afterwards the daemon must still run and the mount still answer. The export stack (Ceph
-RGW + kvs-local) is the one of test_mount_export.py; the AWS CLI and boto3 write the objects that
-kvsfs must show."""
+RGW + kvs-local) is the shared `export_stack` (tests/integration/conftest.py); the AWS CLI and
+boto3 write the objects that kvsfs must show."""
 import errno
 import os
 import stat
@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from conftest import daemon_pids, fragment_files
-from test_mount_export import md5
+from kvsfs_procs import daemon_pids
+from kvsfs_testing import fragment_files, md5
 
 STREAM = "short"  # the one stream these mounts show (streams=), with a short retention
 
