@@ -25,11 +25,6 @@ def srv(kvs_servers, request):
     return s
 
 
-@pytest.fixture(scope="module")
-def am(srv):
-    return boto3_client(srv, "kinesis-video-archived-media")
-
-
 def all_fragments(am, **kw):
     out, token = [], None
     while True:

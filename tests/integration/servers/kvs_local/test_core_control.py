@@ -14,11 +14,6 @@ def srv(kvs_servers, request):
     return kvs_servers.start(request, no_quotas=True, getmedia_idle_seconds=0.5)
 
 
-@pytest.fixture(scope="module")
-def kv(srv):
-    return boto3_client(srv, "kinesisvideo")
-
-
 def err(excinfo):
     e = excinfo.value
     return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"].get("Message", "")

@@ -17,11 +17,6 @@ def srv(kvs_servers, request):
     return kvs_servers.start(request, no_quotas=True, idle_ack_seconds=0.5)
 
 
-@pytest.fixture(scope="module")
-def am(srv):
-    return boto3_client(srv, "kinesis-video-archived-media")
-
-
 CPD, GOPS = seed.sample_h264_gops()
 VIDEO = {"number": 1, "type": "video", "codec_id": "V_MPEG4/ISO/AVC", "codec_private": CPD, "width": 1280,
          "height": 720}

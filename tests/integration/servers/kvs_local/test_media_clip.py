@@ -17,17 +17,6 @@ FPS = 25
 
 
 @pytest.fixture(scope="module")
-def srv(kvs_servers, request):
-    return kvs_servers.start(request, no_quotas=True)
-
-
-@pytest.fixture(scope="module")
-def start_ts():
-    # whole seconds: botocore sends timestamps as whole epoch seconds
-    return float(int(time.time()) - 120)
-
-
-@pytest.fixture(scope="module")
 def avc_aac(srv, start_ts):
     r = srv.seed_testsrc("clip-avc-aac", duration=10, codec="h264", audio=True, start_ts=start_ts)
     assert len(r.by_type("PERSISTED")) == 5

@@ -1,10 +1,7 @@
 """DASH streaming sessions of kvs-local (GetDASHStreamingSessionURL through boto3), read with plain GETs
 and with ffmpeg's DASH client, checked with ffprobe."""
-import time
 import urllib.parse
 import xml.etree.ElementTree as ET
-
-import pytest
 
 from kvs_local.mediatest import (archived_media, by_type, ffprobe_streams, fragments, http_get, max_gap,
                                  media_span, must_get, top_boxes, ts, wait_for)
@@ -12,16 +9,6 @@ from kvs_local.mediatest import (archived_media, by_type, ffprobe_streams, fragm
 FPS = 25
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 KVS_NS = "https://kinesisvideo.amazonaws.com/ns/dash"
-
-
-@pytest.fixture(scope="module")
-def srv(kvs_servers, request):
-    return kvs_servers.start(request, no_quotas=True)
-
-
-@pytest.fixture(scope="module")
-def start_ts():
-    return float(int(time.time()) - 120)
 
 
 def _session(am, stream, mode="ON_DEMAND", start=None, end=None, **kw):

@@ -11,11 +11,6 @@ VIDEO = h264_sample_track()
 
 
 @pytest.fixture(scope="module")
-def srv(kvs_servers, request):
-    return kvs_servers.start(request, no_quotas=True)
-
-
-@pytest.fixture(scope="module")
 def t0():
     return float(int(time.time()) - 300)
 

@@ -15,16 +15,6 @@ FPS = 25
 
 
 @pytest.fixture(scope="module")
-def srv(kvs_servers, request):
-    return kvs_servers.start(request, no_quotas=True)
-
-
-@pytest.fixture(scope="module")
-def start_ts():
-    return float(int(time.time()) - 120)
-
-
-@pytest.fixture(scope="module")
 def avc(srv, start_ts):
     r = srv.seed_testsrc("hls-avc", duration=10, codec="h264", audio=True, start_ts=start_ts)
     assert len(r.by_type("PERSISTED")) == 5

@@ -8,11 +8,6 @@ from kvs_local.mediatest import archived_media, by_type, ffprobe_streams, ts
 
 
 @pytest.fixture(scope="module")
-def srv(kvs_servers, request):
-    return kvs_servers.start(request, no_quotas=True)
-
-
-@pytest.fixture(scope="module")
 def stream(srv):
     start = float(int(time.time()) - 120)
     r = srv.seed_testsrc("img", duration=10, codec="h264", start_ts=start)
