@@ -24,6 +24,7 @@ import dataclasses
 import os
 import pathlib
 import signal
+import sys
 import time
 
 import pytest
@@ -36,6 +37,29 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # background daemons are re-parented to pytest, which learns how they ended (kvsfs_procs.reap)
 kvsfs_procs.become_subreaper()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """`from conftest import ...` in a test module names the conftest.py of the module's own
+    folder (mount/conftest.py re-exports its helpers for such files), whatever folders were
+    collected before: pytest keeps every folder's conftest under the one module name "conftest",
+    so the right one is put there while the test module is imported."""
+    conf = None
+    if isinstance(collector, pytest.Module):
+        path = str(collector.path.parent / "conftest.py")
+        conf = next((m for m in collector.config.pluginmanager.get_plugins()
+                     if getattr(m, "__file__", None) == path), None)
+    if conf is None:
+        yield
+        return
+    saved = sys.modules.get("conftest")
+    sys.modules["conftest"] = conf
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["conftest"] = saved
 
 
 @pytest.fixture(autouse=True)
