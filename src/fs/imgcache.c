@@ -251,6 +251,8 @@ struct fill {
 	const char *stream;
 	int64_t hour_ms, from_ms, to_ms;
 	const struct img_hour *stale;
+	imgcache_media_fn media;
+	void *media_arg;
 	/* the request being made */
 	int64_t first, last;           /* its first and last slot */
 	/* the listing being built */
@@ -355,6 +357,17 @@ static int cmp_entry(const void *a, const void *b)
 	return x->ts < y->ts ? -1 : x->ts > y->ts;
 }
 
+/* 1 when [c, end] overlaps a span of media (or the spans are unknown: sp == NULL). */
+static int has_media(const struct img_span *sp, size_t n, int64_t c, int64_t end)
+{
+	if (!sp)
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		if (sp[i].from <= end && sp[i].to > c)
+			return 1;
+	return 0;
+}
+
 /* Fills the hour (no lock held): every request of whole slots, at most 300 s each. */
 static int fetch(struct fill *f, const struct img_hour *old, struct img_hour **out)
 {
@@ -365,6 +378,14 @@ static int fetch(struct fill *f, const struct img_hour *old, struct img_hour **o
 	int64_t hour_end = f->hour_ms + NAMES_MS_PER_HOUR - 1;
 	int rc = 0, contiguous = 1;
 	int open_hour = f->hour_ms + NAMES_MS_PER_HOUR + SETTLE_MS > now; /* past: ask again */
+	struct img_span *sp = NULL;
+	size_t nsp = 0;
+	if (f->media && f->media(f->media_arg, f->hour_ms, &sp, &nsp)) {
+		free(sp);
+		sp = NULL; /* unknown: ask every request */
+	} else if (f->media && !sp && !(sp = malloc(sizeof(*sp)))) {
+		return -ENOMEM; /* (a non-NULL empty set: no media at all) */
+	}
 	for (int64_t c = f->hour_ms; rc == 0 && c <= hour_end && c <= now; c += per * iv) {
 		int64_t end = c + per * iv - 1;
 		if (end > hour_end)
@@ -377,13 +398,14 @@ static int fetch(struct fill *f, const struct img_hour *old, struct img_hour **o
 			continue; /* outside the retention window */
 		if (old && open_hour && !f->stale && end < old->settled_to)
 			rc = reuse(f, old);
-		else
+		else if (has_media(sp, nsp, c, end))
 			rc = fill_request(f, end);
 		if (contiguous && end + SETTLE_MS < now)
 			settled_to = end + 1;
 		else
 			contiguous = 0;
 	}
+	free(sp);
 	if (rc)
 		return rc;
 	struct img_hour *h = calloc(1, sizeof(*h));
@@ -422,13 +444,14 @@ static int fill_work(void *arg, void **val)
 }
 
 int imgcache_get(struct imgcache *ic, const char *stream, int64_t hour_ms, int64_t from_ms,
-		 int64_t to_ms, const struct img_hour *stale, struct img_hour **out)
+		 int64_t to_ms, const struct img_hour *stale, imgcache_media_fn media,
+		 void *media_arg, struct img_hour **out)
 {
 	*out = cached(ic, stream, hour_ms, stale, NULL);
 	if (*out)
 		return 0;
 	struct fill f = { .ic = ic, .stream = stream, .hour_ms = hour_ms, .from_ms = from_ms,
-			  .to_ms = to_ms, .stale = stale };
+			  .to_ms = to_ms, .stale = stale, .media = media, .media_arg = media_arg };
 	char key[512];
 	void *val = NULL;
 	int rc;

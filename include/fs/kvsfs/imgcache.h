@@ -4,10 +4,12 @@
  * An hour's images are one listing: the slots hour + k * interval (k >= 0, inside the hour, not
  * in the future, not before the retention window) for which GetImages returned a picture. A
  * fill asks GetImages (kvs_images.h) in requests of at most 300 s that each hold whole slots (so
- * an hour takes at least 12 requests), follows every page, and stores each JPEG in the bounded
+ * an hour with media throughout takes 12 requests), follows every page, and stores each JPEG in the bounded
  * disk cache (fcache, key "img/STREAM/BASIS/WIDTH/INTERVAL/SLOT_MS") as it arrives; the listing
  * keeps only each image's slot, KVS timestamp and exact size. Entries that GetImages answers
- * with NO_MEDIA or MEDIA_ERROR are not in the listing. A reply's image is given to the slot
+ * with NO_MEDIA or MEDIA_ERROR are not in the listing. A request whose time no fragment covers
+ * (the caller's media function: the fragments of the hour from ListFragments) is not sent, so an
+ * hour without media costs no GetImages call; when that function fails, every request is sent. A reply's image is given to the slot
  * nearest its TimeStamp (within half an interval); the first one wins a slot.
  *
  * Freshness, as the hour listings of fragments/: an hour that is still open (or ended less than
@@ -54,6 +56,15 @@ struct img_hour {
 	struct img_hour *link;        /* the cache's list */
 };
 
+/* A time with media: [from, to) in wall ms on the mount's basis. */
+struct img_span {
+	int64_t from, to;
+};
+
+/* Gives the spans of media that may hold slots of the hour at hour_ms: 0 with *spans (malloc'd,
+ * the caller frees) and *n, or a negative errno (then every request of the hour is sent). */
+typedef int (*imgcache_media_fn)(void *arg, int64_t hour_ms, struct img_span **spans, size_t *n);
+
 struct imgcache_opts {
 	struct kvs_client *kvs;       /* borrowed */
 	struct fcache *cache;         /* borrowed */
@@ -78,7 +89,8 @@ void imgcache_free(struct imgcache *ic);
  * for every slot again.
  */
 int imgcache_get(struct imgcache *ic, const char *stream, int64_t hour_ms, int64_t from_ms,
-		 int64_t to_ms, const struct img_hour *stale, struct img_hour **out);
+		 int64_t to_ms, const struct img_hour *stale, imgcache_media_fn media,
+		 void *media_arg, struct img_hour **out);
 /* The cached listing of stream's hour however old, or NULL; never calls. */
 struct img_hour *imgcache_peek(struct imgcache *ic, const char *stream, int64_t hour_ms);
 void imgcache_unref(struct img_hour *h);

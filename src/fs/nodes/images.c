@@ -8,7 +8,9 @@
  * Day and hour folders are computed from the stream's retention (core/streams.c) exactly as in
  * fragments/, never asked of the service. Listing an hour, or looking a name up in it, fills
  * the hour: every image is fetched into the disk cache, so each file's size is exact before any
- * stat (the cost is written in SEMANTICS.md). Nothing here runs for fragments/.
+ * stat (the cost is written in SEMANTICS.md). The fill skips the requests whose time no fragment
+ * covers (the hour listings of core/hours.c: ListFragments, shared with fragments/), so an hour
+ * without media costs no GetImages call. Nothing here runs for fragments/.
  *
  * An image node keeps its hour (t0), its slot (t1, the mtime), its size and KVS timestamp as
  * listed (frag.size, frag.producer_ms; frag.number is unused). A stat answers from the cached
@@ -28,6 +30,7 @@
 #include <unistd.h>
 
 #include "nodes.h"
+#include "kvsfs/array.h"
 #include "kvsfs/clk.h"
 #include "kvsfs/imgcache.h"
 #include "kvsfs/log.h"
@@ -123,14 +126,62 @@ const struct node_ops node_img_day_ops = {
 
 /* ---------------------------------------------------------------- HH/ */
 
+struct media_arg {
+	struct vfs *v;
+	struct vstream *s;
+};
+
+/* Appends the spans of the fragments of l that may hold time in [from, to) (2 s of margin,
+ * 10 s for a fragment of unknown length). Returns 0 or -ENOMEM. */
+static int add_spans(const struct hour_listing *l, int64_t from, int64_t to,
+		     struct img_span **sp, size_t *n, size_t *cap)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		int64_t dur = l->v[i].frag.duration_ms > 0 ? l->v[i].frag.duration_ms : 10000;
+		struct img_span s = { l->v[i].ts - 2000, l->v[i].ts + dur + 2000 };
+		if (s.to <= from || s.from >= to)
+			continue;
+		struct img_span *nv = array_grow(*sp, *n, cap, sizeof(*nv), 64);
+		if (!nv)
+			return -ENOMEM;
+		*sp = nv;
+		(*sp)[(*n)++] = s;
+	}
+	return 0;
+}
+
+/* imgcache_media_fn: the fragments of the hour and of the one before it (core/hours.c, one
+ * ListFragments each, cached as for fragments/). */
+static int hour_media(void *arg, int64_t hour_ms, struct img_span **sp, size_t *n)
+{
+	struct media_arg *a = arg;
+	size_t cap = 0;
+	int rc = 0;
+	*sp = NULL;
+	*n = 0;
+	for (int k = 1; k >= 0 && rc == 0; k--) {
+		struct hour_listing *l;
+		int64_t h = hour_ms - k * NAMES_MS_PER_HOUR;
+		if (k && !streams_hour_in_window(a->s, h, clk_wall_ms()))
+			continue;
+		rc = hours_get(a->v->hours, a->s, h, &l);
+		if (rc == 0) {
+			rc = add_spans(l, hour_ms, hour_ms + NAMES_MS_PER_HOUR, sp, n, &cap);
+			hours_unref(l);
+		}
+	}
+	return rc;
+}
+
 /* The hour's listing (a fill when it is not cached and fresh); stale as in imgcache_get. */
 static int hour_images(struct vfs *v, const struct node_ref *dir, const struct img_hour *stale,
 		       struct img_hour **out)
 {
 	int64_t from, to;
 	struct vstream *s = dir->val.stream;
+	struct media_arg ma = { v, s };
 	streams_window(s, clk_wall_ms(), &from, &to);
-	int rc = imgcache_get(v->images, s->name, dir->val.t0, from, to, stale, out);
+	int rc = imgcache_get(v->images, s->name, dir->val.t0, from, to, stale, hour_media, &ma, out);
 	if (rc == -ENOENT && !streams_gone(v->streams, s)) {
 		/* a "not found" for a stream that exists: the folder is not gone, its fill failed */
 		LOG_ERROR(v->c.log, "vfs", "%s: images of an hour: GetImages said not found, but the "

@@ -70,8 +70,10 @@ def test_an_hour_of_images(isrv, mount):
     # the count per hour is the minutes that have media; a gap (minute 3, or media only off the
     # slot as at minute 10) gives no file
     assert names == [name_of(hour + k * 60) for k in MEDIA_MINUTES]
-    # requests of at most 300 s: 12 for the hour (one page each), paced within the quota
-    assert calls == 12 and throttled == 0
+    # requests of at most 300 s (one page each), paced within the quota; only those whose five
+    # minutes hold a fragment (ListFragments, +-2 s) are sent: :00-:05 (minutes 0, 1, 2), :05
+    # (7), :10 (10:10), :25 and :30 (the fragment at 29:59), :55 (59)
+    assert calls == 6 and throttled == 0
     with pytest.raises(FileNotFoundError):
         os.stat(hour_path(m, hour, name_of(hour + 3 * 60)))
     with pytest.raises(FileNotFoundError):
@@ -119,9 +121,10 @@ def test_an_empty_hour_and_ls_lR_of_fragments(isrv, mount):
             os.lstat(os.path.join(d, f))
             n += 1
     assert n > 10 and gets(isrv) == (0, 0)
-    # an hour with no media at all: an empty folder (each slot came back NO_MEDIA)
+    # an hour with no media at all: an empty folder, and no GetImages call (ListFragments
+    # says there is nothing to ask for)
     assert os.listdir(hour_path(m, isrv.hour + 3600)) == []
-    assert gets(isrv)[0] == 12
+    assert gets(isrv)[0] == 0
     # days and hours are those of fragments/
     assert os.listdir(m.path(STREAM, "images")) == os.listdir(m.path(STREAM, "fragments"))
     day = sorted(os.listdir(m.path(STREAM, "images")))[-1]
@@ -162,5 +165,23 @@ def test_errors_and_throttling_never_give_wrong_files(isrv, mount):
     assert sorted(os.listdir(hour_path(m2, hour))) == want
     for n in want:
         p = hour_path(m2, hour, n)
+        with open(p, "rb") as f:
+            assert len(f.read()) == os.stat(p).st_size
+
+
+def test_an_hour_with_media_throughout_takes_12_requests(isrv, mount):
+    """Every five minutes hold media: 12 requests of 300 s, 60 images, each decodes."""
+    hour = isrv.hour - 3 * 3600
+    isrv.seed_bulk("fullcam", count=1810, start_ts=hour - 10, interval_ms=2000, retention_hours=24)
+    m = mount(isrv, image_width=WIDTH, streams="fullcam")
+    isrv.reset_counters()
+    folder = os.path.join(m.dir, "fullcam", "images",
+                          *dt.datetime.fromtimestamp(hour, UTC).strftime("%Y-%m-%d/%H").split("/"))
+    names = sorted(os.listdir(folder))
+    assert names == [name_of(hour + k * 60) for k in range(60)]
+    assert gets(isrv) == (12, 0)
+    for n in names[::7]:
+        p = os.path.join(folder, n)
+        assert probe(p) == ("mjpeg", WIDTH, WIDTH * 3 // 4)
         with open(p, "rb") as f:
             assert len(f.read()) == os.stat(p).st_size
