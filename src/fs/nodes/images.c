@@ -5,8 +5,8 @@
  *   images/      one DAY folder (YYYY-MM-DD, UTC) per day the retention window covers
  *   DAY/         one HH folder per UTC hour of that day inside the window
  *   HH/          one JPEG per image_interval slot of the hour that has media (src/fs/imgcache.c)
- * Day and hour folders are computed from the stream's retention (core/streams.c) exactly as in
- * fragments/, never asked of the service. Listing an hour, or looking a name up in it, fills
+ * Day and hour folders are computed from the stream's retention by the helpers of fragments/
+ * (nodes/fragments.c), never asked of the service. Listing an hour, or looking a name up in it, fills
  * the hour: every image is fetched into the disk cache, so each file's size is exact before any
  * stat (the cost is written in SEMANTICS.md). The fill skips the requests whose time no fragment
  * covers (the hour listings of core/hours.c: ListFragments, shared with fragments/), so an hour
@@ -43,28 +43,14 @@
 static int images_lookup(struct vfs *v, const struct node_ref *dir, const char *name,
 			 struct lookup_res *r)
 {
-	int64_t day;
 	(void)v;
-	if (names_parse_day(name, &day) || !streams_day_in_window(dir->val.stream, day, clk_wall_ms()))
-		return -ENOENT;
-	r->val = (struct node_val){ .ops = &node_img_day_ops, .stream = dir->val.stream, .t0 = day };
-	return 0;
+	return node_days_lookup(dir, name, &node_img_day_ops, r);
 }
 
 static int images_list(struct vfs *v, const struct node_ref *dir, struct dir_builder *b)
 {
-	int64_t from, to;
-	int rc = 0;
 	(void)v;
-	streams_window(dir->val.stream, clk_wall_ms(), &from, &to);
-	for (int64_t day = from - from % NAMES_MS_PER_DAY; from <= to && day <= to && rc == 0;
-	     day += NAMES_MS_PER_DAY) {
-		char name[NAMES_DAY_LEN];
-		struct node_val proto = { .ops = &node_img_day_ops, .stream = dir->val.stream, .t0 = day };
-		if (names_format_day(day, name) == 0)
-			rc = vfs_dir_add(b, name, &proto);
-	}
-	return rc;
+	return node_days_list(dir, &node_img_day_ops, b);
 }
 
 const struct node_ops node_images_ops = {
@@ -76,50 +62,24 @@ const struct node_ops node_images_ops = {
 	.listxattr = node_stream_listxattr,
 };
 
-/* Attributes of a day or hour folder: its start is its mtime. */
-static int period_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
-			  struct vfs_attr *a)
-{
-	(void)use;
-	vfs_attr_dir(v, n->ino, n->val.t0, a);
-	return 0;
-}
-
 static int img_day_lookup(struct vfs *v, const struct node_ref *dir, const char *name,
 			  struct lookup_res *r)
 {
-	int h;
 	(void)v;
-	if (names_parse_hour(name, &h))
-		return -ENOENT;
-	int64_t hour = dir->val.t0 + h * NAMES_MS_PER_HOUR;
-	if (!streams_hour_in_window(dir->val.stream, hour, clk_wall_ms()))
-		return -ENOENT;
-	r->val = (struct node_val){ .ops = &node_img_hour_ops, .stream = dir->val.stream, .t0 = hour };
-	return 0;
+	return node_hours_lookup(dir, name, &node_img_hour_ops, r);
 }
 
 static int img_day_list(struct vfs *v, const struct node_ref *dir, struct dir_builder *b)
 {
-	int rc = 0;
-	int64_t now = clk_wall_ms();
 	(void)v;
-	for (int h = 0; h < 24 && rc == 0; h++) {
-		int64_t hour = dir->val.t0 + h * NAMES_MS_PER_HOUR;
-		char name[4];
-		struct node_val proto = { .ops = &node_img_hour_ops, .stream = dir->val.stream, .t0 = hour };
-		snprintf(name, sizeof(name), "%02d", h);
-		if (streams_hour_in_window(dir->val.stream, hour, now))
-			rc = vfs_dir_add(b, name, &proto);
-	}
-	return rc;
+	return node_hours_list(dir, &node_img_hour_ops, b);
 }
 
 const struct node_ops node_img_day_ops = {
 	.kind = "img_day",
 	.lookup = img_day_lookup,
 	.list = img_day_list,
-	.getattr = period_getattr,
+	.getattr = node_period_getattr,
 	.getxattr = node_stream_getxattr,
 	.listxattr = node_stream_listxattr,
 };
@@ -237,7 +197,7 @@ const struct node_ops node_img_hour_ops = {
 	.kind = "img_hour",
 	.lookup = img_hour_lookup,
 	.list = img_hour_list,
-	.getattr = period_getattr,
+	.getattr = node_period_getattr,
 	.getxattr = node_stream_getxattr,
 	.listxattr = node_stream_listxattr,
 };

@@ -39,6 +39,21 @@ extern const struct node_ops node_images_ops, node_img_day_ops, node_img_hour_op
 /* export.c: the lookup of export/ itself in the root (the folder named export_dir). */
 int node_export_top(struct vfs *v, struct lookup_res *r);
 
+/* fragments.c: the time folders of a stream, for fragments/ and images/: the retention days
+ * of dir's stream as folders of kind day_ops, the hours of the day dir inside the window as
+ * folders of kind hour_ops (names checked, -ENOENT outside the window), and the attributes of a
+ * day or hour folder (its start is its mtime). */
+int node_days_lookup(const struct node_ref *dir, const char *name, const struct node_ops *day_ops,
+		     struct lookup_res *r);
+int node_days_list(const struct node_ref *dir, const struct node_ops *day_ops,
+		   struct dir_builder *b);
+int node_hours_lookup(const struct node_ref *dir, const char *name,
+		      const struct node_ops *hour_ops, struct lookup_res *r);
+int node_hours_list(const struct node_ref *dir, const struct node_ops *hour_ops,
+		    struct dir_builder *b);
+int node_period_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
+			struct vfs_attr *a);
+
 /* stream.c: attributes of a read-only folder of the stream whose mtime is the stream's
  * creation (the stream folder, fragments/, clips/). */
 int node_stream_dir_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
