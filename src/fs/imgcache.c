@@ -11,7 +11,7 @@
  *
  * Invariants: the mutex is never held across a call, a disk write or a log line; a listing's
  * entries each have their JPEG committed to the disk cache with exactly that size at the time
- * of the fill (eviction later is the open's business: it asks for a new fill).
+ * of the fill (eviction later is the open's business: it fetches that one image again).
  */
 #include "kvsfs/imgcache.h"
 
@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kvsfs/array.h"
 #include "kvsfs/awserr.h"
@@ -184,13 +185,13 @@ static int64_t ttl_of(const struct imgcache *ic, int64_t hour_ms)
 /* A fresh listing of (stream, hour) with a new reference, or NULL; *older gets the cached one
  * however old (a reference too, may be NULL) when older is not NULL. */
 static struct img_hour *cached(struct imgcache *ic, const char *stream, int64_t hour_ms,
-			       const struct img_hour *stale, struct img_hour **older)
+			       struct img_hour **older)
 {
 	int64_t now = clk_mono_ms(), ttl = ttl_of(ic, hour_ms);
 	struct img_hour *fresh = NULL;
 	pthread_mutex_lock(&ic->lock);
 	struct img_hour *h = find_locked(ic, stream, hour_ms);
-	if (h && now - h->fetched_ms < ttl && (!stale || h->fetched_ms > stale->fetched_ms)) {
+	if (h && now - h->fetched_ms < ttl) {
 		h->used_ms = now;
 		hour_ref(h);
 		fresh = h;
@@ -250,7 +251,6 @@ struct fill {
 	struct imgcache *ic;
 	const char *stream;
 	int64_t hour_ms, from_ms, to_ms;
-	const struct img_hour *stale;
 	imgcache_media_fn media;
 	void *media_arg;
 	/* the request being made */
@@ -396,7 +396,7 @@ static int fetch(struct fill *f, const struct img_hour *old, struct img_hour **o
 		f->last = c + (end - c) / iv * iv;
 		if (end < f->from_ms || c > f->to_ms)
 			continue; /* outside the retention window */
-		if (old && open_hour && !f->stale && end < old->settled_to)
+		if (old && open_hour && end < old->settled_to)
 			rc = reuse(f, old);
 		else if (has_media(sp, nsp, c, end))
 			rc = fill_request(f, end);
@@ -433,7 +433,7 @@ static int fetch(struct fill *f, const struct img_hour *old, struct img_hour **o
 static int fill_work(void *arg, void **val)
 {
 	struct fill *f = arg;
-	struct img_hour *old = NULL, *h = cached(f->ic, f->stream, f->hour_ms, f->stale, &old);
+	struct img_hour *old = NULL, *h = cached(f->ic, f->stream, f->hour_ms, &old);
 	int rc = h ? 0 : fetch(f, old, &h);
 	imgcache_unref(old);
 	free(f->v);
@@ -444,14 +444,13 @@ static int fill_work(void *arg, void **val)
 }
 
 int imgcache_get(struct imgcache *ic, const char *stream, int64_t hour_ms, int64_t from_ms,
-		 int64_t to_ms, const struct img_hour *stale, imgcache_media_fn media,
-		 void *media_arg, struct img_hour **out)
+		 int64_t to_ms, imgcache_media_fn media, void *media_arg, struct img_hour **out)
 {
-	*out = cached(ic, stream, hour_ms, stale, NULL);
+	*out = cached(ic, stream, hour_ms, NULL);
 	if (*out)
 		return 0;
 	struct fill f = { .ic = ic, .stream = stream, .hour_ms = hour_ms, .from_ms = from_ms,
-			  .to_ms = to_ms, .stale = stale, .media = media, .media_arg = media_arg };
+			  .to_ms = to_ms, .media = media, .media_arg = media_arg };
 	char key[512];
 	void *val = NULL;
 	int rc;
@@ -461,4 +460,109 @@ int imgcache_get(struct imgcache *ic, const char *stream, int64_t hour_ms, int64
 		rc = fill_work(&f, &val); /* longer than any stream name: not shared */
 	*out = val;
 	return rc;
+}
+
+/* ---------------------------------------------------------------- one image again */
+
+struct one {
+	struct imgcache *ic;
+	const char *stream;
+	int64_t slot;
+	int fd;
+	uint64_t size;
+	struct fcache_pin *pin;
+	int found;
+};
+
+/* GetImages callback of imgcache_fetch_one: stores the slot's picture, pinned. */
+static int on_one(void *arg, const struct kvs_image *img)
+{
+	struct one *o = arg;
+	int64_t half = (int64_t)o->ic->o.interval_s * 500;
+	if (img->status != KVS_IMAGE_OK || o->found || img->ts_ms - o->slot > half ||
+	    o->slot - img->ts_ms > half)
+		return 0;
+	char key[FCACHE_KEY_MAX];
+	struct fcache_writer *w = NULL;
+	image_key(o->ic, o->stream, o->slot, key, sizeof(key));
+	int rc = fcache_begin(o->ic->o.cache, key, &w);
+	if (rc)
+		return rc;
+	rc = fcache_write(w, img->data, img->len);
+	if (rc) {
+		fcache_abort(w);
+		return rc;
+	}
+	rc = fcache_commit_get(w, &o->fd, &o->size, &o->pin);
+	o->found = rc == 0;
+	return rc;
+}
+
+/* Sets the size of slot ts in the cached listing of (stream, hour) (a new listing in its place:
+ * listings are immutable). */
+static void set_size(struct imgcache *ic, const char *stream, int64_t hour_ms, int64_t ts,
+		     uint64_t size)
+{
+	struct img_hour *drop = NULL;
+	pthread_mutex_lock(&ic->lock);
+	for (struct img_hour **pp = &ic->list; *pp; pp = &(*pp)->link) {
+		struct img_hour *o = *pp, *c;
+		long i;
+		if (o->hour_ms != hour_ms || strcmp(o->stream, stream) != 0)
+			continue;
+		if ((i = imgcache_find(o, ts)) < 0 || o->v[i].size == size ||
+		    !(c = malloc(sizeof(*c))))
+			break;
+		*c = *o;
+		c->refs = 1;
+		c->stream = strdup(o->stream);
+		c->v = malloc(o->n * sizeof(*c->v));
+		if (!c->stream || !c->v) {
+			free(c->stream);
+			free(c->v);
+			free(c);
+			break;
+		}
+		memcpy(c->v, o->v, o->n * sizeof(*c->v));
+		c->v[i].size = size;
+		*pp = c;
+		drop = o;
+		break;
+	}
+	pthread_mutex_unlock(&ic->lock);
+	imgcache_unref(drop);
+}
+
+int imgcache_fetch_one(struct imgcache *ic, const char *stream, int64_t hour_ms, int64_t ts,
+		       int *fd, uint64_t *size, struct fcache_pin **pin)
+{
+	struct one o = { .ic = ic, .stream = stream, .slot = ts, .fd = -1 };
+	struct kvs_images_req r = {
+		.stream = stream, .type = ic->o.ts, .start_ms = ts, .end_ms = ts,
+		.interval_ms = ic->o.interval_s * 1000, .width = ic->o.width, .max_results = 1,
+	};
+	struct awserr err;
+	long pages = 0;
+	awserr_clear(&err);
+	int rc = kvs_get_images(ic->o.kvs, &r, on_one, &o, &pages, &err);
+	pthread_mutex_lock(&ic->lock);
+	ic->requests += (uint64_t)pages;
+	pthread_mutex_unlock(&ic->lock);
+	if (rc) {
+		char msg[600];
+		awserr_format(&err, msg, sizeof(msg));
+		LOG_ERROR(ic->o.log, "images", "%s: GetImages of one image failed: %s", stream, msg);
+		if (o.found) {
+			close(o.fd);
+			fcache_unpin(ic->o.cache, o.pin);
+		}
+		return rc;
+	}
+	if (!o.found)
+		return -ENOENT;
+	set_size(ic, stream, hour_ms, ts, o.size);
+	*fd = o.fd;
+	*size = o.size;
+	*pin = o.pin;
+	return 0;
 }

@@ -84,13 +84,10 @@ void imgcache_free(struct imgcache *ic);
 /*
  * The listing of stream's hour at hour_ms, from the slots in [from_ms, to_ms] (the retention
  * window): 0 and *out (a reference: imgcache_unref), or the errno of the failed fill (ENOENT
- * only when GetImages said so). With stale set, a listing fetched at or before stale->fetched_ms
- * does not count (the caller found one of its images gone from the disk cache): a new fill asks
- * for every slot again.
+ * only when GetImages said so). media (may be NULL) tells which requests to send.
  */
 int imgcache_get(struct imgcache *ic, const char *stream, int64_t hour_ms, int64_t from_ms,
-		 int64_t to_ms, const struct img_hour *stale, imgcache_media_fn media,
-		 void *media_arg, struct img_hour **out);
+		 int64_t to_ms, imgcache_media_fn media, void *media_arg, struct img_hour **out);
 /* The cached listing of stream's hour however old, or NULL; never calls. */
 struct img_hour *imgcache_peek(struct imgcache *ic, const char *stream, int64_t hour_ms);
 void imgcache_unref(struct img_hour *h);
@@ -106,6 +103,14 @@ int imgcache_parse_name(const char *name, int64_t *ts);
  * is not (or no longer) in the disk cache. */
 int imgcache_open(struct imgcache *ic, const char *stream, int64_t ts, int *fd, uint64_t *size,
 		  struct fcache_pin **pin);
+/*
+ * For an image gone from the disk cache (evicted): asks GetImages for slot ts alone, stores the
+ * picture in the disk cache and opens it pinned (fd, size, pin as imgcache_open), and sets its
+ * size in the cached listing of hour_ms when it differs. Returns 0, -ENOENT when GetImages has
+ * no picture for that slot now, or the errno of the failed call.
+ */
+int imgcache_fetch_one(struct imgcache *ic, const char *stream, int64_t hour_ms, int64_t ts,
+		       int *fd, uint64_t *size, struct fcache_pin **pin);
 /* Releases a pin of imgcache_open. */
 void imgcache_unpin(struct imgcache *ic, struct fcache_pin *pin);
 

@@ -15,8 +15,8 @@
  * An image node keeps its hour (t0), its slot (t1, the mtime), its size and KVS timestamp as
  * listed (frag.size, frag.producer_ms; frag.number is unused). A stat answers from the cached
  * listing when there is one (the size a later fill found), else from the node; no stat calls
- * the service. An open pins the cached JPEG; one evicted from the disk cache meanwhile makes the
- * hour fill again; a size that differs from what stat said invalidates the kernel's attributes
+ * the service. An open pins the cached JPEG; one evicted from the disk cache meanwhile is asked
+ * of GetImages again, alone (imgcache_fetch_one); a size that differs from what stat said invalidates the kernel's attributes
  * and the open reads with direct_io, so a reader always gets exactly the image's bytes.
  *
  * Extended attributes: user.kvs.timestamp (the image's KVS timestamp, seconds), the stream, and
@@ -133,15 +133,14 @@ static int hour_media(void *arg, int64_t hour_ms, struct img_span **sp, size_t *
 	return rc;
 }
 
-/* The hour's listing (a fill when it is not cached and fresh); stale as in imgcache_get. */
-static int hour_images(struct vfs *v, const struct node_ref *dir, const struct img_hour *stale,
-		       struct img_hour **out)
+/* The hour's listing (a fill when it is not cached and fresh). */
+static int hour_images(struct vfs *v, const struct node_ref *dir, struct img_hour **out)
 {
 	int64_t from, to;
 	struct vstream *s = dir->val.stream;
 	struct media_arg ma = { v, s };
 	streams_window(s, clk_wall_ms(), &from, &to);
-	int rc = imgcache_get(v->images, s->name, dir->val.t0, from, to, stale, hour_media, &ma, out);
+	int rc = imgcache_get(v->images, s->name, dir->val.t0, from, to, hour_media, &ma, out);
 	if (rc == -ENOENT && !streams_gone(v->streams, s)) {
 		/* a "not found" for a stream that exists: the folder is not gone, its fill failed */
 		LOG_ERROR(v->c.log, "vfs", "%s: images of an hour: GetImages said not found, but the "
@@ -166,7 +165,7 @@ static int img_hour_lookup(struct vfs *v, const struct node_ref *dir, const char
 	int64_t ts;
 	if (imgcache_parse_name(name, &ts) || ts < dir->val.t0 || ts >= dir->val.t0 + NAMES_MS_PER_HOUR)
 		return -ENOENT;
-	int rc = hour_images(v, dir, NULL, &h);
+	int rc = hour_images(v, dir, &h);
 	if (rc)
 		return rc;
 	long i = imgcache_find(h, ts);
@@ -179,7 +178,7 @@ static int img_hour_lookup(struct vfs *v, const struct node_ref *dir, const char
 static int img_hour_list(struct vfs *v, const struct node_ref *dir, struct dir_builder *b)
 {
 	struct img_hour *h;
-	int rc = hour_images(v, dir, NULL, &h);
+	int rc = hour_images(v, dir, &h);
 	if (rc)
 		return rc;
 	for (size_t i = 0; rc == 0 && i < h->n; i++) {
@@ -235,25 +234,15 @@ static int image_getattr(struct vfs *v, const struct node_ref *n, enum attr_use 
 	return 0;
 }
 
-/* Opens the cached JPEG of n; one evicted from the disk cache makes the hour fill again. */
+/* Opens the cached JPEG of n; one evicted from the disk cache is fetched again, alone. */
 static int image_fetch(struct vfs *v, const struct node_ref *n, struct image_file *f)
 {
 	const char *stream = n->val.stream->name;
 	int rc = imgcache_open(v->images, stream, n->val.t1, &f->fd, &f->size, &f->pin);
-	if (rc != -ENOENT)
-		return rc;
-	struct img_hour *old = imgcache_peek(v->images, stream, n->val.t0), *h = NULL;
-	struct img_hour none = { .fetched_ms = clk_mono_ms() };
-	struct node_ref dir = *n;
-	rc = hour_images(v, &dir, old ? old : &none, &h);
-	imgcache_unref(old);
-	if (rc)
-		return rc;
-	long i = imgcache_find(h, n->val.t1);
-	imgcache_unref(h);
-	if (i < 0)
-		return -ENOENT; /* the service no longer has a picture for that time */
-	return imgcache_open(v->images, stream, n->val.t1, &f->fd, &f->size, &f->pin);
+	if (rc == -ENOENT)
+		rc = imgcache_fetch_one(v->images, stream, n->val.t0, n->val.t1, &f->fd, &f->size,
+					&f->pin);
+	return rc;
 }
 
 static int image_open(struct vfs *v, const struct node_ref *n, int flags, struct vfs_file **out,

@@ -185,3 +185,23 @@ def test_an_hour_with_media_throughout_takes_12_requests(isrv, mount):
         assert probe(p) == ("mjpeg", WIDTH, WIDTH * 3 // 4)
         with open(p, "rb") as f:
             assert len(f.read()) == os.stat(p).st_size
+
+
+def test_images_evicted_from_a_small_disk_cache_are_fetched_again(isrv, mount):
+    """The images live in the bounded disk cache: with room for two, the hour's fill keeps the
+    last ones; reading the others asks GetImages for each again, alone, and the bytes still
+    match stat and decode."""
+    hour = isrv.hour
+    m = mount(isrv, image_width=WIDTH, cache_size="12K", name="small")
+    names = sorted(os.listdir(hour_path(m, hour)))
+    assert names == [name_of(hour + k * 60) for k in MEDIA_MINUTES]
+    isrv.reset_counters()
+    for k, n in enumerate(reversed(names)):
+        p = hour_path(m, hour, n)
+        with open(p, "rb") as f:
+            data = f.read()
+        assert len(data) == os.stat(p).st_size and data[:2] == b"\xff\xd8"
+        assert probe(p) == ("mjpeg", WIDTH, WIDTH * 3 // 4)
+        if k == 0:
+            assert gets(isrv)[0] == 0   # the last one stored is still in the cache
+    assert 1 <= gets(isrv)[0] <= len(names) - 1
