@@ -205,3 +205,37 @@ def test_images_evicted_from_a_small_disk_cache_are_fetched_again(isrv, mount):
         if k == 0:
             assert gets(isrv)[0] == 0   # the last one stored is still in the cache
     assert 1 <= gets(isrv)[0] <= len(names) - 1
+
+
+def test_the_open_hour_shows_new_images_within_meta_ttl(isrv, mount):
+    """The current hour is asked again after meta_ttl, but only for the requests that had not
+    settled (ended less than a minute before they were asked): :00-:05 is reused."""
+    now = time.time()
+    hour = now - now % 3600
+    el = int((now - hour) // 60)
+    if el < 8:
+        pytest.skip("the current hour is less than 8 minutes old")
+    s0, s1, s2 = hour + 60, hour + 60 * (el - 3), hour + 60 * (el - 1)
+    isrv.seed_testsrc("opencam", duration=4, start_ts=s0 - 1)
+    isrv.seed_testsrc("opencam", duration=4, start_ts=s1 - 1)
+    m = mount(isrv, image_width=WIDTH, streams="opencam", meta_ttl=5)
+    folder = os.path.join(m.dir, "opencam", "images",
+                          *dt.datetime.fromtimestamp(hour, UTC).strftime("%Y-%m-%d/%H").split("/"))
+    isrv.reset_counters()
+    t1 = time.time()
+    assert sorted(os.listdir(folder)) == [name_of(s0), name_of(s1)]
+    assert gets(isrv)[0] == 2                       # :00-:05 and the five minutes of s1
+    isrv.seed_testsrc("opencam", duration=4, start_ts=s2 - 1)
+    isrv.reset_counters()
+    time.sleep(5.5)  # past meta_ttl: the open hour is asked again
+    assert sorted(os.listdir(folder)) == [name_of(s0), name_of(s1), name_of(s2)]
+    # asked again: the five minutes of s2 (new media, not settled), and those of s1 when they
+    # had not settled at the first listing; never :00-:05
+    c1, c2 = int(s1 - hour) // 300, int(s2 - hour) // 300
+
+    def want(t):
+        return 1 + (c1 != c2 and hour + (c1 + 1) * 300 + 60 > t)
+    assert gets(isrv)[0] in (want(t1), want(t1 + 2))
+    p = os.path.join(folder, name_of(s2))
+    with open(p, "rb") as f:
+        assert len(f.read()) == os.stat(p).st_size
