@@ -311,6 +311,25 @@ static int max_results(int width)
 	return n < 1 ? 1 : n > 100 ? 100 : (int)n;
 }
 
+/* kvs_get_images() with the request counted and one log line when it fails. */
+static int get_images(struct imgcache *ic, const struct kvs_images_req *r, kvs_image_fn fn,
+		      void *arg)
+{
+	struct awserr err;
+	long pages = 0;
+	awserr_clear(&err);
+	int rc = kvs_get_images(ic->o.kvs, r, fn, arg, &pages, &err);
+	pthread_mutex_lock(&ic->lock);
+	ic->requests += (uint64_t)pages;
+	pthread_mutex_unlock(&ic->lock);
+	if (rc) {
+		char msg[600];
+		awserr_format(&err, msg, sizeof(msg));
+		LOG_ERROR(ic->o.log, "images", "%s: GetImages failed: %s", r->stream, msg);
+	}
+	return rc;
+}
+
 /* One request of the hour: the slots first..last. */
 static int fill_request(struct fill *f, int64_t end_ms)
 {
@@ -320,20 +339,8 @@ static int fill_request(struct fill *f, int64_t end_ms)
 		.interval_ms = ic->o.interval_s * 1000, .width = ic->o.width,
 		.max_results = max_results(ic->o.width),
 	};
-	struct awserr err;
-	long pages = 0;
-	awserr_clear(&err);
 	f->chunk_start = f->n;
-	int rc = kvs_get_images(ic->o.kvs, &r, on_image, f, &pages, &err);
-	pthread_mutex_lock(&ic->lock);
-	ic->requests += (uint64_t)pages;
-	pthread_mutex_unlock(&ic->lock);
-	if (rc) {
-		char msg[600];
-		awserr_format(&err, msg, sizeof(msg));
-		LOG_ERROR(ic->o.log, "images", "%s: GetImages failed: %s", f->stream, msg);
-	}
-	return rc;
+	return get_images(ic, &r, on_image, f);
 }
 
 /* Copies the entries of old in [first, last] (a settled request asked before). */
@@ -541,17 +548,8 @@ int imgcache_fetch_one(struct imgcache *ic, const char *stream, int64_t hour_ms,
 		.stream = stream, .type = ic->o.ts, .start_ms = ts, .end_ms = ts,
 		.interval_ms = ic->o.interval_s * 1000, .width = ic->o.width, .max_results = 1,
 	};
-	struct awserr err;
-	long pages = 0;
-	awserr_clear(&err);
-	int rc = kvs_get_images(ic->o.kvs, &r, on_one, &o, &pages, &err);
-	pthread_mutex_lock(&ic->lock);
-	ic->requests += (uint64_t)pages;
-	pthread_mutex_unlock(&ic->lock);
+	int rc = get_images(ic, &r, on_one, &o);
 	if (rc) {
-		char msg[600];
-		awserr_format(&err, msg, sizeof(msg));
-		LOG_ERROR(ic->o.log, "images", "%s: GetImages of one image failed: %s", stream, msg);
 		if (o.found) {
 			close(o.fd);
 			fcache_unpin(ic->o.cache, o.pin);
