@@ -284,6 +284,8 @@ static int app_tree(struct app *a)
 		.umask = o->umask >= 0 ? (mode_t)o->umask : 022,
 		.live_public = o->live_public,
 		.readahead = o->readahead,
+		.image_interval_s = o->image_interval,
+		.image_width = o->image_width,
 		.invalidate = fuse_ops_invalidate,
 		.invalidate_now = fuse_ops_invalidate_now,
 	};

@@ -27,9 +27,8 @@
 #include "kvsfs/json.h"
 #include "kvsfs/log.h"
 #include "kvsfs/ratelimit.h"
+#include "kvs_int.h"
 
-#define KVS_TPS_STREAM 5      /* ListFragments, GetMediaForFragmentList, GetDataEndpoint, DescribeStream */
-#define KVS_TPS_SESSION 1     /* HLS/DASH session creation, sustained */
 
 struct endpoint_entry {
 	char *stream;
@@ -141,8 +140,7 @@ void kvs_fragment_list_free(struct kvs_fragment_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* Waits for a quota slot of (stream, api). */
-static void pace(struct kvs_client *c, const char *stream, const char *api, int rate)
+void kvs_pace(struct kvs_client *c, const char *stream, const char *api, int rate)
 {
 	if (c->no_quotas || !stream)
 		return;
@@ -153,7 +151,7 @@ static void pace(struct kvs_client *c, const char *stream, const char *api, int 
 		LOG_DEBUG(LG(c), "kvs", "%s on %s paced %ld ms for the per-stream quota", api, stream, waited);
 }
 
-static int fail_reply(struct kvs_client *c, struct awserr *err, const char *op, const char *what)
+int kvs_fail_reply(struct kvs_client *c, struct awserr *err, const char *op, const char *what)
 {
 	LOG_ERROR(LG(c), "kvs", "%s: malformed reply (%s)", op, what);
 	if (err)
@@ -189,24 +187,7 @@ static int parse_stream(struct kvs_client *c, const json_t *o, struct kvs_stream
 	return 0;
 }
 
-/*
- * One paginated listing (ListStreams, ListFragments): request() sends one page (token NULL for
- * the first) and returns the reply; every element of the reply's array field goes to item(),
- * which returns 0, -ENOMEM, or 1 for an element that does not parse (the listing then fails
- * with a malformed-reply error naming why). Pages follow NextToken until there is none.
- */
-struct pager {
-	const char *api;            /* "ListStreams", for errors */
-	const char *field;          /* the array of each reply */
-	const char *bad_field;      /* message when that field is not an array */
-	const char *bad_item;       /* message when item() refuses an element */
-	long max_pages;             /* more is an endless pagination (a server bug) */
-	int (*request)(struct kvs_client *c, void *arg, const char *token, json_t **reply,
-		       struct awserr *err);
-	int (*item)(struct kvs_client *c, void *arg, json_t *item);
-};
-
-static int paginate(struct kvs_client *c, const struct pager *p, void *arg, struct awserr *err)
+int kvs_paginate(struct kvs_client *c, const struct pager *p, void *arg, struct awserr *err)
 {
 	char *token = NULL;
 	for (long page = 0;; page++) {
@@ -218,7 +199,7 @@ static int paginate(struct kvs_client *c, const struct pager *p, void *arg, stru
 			return rc;
 		if (json_get_array(reply, p->field, &list) == -EINVAL) {
 			json_decref(reply);
-			return fail_reply(c, err, p->api, p->bad_field);
+			return kvs_fail_reply(c, err, p->api, p->bad_field);
 		}
 		size_t i;
 		json_t *it;
@@ -226,7 +207,7 @@ static int paginate(struct kvs_client *c, const struct pager *p, void *arg, stru
 			rc = p->item(c, arg, it);
 			if (rc) {
 				json_decref(reply);
-				return rc < 0 ? rc : fail_reply(c, err, p->api, p->bad_item);
+				return rc < 0 ? rc : kvs_fail_reply(c, err, p->api, p->bad_item);
 			}
 		}
 		const char *next = NULL;
@@ -237,7 +218,7 @@ static int paginate(struct kvs_client *c, const struct pager *p, void *arg, stru
 			return 0;
 		if (page > p->max_pages) {
 			free(token);
-			return fail_reply(c, err, p->api, "endless pagination");
+			return kvs_fail_reply(c, err, p->api, "endless pagination");
 		}
 	}
 }
@@ -288,26 +269,26 @@ int kvs_list_streams(struct kvs_client *c, const char *prefix, struct kvs_stream
 		.max_pages = 100000, .request = streams_request, .item = streams_item,
 	};
 	struct streams_page sp = { prefix, out };
-	return paginate(c, &p, &sp, err);
+	return kvs_paginate(c, &p, &sp, err);
 }
 
 int kvs_describe_stream(struct kvs_client *c, const char *name, struct kvs_stream *out,
 			struct awserr *err)
 {
 	json_t *body = json_pack("{s:s}", "StreamName", name), *reply = NULL, *info = NULL;
-	pace(c, name, "DescribeStream", KVS_TPS_STREAM);
+	kvs_pace(c, name, "DescribeStream", KVS_TPS_STREAM);
 	int rc = awsreq_json(c->aws, NULL, c->control, "/describeStream", body, 1, 0, &reply, err);
 	json_decref(body);
 	if (rc)
 		return rc;
 	if (json_get_object(reply, "StreamInfo", &info)) {
 		json_decref(reply);
-		return fail_reply(c, err, "DescribeStream", "no StreamInfo");
+		return kvs_fail_reply(c, err, "DescribeStream", "no StreamInfo");
 	}
 	rc = parse_stream(c, info, out);
 	json_decref(reply);
 	if (rc == -EIO)
-		return fail_reply(c, err, "DescribeStream", "StreamInfo lacks StreamName or StreamARN");
+		return kvs_fail_reply(c, err, "DescribeStream", "StreamInfo lacks StreamName or StreamARN");
 	return rc;
 }
 
@@ -328,7 +309,7 @@ static int endpoint_get(struct kvs_client *c, const char *stream, const char *ap
 	pthread_mutex_unlock(&c->lock);
 
 	json_t *body = json_pack("{s:s,s:s}", "StreamName", stream, "APIName", api), *reply = NULL;
-	pace(c, stream, "GetDataEndpoint", KVS_TPS_STREAM);
+	kvs_pace(c, stream, "GetDataEndpoint", KVS_TPS_STREAM);
 	unsigned left;
 	int rc = budget_left(deadline, "time budget spent before GetDataEndpoint", &left, err);
 	if (rc == 0)
@@ -339,7 +320,7 @@ static int endpoint_get(struct kvs_client *c, const char *stream, const char *ap
 	const char *ep = NULL;
 	if (json_get_str(reply, "DataEndpoint", &ep) || strncmp(ep, "http", 4) != 0) {
 		json_decref(reply);
-		return fail_reply(c, err, "GetDataEndpoint", "no usable DataEndpoint");
+		return kvs_fail_reply(c, err, "GetDataEndpoint", "no usable DataEndpoint");
 	}
 	struct endpoint_entry *e = calloc(1, sizeof(*e));
 	if (e) {
@@ -410,8 +391,7 @@ static void maybe_forget(struct kvs_client *c, const char *stream, const char *a
 		kvs_data_endpoint_forget(c, stream, api);
 }
 
-/* One JSON call against the stream's data endpoint for api, within deadline (0: none). */
-static int data_call(struct kvs_client *c, const char *stream, const char *api, const char *path,
+int kvs_data_call(struct kvs_client *c, const char *stream, const char *api, const char *path,
 		     json_t *body, int rate, int64_t deadline, json_t **reply, struct awserr *err)
 {
 	struct awserr local;
@@ -420,7 +400,7 @@ static int data_call(struct kvs_client *c, const char *stream, const char *api, 
 	int rc = endpoint_get(c, stream, api, deadline, &ep, e);
 	if (rc)
 		return rc;
-	pace(c, stream, path + 1, rate);
+	kvs_pace(c, stream, path + 1, rate);
 	unsigned left;
 	rc = budget_left(deadline, "time budget spent before the data-plane call", &left, e);
 	if (rc == 0) {
@@ -495,7 +475,7 @@ static int fragments_request(struct kvs_client *c, void *arg, const char *token,
 									: "PRODUCER_TIMESTAMP",
 					      "TimestampRange", range));
 	}
-	int rc = data_call(c, fp->stream, "LIST_FRAGMENTS", "/listFragments", body, KVS_TPS_STREAM,
+	int rc = kvs_data_call(c, fp->stream, "LIST_FRAGMENTS", "/listFragments", body, KVS_TPS_STREAM,
 			   0, reply, err);
 	json_decref(body);
 	return rc;
@@ -527,7 +507,7 @@ int kvs_list_fragments(struct kvs_client *c, const char *stream, enum kvs_ts_typ
 	};
 	struct fragments_page fp = { stream, type, start_ms, end_ms, out };
 	size_t first = out->n;
-	int rc = paginate(c, &p, &fp, err);
+	int rc = kvs_paginate(c, &p, &fp, err);
 	if (rc) {
 		out->n = first; /* nothing of a failed listing is kept */
 		return rc;
@@ -553,7 +533,7 @@ int kvs_get_media_for_fragment_list(struct kvs_client *c, const char *stream,
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(list, json_string(numbers[i]));
 	json_t *body = json_pack("{s:s,s:o}", "StreamName", stream, "Fragments", list);
-	pace(c, stream, "getMediaForFragmentList", KVS_TPS_STREAM);
+	kvs_pace(c, stream, "getMediaForFragmentList", KVS_TPS_STREAM);
 	rc = awsreq_json_stream(c->aws, NULL, ep, "/getMediaForFragmentList", body, 1, body_fn,
 				reset_fn, arg, e);
 	if (rc)
@@ -575,14 +555,14 @@ static int session_url(struct kvs_client *c, const char *stream, int dash, int e
 		json_object_set_new(body, "ContainerFormat", json_string("FRAGMENTED_MP4"));
 	json_t *reply = NULL;
 	*url = NULL;
-	int rc = data_call(c, stream, api, path, body, KVS_TPS_SESSION, deadline, &reply, err);
+	int rc = kvs_data_call(c, stream, api, path, body, KVS_TPS_SESSION, deadline, &reply, err);
 	json_decref(body);
 	if (rc)
 		return rc;
 	const char *u = NULL;
 	if (json_get_str(reply, key, &u) || strncmp(u, "http", 4) != 0) {
 		json_decref(reply);
-		return fail_reply(c, err, path + 1, "no session URL");
+		return kvs_fail_reply(c, err, path + 1, "no session URL");
 	}
 	*url = strdup(u);
 	json_decref(reply);
@@ -676,7 +656,7 @@ int kvs_get_clip(struct kvs_client *c, const char *stream, enum kvs_ts_type type
 		free(ep);
 		return awserr_set_errno(e, ENOMEM, "GetClip request");
 	}
-	pace(c, stream, "getClip", 1);
+	kvs_pace(c, stream, "getClip", 1);
 	rc = awsreq_json_stream(c->aws, NULL, ep, "/getClip", body, 1, body_fn, reset_fn, arg, e);
 	if (rc)
 		maybe_forget(c, stream, api, e);

@@ -37,6 +37,7 @@ STREAM_TPS = {
     "DescribeStream": 5, "GetDataEndpoint": 5, "DeleteStream": 5, "UpdateStream": 5, "UpdateDataRetention": 5,
     "TagStream": 5, "UntagStream": 5, "ListTagsForStream": 5, "ListFragments": 5, "GetMediaForFragmentList": 5,
     "GetMedia": 5, "PutMedia": 5, "GetClip": 1, "GetHLSStreamingSessionURL": 5, "GetDASHStreamingSessionURL": 5,
+    "GetImages": 5,  # unconfirmed (kvs-api.md 2.6): assumed as for the other archived-media APIs
 }
 ACCOUNT_TPS = {"CreateStream": 50, "ListStreams": 50, "DescribeStream": 300, "GetDataEndpoint": 300,
                "DeleteStream": 50, "UpdateStream": 50, "UpdateDataRetention": 50, "TagStream": 50,

@@ -873,47 +873,78 @@ def _dash_mpd(ctx, sess: Session, stream) -> str:
 # GetImages
 # ----------------------------------------------------------------------------------------------
 
-def _get_images(ctx, body: dict) -> tuple:
-    stream = _stream(ctx, body)
+IMAGES_MAX_SPAN_S = 300.0
+IMAGES_PAGE_MAX = 25          # the newer model: "a MaxResults greater than 25 gives pages of 25"
+_TOKEN_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def _images_request(body: dict) -> dict:
+    """Validates a GetImages request as the service does (kvs-api.md 2.6).  Where the documents
+    disagree we are lenient: SamplingInterval is optional (default 3000) with the newer model's
+    minimum of 200 ms and no maximum (the older model said 3000..20000); WidthPixels or HeightPixels
+    alone keeps the source's aspect ratio (one doc sentence says so, another calls it a validation
+    error)."""
     ts_type = _enum(body, "ImageSelectorType", TS_TYPES, None)
     if ts_type is None:
-        raise invalid_argument("ImageSelectorType is required.")
+        raise invalid_argument("1 validation error detected: Value null at 'imageSelectorType' failed to "
+                               "satisfy constraint: Member must not be null")
     start = _num(body, "StartTimestamp", required=True)
     end = _num(body, "EndTimestamp", required=True)
+    if start < 0 or end < 0:
+        raise invalid_argument("StartTimestamp and EndTimestamp must not be negative.")
     if end < start:
         raise invalid_argument("EndTimestamp must be after StartTimestamp.")
-    if end - start > 300:
-        raise invalid_argument("The time range between StartTimestamp and EndTimestamp must not exceed 300 seconds.")
-    interval = _int(body, "SamplingInterval", 3000, 200, 20000)
+    if end - start > IMAGES_MAX_SPAN_S:
+        raise invalid_argument("The time range between StartTimestamp and EndTimestamp must not exceed "
+                               "300 seconds.")
+    interval = _int(body, "SamplingInterval", 3000, 200, 2**31 - 1)
     fmt = _enum(body, "Format", ("JPEG", "PNG"), None)
     if fmt is None:
-        raise invalid_argument("Format is required.")
+        raise invalid_argument("1 validation error detected: Value null at 'format' failed to satisfy "
+                               "constraint: Member must not be null")
     quality = 80
-    fc = body.get("FormatConfig") or {}
-    if "JPEGQuality" in fc:
-        try:
-            quality = int(fc["JPEGQuality"])
-        except (TypeError, ValueError):
-            raise invalid_argument("JPEGQuality must be an integer between 1 and 100.")
-        if not 1 <= quality <= 100:
-            raise invalid_argument("JPEGQuality must be an integer between 1 and 100.")
+    fc = body.get("FormatConfig")
+    if fc is not None:
+        if not isinstance(fc, dict) or set(fc) - {"JPEGQuality"}:
+            raise invalid_argument("FormatConfig accepts only the key JPEGQuality.")
+        if "JPEGQuality" in fc:
+            v = fc["JPEGQuality"]
+            if not isinstance(v, str) or not v.isdigit() or not 1 <= int(v) <= 100:
+                raise invalid_argument("JPEGQuality must be an integer between 1 and 100.")
+            quality = int(v)
     width = _int(body, "WidthPixels", None, 1, 3840)
     height = _int(body, "HeightPixels", None, 1, 2160)
-    max_results = _int(body, "MaxResults", 25, 1, 100)
+    max_results = _int(body, "MaxResults", IMAGES_PAGE_MAX, 1, 100)
     first = 0
     tok = body.get("NextToken")
-    if tok:
+    if tok is not None:
+        bad = not isinstance(tok, str) or not 1 <= len(tok) <= 4096 or \
+            not set(tok.rstrip("=")) <= _TOKEN_CHARS or len(tok) - len(tok.rstrip("=")) > 2
         try:
+            if bad:
+                raise ValueError("token shape")
             st = json.loads(base64.b64decode(tok, validate=True))
             first = int(st["i"])
-            if st.get("s") != start or st.get("e") != end:
+            if (st.get("s"), st.get("e"), st.get("v"), st.get("t")) != (start, end, interval, ts_type) \
+                    or first < 1:
                 raise ValueError("token does not match the request")
         except (ValueError, KeyError, TypeError, binascii.Error):
-            raise invalid_argument("NextToken is not valid.")
+            raise invalid_argument("NextToken is not valid for this request.")
+    return dict(ts_type=ts_type, start=start, end=end, interval=interval, fmt=fmt, quality=quality,
+                width=width, height=height, page=min(max_results, IMAGES_PAGE_MAX), first=first)
+
+
+def _get_images(ctx, body: dict) -> tuple:
+    stream = _stream(ctx, body)
+    r = _images_request(body)
     _check_retention(stream)
-    step = interval / 1000.0
+    ts_type, start, end = r["ts_type"], r["start"], r["end"]
+    step = r["interval"] / 1000.0
     count = int(math.floor((end - start) / step + 1e-9)) + 1
-    times = [round(start + i * step, 3) for i in range(first, min(count, first + max_results))]
+    first = r["first"]
+    if first >= count:
+        raise invalid_argument("NextToken is not valid for this request.")
+    times = [round(start + i * step, 3) for i in range(first, min(count, first + r["page"]))]
     frs = ctx.store.fragments_in_range(stream, ts_type, start - 120.0, end)
     frs = _collapse_producer(frs, ts_type)
     m = _m(ctx)
@@ -932,7 +963,8 @@ def _get_images(ctx, body: dict) -> tuple:
             if media.codec_kind(tracks[0].get("codec_id")) not in ("h264", "h265") if tracks else True:
                 raise media.MediaError("unsupported codec")
             doc = m.doc(ctx, stream, f.number)
-            img = media.extract_image(doc, t - _key(f, ts_type), fmt, width, height, quality)
+            img = media.extract_image(doc, t - _key(f, ts_type), r["fmt"], r["width"], r["height"],
+                                      r["quality"])
             if not img:
                 raise media.MediaError("no frame")
             images.append({"TimeStamp": t, "ImageContent": base64.b64encode(img).decode("ascii")})
@@ -942,7 +974,8 @@ def _get_images(ctx, body: dict) -> tuple:
     nxt = first + len(times)
     out = {"Images": images}
     if nxt < count:
-        out["NextToken"] = base64.b64encode(json.dumps({"i": nxt, "s": start, "e": end}).encode()).decode()
+        tok = {"i": nxt, "s": start, "e": end, "v": r["interval"], "t": ts_type}
+        out["NextToken"] = base64.b64encode(json.dumps(tok).encode()).decode()
     return _json(out)
 
 

@@ -51,6 +51,8 @@ struct vfs_config {
 	mode_t umask;
 	int live_public;             /* live.m3u8/live.mpd readable by all (needs allow_other) */
 	int readahead;               /* fragments per GetMediaForFragmentList batch */
+	int image_interval_s;        /* images/: one image per this many seconds (0: 60) */
+	int image_width;             /* images/: width in pixels (0: 320) */
 	/* Asks the kernel to drop cached attributes/data of an inode (set by the FUSE adapter):
 	 * queued (safe for the inode of the request being served), or at once (for other inodes,
 	 * so the very next stat sees the change). */

@@ -32,6 +32,7 @@
 
 #include "kvsfs/clk.h"
 #include "hours.h"
+#include "kvsfs/imgcache.h"
 #include "inodes.h"
 #include "sizes.h"
 #include "streams.h"
@@ -471,6 +472,14 @@ static int parts_new(struct vfs *v)
 		.learned = on_learned, .learned_arg = v,
 	};
 	struct live_opts lo = { .kvs = c->kvs, .log = c->log, .expires_s = c->hls_expires_s };
+	struct imgcache_opts io = {
+		.kvs = c->kvs, .cache = c->cache, .log = c->log, .ts = (enum kvs_ts_type)c->ts,
+		.interval_s = c->image_interval_s > 0 ? c->image_interval_s : 60,
+		.width = c->image_width > 0 ? c->image_width : 320,
+		.meta_ttl_s = c->meta_ttl_s, .past_ttl_s = c->past_ttl_s,
+	};
+	if (imgcache_new(&io, &v->images))
+		return -ENOMEM;
 	struct node_val root = { .ops = &node_root_ops };
 	if (hours_new(&ho, &v->hours) || inodes_new(&v->inodes) || live_set_new(&lo, &v->live) ||
 	    fetch_new(&fo, &v->fetch) || inodes_ref(v->inodes, 0, "/", &root, 0, 1, NULL))
@@ -515,6 +524,7 @@ void vfs_free(struct vfs *v)
 	fetch_free(v->fetch);
 	inodes_free(v->inodes);
 	hours_free(v->hours);
+	imgcache_free(v->images);
 	streams_free(v->streams);
 	free(v);
 }

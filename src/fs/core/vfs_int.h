@@ -26,6 +26,7 @@
 
 struct fetcher;
 struct hours;
+struct imgcache;
 struct inodes;
 struct live_set;
 struct node_ops;
@@ -129,6 +130,7 @@ struct vfs {
 	struct hours *hours;         /* core/hours.c: hour-listing cache */
 	struct fetcher *fetch;       /* batched fragment downloads into the disk cache */
 	struct live_set *live;       /* live.m3u8 / live.mpd playback sessions */
+	struct imgcache *images;     /* images/: listings of GetImages (src/fs/imgcache.c) */
 	int64_t mount_ms;            /* wall time of the mount: mtime of the root */
 };
 

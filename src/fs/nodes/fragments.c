@@ -8,7 +8,8 @@
  * stored and never asked of the service; an hour's files come from its cached listing
  * (core/hours.c). Fragments that left the retention are hidden even from a cached listing.
  * Every folder carries user.kvs.stream; fragments/ has the stream's creation time as mtime, a
- * day or hour folder its start.
+ * day or hour folder its start. The day and hour helpers (node_days_*, node_hours_*) serve
+ * images/ too (nodes/images.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,26 +20,25 @@
 #include "../core/streams.h"
 #include "kvsfs/names.h"
 
-/* ---------------------------------------------------------------- fragments/ */
+/* ---------------------------------------------------------------- the time folders */
 
-static int fragments_lookup(struct vfs *v, const struct node_ref *dir, const char *name,
-			    struct lookup_res *r)
+int node_days_lookup(const struct node_ref *dir, const char *name, const struct node_ops *day_ops,
+		     struct lookup_res *r)
 {
 	int64_t day;
-	(void)v;
 	if (names_parse_day(name, &day) || !streams_day_in_window(dir->val.stream, day, clk_wall_ms()))
 		return -ENOENT;
-	r->val.ops = &node_day_ops;
+	r->val.ops = day_ops;
 	r->val.stream = dir->val.stream;
 	r->val.t0 = day;
 	return 0;
 }
 
-static int fragments_list(struct vfs *v, const struct node_ref *dir, struct dir_builder *b)
+int node_days_list(const struct node_ref *dir, const struct node_ops *day_ops,
+		   struct dir_builder *b)
 {
 	int64_t from, to;
 	int rc = 0;
-	(void)v;
 	streams_window(dir->val.stream, clk_wall_ms(), &from, &to);
 	if (from > to)
 		return 0;
@@ -47,10 +47,65 @@ static int fragments_list(struct vfs *v, const struct node_ref *dir, struct dir_
 		char name[NAMES_DAY_LEN];
 		if (names_format_day(day, name))
 			continue;
-		struct node_val proto = { .ops = &node_day_ops, .stream = dir->val.stream, .t0 = day };
+		struct node_val proto = { .ops = day_ops, .stream = dir->val.stream, .t0 = day };
 		rc = vfs_dir_add(b, name, &proto);
 	}
 	return rc;
+}
+
+int node_hours_lookup(const struct node_ref *dir, const char *name,
+		      const struct node_ops *hour_ops, struct lookup_res *r)
+{
+	int h;
+	if (names_parse_hour(name, &h))
+		return -ENOENT;
+	int64_t hour = dir->val.t0 + h * NAMES_MS_PER_HOUR;
+	if (!streams_hour_in_window(dir->val.stream, hour, clk_wall_ms()))
+		return -ENOENT;
+	r->val.ops = hour_ops;
+	r->val.stream = dir->val.stream;
+	r->val.t0 = hour;
+	return 0;
+}
+
+int node_hours_list(const struct node_ref *dir, const struct node_ops *hour_ops,
+		    struct dir_builder *b)
+{
+	int rc = 0;
+	int64_t now = clk_wall_ms();
+	for (int h = 0; h < 24 && rc == 0; h++) {
+		int64_t hour = dir->val.t0 + h * NAMES_MS_PER_HOUR;
+		if (!streams_hour_in_window(dir->val.stream, hour, now))
+			continue;
+		char name[4];
+		snprintf(name, sizeof(name), "%02d", h);
+		struct node_val proto = { .ops = hour_ops, .stream = dir->val.stream, .t0 = hour };
+		rc = vfs_dir_add(b, name, &proto);
+	}
+	return rc;
+}
+
+int node_period_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
+			struct vfs_attr *a)
+{
+	(void)use;
+	vfs_attr_dir(v, n->ino, n->val.t0, a);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- fragments/ */
+
+static int fragments_lookup(struct vfs *v, const struct node_ref *dir, const char *name,
+			    struct lookup_res *r)
+{
+	(void)v;
+	return node_days_lookup(dir, name, &node_day_ops, r);
+}
+
+static int fragments_list(struct vfs *v, const struct node_ref *dir, struct dir_builder *b)
+{
+	(void)v;
+	return node_days_list(dir, &node_day_ops, b);
 }
 
 const struct node_ops node_fragments_ops = {
@@ -64,53 +119,24 @@ const struct node_ops node_fragments_ops = {
 
 /* ---------------------------------------------------------------- DAY/ and HH/ */
 
-/* Attributes of a day or hour folder: its start is its mtime. */
-static int period_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
-			  struct vfs_attr *a)
-{
-	(void)use;
-	vfs_attr_dir(v, n->ino, n->val.t0, a);
-	return 0;
-}
-
 static int day_lookup(struct vfs *v, const struct node_ref *dir, const char *name,
 		      struct lookup_res *r)
 {
-	int h;
 	(void)v;
-	if (names_parse_hour(name, &h))
-		return -ENOENT;
-	int64_t hour = dir->val.t0 + h * NAMES_MS_PER_HOUR;
-	if (!streams_hour_in_window(dir->val.stream, hour, clk_wall_ms()))
-		return -ENOENT;
-	r->val.ops = &node_hour_ops;
-	r->val.stream = dir->val.stream;
-	r->val.t0 = hour;
-	return 0;
+	return node_hours_lookup(dir, name, &node_hour_ops, r);
 }
 
 static int day_list(struct vfs *v, const struct node_ref *dir, struct dir_builder *b)
 {
-	int rc = 0;
-	int64_t now = clk_wall_ms();
 	(void)v;
-	for (int h = 0; h < 24 && rc == 0; h++) {
-		int64_t hour = dir->val.t0 + h * NAMES_MS_PER_HOUR;
-		if (!streams_hour_in_window(dir->val.stream, hour, now))
-			continue;
-		char name[4];
-		snprintf(name, sizeof(name), "%02d", h);
-		struct node_val proto = { .ops = &node_hour_ops, .stream = dir->val.stream, .t0 = hour };
-		rc = vfs_dir_add(b, name, &proto);
-	}
-	return rc;
+	return node_hours_list(dir, &node_hour_ops, b);
 }
 
 const struct node_ops node_day_ops = {
 	.kind = "day",
 	.lookup = day_lookup,
 	.list = day_list,
-	.getattr = period_getattr,
+	.getattr = node_period_getattr,
 	.getxattr = node_stream_getxattr,
 	.listxattr = node_stream_listxattr,
 };
@@ -170,7 +196,7 @@ const struct node_ops node_hour_ops = {
 	.kind = "hour",
 	.lookup = hour_lookup,
 	.list = hour_list,
-	.getattr = period_getattr,
+	.getattr = node_period_getattr,
 	.getxattr = node_stream_getxattr,
 	.listxattr = node_stream_listxattr,
 };

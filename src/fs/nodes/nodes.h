@@ -9,6 +9,7 @@
  *   clips, clip          /STREAM/clips/START-END.mp4  GetClip results (src/fs/clips.c)
  *   live_hls, live_dash  /STREAM/live.m3u8, live.mpd  playback sessions (src/fs/live.c)
  *   xdir, xfile          /export/...                the S3-backed folder (include/kvsfs/export.h)
+ *   images, img_day, img_hour, image  /STREAM/images/DAY/HH/NAME.jpg  GetImages (src/fs/imgcache.c)
  *
  * Adding a kind: one file in src/fs/nodes/ defining its table, one line below, and the lookup
  * and list of the folder kind that shows it.
@@ -32,9 +33,26 @@ extern const struct node_ops node_live_hls_ops;    /* live.c */
 extern const struct node_ops node_live_dash_ops;   /* live.c */
 extern const struct node_ops node_xdir_ops;        /* export.c */
 extern const struct node_ops node_xfile_ops;       /* export.c */
+extern const struct node_ops node_images_ops, node_img_day_ops, node_img_hour_ops,
+	node_image_ops;                                /* images.c: images/DAY/HH/NAME.jpg */
 
 /* export.c: the lookup of export/ itself in the root (the folder named export_dir). */
 int node_export_top(struct vfs *v, struct lookup_res *r);
+
+/* fragments.c: the time folders of a stream, for fragments/ and images/: the retention days
+ * of dir's stream as folders of kind day_ops, the hours of the day dir inside the window as
+ * folders of kind hour_ops (names checked, -ENOENT outside the window), and the attributes of a
+ * day or hour folder (its start is its mtime). */
+int node_days_lookup(const struct node_ref *dir, const char *name, const struct node_ops *day_ops,
+		     struct lookup_res *r);
+int node_days_list(const struct node_ref *dir, const struct node_ops *day_ops,
+		   struct dir_builder *b);
+int node_hours_lookup(const struct node_ref *dir, const char *name,
+		      const struct node_ops *hour_ops, struct lookup_res *r);
+int node_hours_list(const struct node_ref *dir, const struct node_ops *hour_ops,
+		    struct dir_builder *b);
+int node_period_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
+			struct vfs_attr *a);
 
 /* stream.c: attributes of a read-only folder of the stream whose mtime is the stream's
  * creation (the stream folder, fragments/, clips/). */

@@ -1,6 +1,6 @@
 /*
- * stream: a stream's folder, /STREAM/, with its four fixed entries: fragments/, clips/,
- * live.m3u8 and live.mpd. Its mtime is the stream's creation time.
+ * stream: a stream's folder, /STREAM/, with its fixed entries: fragments/, clips/,
+ * live.m3u8, live.mpd and images/. Its mtime is the stream's creation time.
  *
  * Every node of a stream's tree carries one read-only extended attribute, user.kvs.stream (the
  * stream's name); the helpers below serve it to the other kinds of the tree too, and the
@@ -20,6 +20,7 @@ static const struct {
 	{ "clips", &node_clips_ops },
 	{ "live.m3u8", &node_live_hls_ops },
 	{ "live.mpd", &node_live_dash_ops },
+	{ "images", &node_images_ops },
 };
 
 #define N_ENTRIES (sizeof(entries) / sizeof(entries[0]))
