@@ -125,21 +125,18 @@ def test_pages_of_25_and_next_token_bound_to_its_request(srv, stream):
         assert _code(e) == "InvalidArgumentException"
 
 
-def test_quota_five_a_second_per_stream(tmp_path):
-    s = start_server(tmp_path / "kvs-q")
-    try:
-        start = float(int(time.time()) - 600)
-        s.seed_testsrc("q", duration=2, start_ts=start)
-        am = archived_media(s, "q", "GET_IMAGES")
-        kw = _base("q", start - 60, EndTimestamp=start - 50)    # NO_MEDIA only: cheap
-        codes = []
-        for _ in range(12):
-            try:
-                am.get_images(**kw)
-                codes.append("ok")
-            except ClientError as e:
-                codes.append(e.response["Error"]["Code"])
-        assert "ClientLimitExceededException" in codes and codes[:5] == ["ok"] * 5
-        assert s.counters()["GetImages"]["throttled"] == codes.count("ClientLimitExceededException")
-    finally:
-        s.stop()
+def test_quota_five_a_second_per_stream(kvs_server):
+    s = kvs_server()    # quotas on, as the service has them
+    start = float(int(time.time()) - 600)
+    s.seed_testsrc("q", duration=2, start_ts=start)
+    am = archived_media(s, "q", "GET_IMAGES")
+    kw = _base("q", start - 60, EndTimestamp=start - 50)    # NO_MEDIA only: cheap
+    codes = []
+    for _ in range(12):
+        try:
+            am.get_images(**kw)
+            codes.append("ok")
+        except ClientError as e:
+            codes.append(e.response["Error"]["Code"])
+    assert "ClientLimitExceededException" in codes and codes[:5] == ["ok"] * 5
+    assert s.counters()["GetImages"]["throttled"] == codes.count("ClientLimitExceededException")
