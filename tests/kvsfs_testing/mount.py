@@ -11,6 +11,14 @@ from kvsfs_procs import daemon_pids, reap
 from .helpers import daemon_env, unexpected_lines
 
 
+def _as_from_a_shell():
+    """kvsfs starts with SIGINT and SIGHUP at their defaults, as a user's shell starts it, even
+    when the test run itself was started in the background (nohup, `&` without job control),
+    where they are ignored: libfuse keeps an ignored signal ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 class Mount:
     """One kvsfs mount. By default kvsfs runs as users run it: `kvsfs -o ... MNT` goes to the
     background once mounted (the log goes to a file with log_file=); foreground=True runs
@@ -57,7 +65,7 @@ class Mount:
         if self.foreground:
             return self._start_foreground(timeout)
         r = subprocess.run(self.argv(), env=self.environ(), capture_output=True, text=True,
-                           timeout=timeout)
+                           timeout=timeout, preexec_fn=_as_from_a_shell)
         if r.returncode != 0:
             raise AssertionError(f"kvsfs exited with {r.returncode}: {r.stderr}{self.log()}")
         if not os.path.ismount(self.dir):
@@ -71,7 +79,7 @@ class Mount:
     def _start_foreground(self, timeout):
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv(), env=self.environ(), stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=_as_from_a_shell)
         self.pid = self.proc.pid
         deadline = time.time() + timeout
         while time.time() < deadline:
