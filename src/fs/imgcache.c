@@ -420,7 +420,8 @@ static int fetch(struct fill *f, const struct img_hour *old, struct img_hour **o
 		free(h);
 		return -ENOMEM;
 	}
-	qsort(f->v, f->n, sizeof(*f->v), cmp_entry);
+	if (f->n)  /* an hour without images has no array (qsort wants one) */
+		qsort(f->v, f->n, sizeof(*f->v), cmp_entry);
 	h->refs = 1;
 	h->hour_ms = f->hour_ms;
 	h->fetched_ms = asked;
