@@ -5,6 +5,8 @@
 #include "kvsfs/fsutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -86,4 +88,30 @@ int fsutil_read_fd(int fd, size_t max, struct buf *out)
 		if (out->len > max)
 			return -EFBIG;
 	}
+}
+
+int fsutil_lock_dir(const char *dir, const char *name, int *dirfd, int *lockfd,
+		    enum fsutil_lock_step *step)
+{
+	*lockfd = -1;
+	*step = FSUTIL_LOCK_OPEN_DIR;
+	*dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*dirfd < 0)
+		return -errno;
+	int r = 0;
+	*step = FSUTIL_LOCK_OPEN_FILE;
+	*lockfd = openat(*dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (*lockfd < 0) {
+		r = -errno;
+	} else if (flock(*lockfd, LOCK_EX | LOCK_NB) != 0) {
+		*step = FSUTIL_LOCK_TAKE;
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(*lockfd);
+		*lockfd = -1;
+	}
+	if (r) {
+		close(*dirfd);
+		*dirfd = -1;
+	}
+	return r;
 }

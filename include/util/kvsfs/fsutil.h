@@ -27,4 +27,19 @@ int fsutil_pread_all(int fd, void *buf, size_t len, uint64_t off);
  * was read; callers holding secrets wipe it). out stays NUL-terminated. */
 int fsutil_read_fd(int fd, size_t max, struct buf *out);
 
+/* Where fsutil_lock_dir failed. */
+enum fsutil_lock_step {
+	FSUTIL_LOCK_OPEN_DIR,   /* opening dir */
+	FSUTIL_LOCK_OPEN_FILE,  /* opening or creating dir/name */
+	FSUTIL_LOCK_TAKE,       /* flock */
+};
+
+/* Opens the existing folder dir and takes an exclusive flock on its file name (created 0600,
+ * never followed as a symlink) without waiting: the one-process-per-folder rule of the on-disk
+ * modules. On success *dirfd and *lockfd are open and the caller owns both (closing *lockfd
+ * releases the lock). On failure nothing is left open, both are -1, *step says where it failed,
+ * and the result is -EBUSY when another open file description holds the lock, else -errno. */
+int fsutil_lock_dir(const char *dir, const char *name, int *dirfd, int *lockfd,
+		    enum fsutil_lock_step *step);
+
 #endif

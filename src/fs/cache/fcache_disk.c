@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -412,29 +411,18 @@ int fcache_open(const struct fcache_opts *o, struct fcache **out, char *err, siz
 		set_err(err, errlen, "cannot create cache directory %s: %s", o->dir, strerror(-r));
 		goto fail;
 	}
-	int dfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		r = -errno;
+	int dfd;
+	enum fsutil_lock_step step;
+	r = fsutil_lock_dir(o->dir, "lock", &dfd, &c->lockfd, &step);
+	if (r == -EBUSY)
+		set_err(err, errlen, "cache directory %s is in use by another kvsfs mount "
+				"(%s/lock is locked); give each mount its own cache_dir", o->dir, o->dir);
+	else if (r && step == FSUTIL_LOCK_OPEN_DIR)
 		set_err(err, errlen, "cannot open cache directory %s: %s", o->dir, strerror(-r));
+	else if (r)
+		set_err(err, errlen, "cannot lock %s/lock: %s", o->dir, strerror(-r));
+	if (r)
 		goto fail;
-	}
-	c->lockfd = openat(dfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (c->lockfd < 0) {
-		r = -errno;
-		close(dfd);
-		set_err(err, errlen, "cannot open %s/lock: %s", o->dir, strerror(-r));
-		goto fail;
-	}
-	if (flock(c->lockfd, LOCK_EX | LOCK_NB) != 0) {
-		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		close(dfd);
-		if (r == -EBUSY)
-			set_err(err, errlen, "cache directory %s is in use by another kvsfs mount "
-					"(%s/lock is locked); give each mount its own cache_dir", o->dir, o->dir);
-		else
-			set_err(err, errlen, "cannot lock %s/lock: %s", o->dir, strerror(-r));
-		goto fail;
-	}
 	c->objfd = open_subdir(dfd, "objects", true);
 	c->tmpfd = c->objfd < 0 ? -1 : open_subdir(dfd, "tmp", true);
 	close(dfd);

@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -526,22 +525,17 @@ int sizeidx_open(const struct sizeidx_opts *o, struct sizeidx **out, char *err, 
 		set_err(err, errlen, "cannot create directory %s: %s", o->dir, strerror(-r));
 		goto fail;
 	}
-	s->dirfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->dirfd < 0) {
-		r = -errno;
+	enum fsutil_lock_step step;
+	r = fsutil_lock_dir(o->dir, LOCK_NAME, &s->dirfd, &s->lockfd, &step);
+	if (r == -EBUSY)
+		set_err(err, errlen, "size index %s/%s is in use by another kvsfs mount (%s/%s "
+				"is locked)", o->dir, LOG_NAME, o->dir, LOCK_NAME);
+	else if (r && step == FSUTIL_LOCK_OPEN_DIR)
 		set_err(err, errlen, "cannot open directory %s: %s", o->dir, strerror(-r));
+	else if (r)
+		set_err(err, errlen, "cannot lock %s/%s: %s", o->dir, LOCK_NAME, strerror(-r));
+	if (r)
 		goto fail;
-	}
-	s->lockfd = openat(s->dirfd, LOCK_NAME, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (s->lockfd < 0 || flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {
-		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		if (r == -EBUSY)
-			set_err(err, errlen, "size index %s/%s is in use by another kvsfs mount (%s/%s "
-					"is locked)", o->dir, LOG_NAME, o->dir, LOCK_NAME);
-		else
-			set_err(err, errlen, "cannot lock %s/%s: %s", o->dir, LOCK_NAME, strerror(-r));
-		goto fail;
-	}
 	(void)unlinkat(s->dirfd, TMP_NAME, 0); /* leftover of a crashed compaction */
 	s->fd = openat(s->dirfd, LOG_NAME, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (s->fd < 0) {

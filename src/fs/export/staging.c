@@ -31,11 +31,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include "export_int.h"
 #include "kvsfs/buf.h"
+#include "kvsfs/fsutil.h"
 #include "kvsfs/log.h"
 
 #define STAGE_SUFFIX ".stage"
@@ -222,15 +222,8 @@ void ex_staging_report_leftovers(struct export *ex)
 
 int ex_staging_lock(struct export *ex, char *err, size_t errlen)
 {
-	ex->dfd = open(ex->staging_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = ex->dfd < 0 ? -errno : 0;
-	if (!rc) {
-		ex->lockfd = openat(ex->dfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-		if (ex->lockfd < 0)
-			rc = -errno;
-	}
-	if (!rc && flock(ex->lockfd, LOCK_EX | LOCK_NB))
-		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	enum fsutil_lock_step step;
+	int rc = fsutil_lock_dir(ex->staging_dir, "lock", &ex->dfd, &ex->lockfd, &step);
 	if (rc == -EBUSY)
 		ex_set_err(err, errlen, "export staging folder %s is in use by another kvsfs mount "
 			"(%s/lock is locked); give each mount its own cache_dir", ex->staging_dir,
