@@ -1,0 +1,155 @@
+"""export/ with many small files (default mode: close returns once stored). rsync -a of
+fragment-sized files counts kvsfs's S3 requests per file at a FaultProxy in front of Ceph RGW:
+at most 3 per file in the common path (PutObject of the temp file, CopyObject to the final name
+with the final metadata, DeleteObject of the temp key), a second rsync copies nothing, and boto3
+reads back every byte and the metadata."""
+import collections
+import hashlib
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import Mount
+from kvs_local.testing import start_server
+
+s3_testing = pytest.importorskip("s3_local.testing")
+from s3_local.proxy import FaultProxy  # noqa: E402
+
+BUCKET = "exports"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export-small")
+    rgw = s3_testing.start_rgw(str(root / "rgw"))
+    srv = None
+    try:
+        rgw.make_bucket(BUCKET)
+        srv = start_server(root / "kvs", access_key=rgw.access_key, secret_key=rgw.secret_key)
+        yield rgw, srv
+    finally:
+        if srv:
+            srv.stop()
+        rgw.stop()
+
+
+@pytest.fixture
+def proxy(stack):
+    with FaultProxy(stack[0].endpoint) as p:
+        yield p
+
+
+@pytest.fixture
+def xmount(stack, proxy, build_dir, tmp_path):
+    rgw, srv = stack
+    mounts = []
+
+    def make(prefix, **opts):
+        o = {"export": f"s3://{BUCKET}/{prefix}", "s3_endpoint": proxy.endpoint,
+             "s3_path_style": True}
+        o.update(opts)
+        m = Mount(str(build_dir / "src" / "kvsfs"), srv, tmp_path, o, name=f"s{len(mounts)}")
+        mounts.append(m)
+        return m.start()
+
+    yield make
+    bad = []
+    for m in mounts:
+        m.stop()
+        bad += m.unexpected_log_lines()
+    assert not bad, "\n".join(bad)
+
+
+def make_small_files(root, n, seed=b"x"):
+    """n files of 30-42 KB (fragment-sized) in two folders, distinct contents."""
+    out = {}
+    for i in range(n):
+        d = root / ("a" if i % 2 else "b")
+        d.mkdir(parents=True, exist_ok=True)
+        size = 30000 + (i * 997) % 12000
+        data = hashlib.sha256(seed + str(i).encode()).digest() * (size // 32 + 1)
+        p = d / f"frag-{i:05d}.mkv"
+        p.write_bytes(data[:size])
+        os.utime(p, (1700000000 + i, 1700000000 + i + 0.25))
+        out[str(p.relative_to(root))] = data[:size]
+    return out
+
+
+def test_rsync_of_small_files_costs_at_most_three_requests_each(stack, proxy, xmount, tmp_path):
+    rgw, _ = stack
+    src = tmp_path / "src"
+    n = 60
+    files = make_small_files(src, n)
+    m = xmount("small")
+    os.listdir(m.path("export"))
+    proxy.reset_counters()
+    t = time.monotonic()
+    r = subprocess.run(["rsync", "-a", str(src) + "/", m.path("export") + "/"],
+                       capture_output=True, text=True, timeout=600)
+    took = time.monotonic() - t
+    assert r.returncode == 0, r.stderr
+    log = list(proxy.log)
+    print(f"\nrsync of {n} files: {took:.2f} s, {len(log)} requests: {collections.Counter(s.kind for s in log)}")
+    counts = collections.Counter(s.kind for s in log)
+    # the data once, the rename as one copy with the final metadata, the temp key deleted
+    assert counts["PutObject"] == n + 2          # + the markers of the two folders
+    assert counts["CopyObject"] <= n + 4         # + mode/mtime of the two folders (twice)
+    assert counts["DeleteObject"] == n
+    # lookups and stats come from what the mount knows (listed folders, files it stored), which
+    # stays fresh for a second: they scale with seconds (per folder, per second: a listing and
+    # the folder's stat), not with files (before: 9 or more per file)
+    lookups = counts["HeadObject"] + counts["ListObjectsV2"]
+    assert lookups <= 2 * 8 * (int(took) + 2), (counts, took)
+    assert sum(counts.values()) - lookups <= 3 * n + 6, counts
+    assert counts["UploadPart"] == 0
+    s3 = rgw.s3()
+    keys = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="small/"):
+        keys.update({o["Key"]: o["Size"] for o in page.get("Contents", [])})
+    assert sorted(k for k in keys if not k.endswith("/")) == sorted("small/" + p for p in files)
+    for i, (p, data) in enumerate(sorted(files.items())[:6]):
+        o = s3.get_object(Bucket=BUCKET, Key="small/" + p)
+        assert o["Body"].read() == data
+        st = os.stat(src / p)
+        assert float(o["Metadata"]["mtime"]) == pytest.approx(st.st_mtime, abs=0.002)
+        assert int(o["Metadata"]["mode"]) & 0o7777 == st.st_mode & 0o7777
+    proxy.reset_counters()
+    r = subprocess.run(["rsync", "-a", "--stats", str(src) + "/", m.path("export") + "/"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "Number of regular files transferred: 0" in r.stdout, r.stdout
+    assert proxy.count("PutObject") == proxy.count("CopyObject") == 0
+
+
+def test_metadata_change_without_rename_is_stored(stack, proxy, xmount, tmp_path):
+    """chmod/touch of a file just stored is kept pending for a rename, then stored on its own:
+    by fsync at once, and by the mount within a few seconds otherwise."""
+    rgw, _ = stack
+    m = xmount("meta")
+    p = m.path("export", "f.bin")
+    with open(p, "wb") as f:
+        f.write(b"abc")
+    os.chmod(p, 0o600)
+    os.utime(p, (1600000000, 1600000000.5))
+    assert oct(os.stat(p).st_mode & 0o777) == oct(0o600)      # seen at once
+    assert proxy.wait_for("CopyObject", 1, timeout=30)          # stored when due
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        h = rgw.s3().head_object(Bucket=BUCKET, Key="meta/f.bin")
+        if h["Metadata"].get("mode") == str(0o100600):
+            break
+        time.sleep(0.2)
+    assert h["Metadata"]["mode"] == str(0o100600)
+    assert float(h["Metadata"]["mtime"]) == 1600000000.5
+    # fsync stores a pending change before it returns
+    os.chmod(p, 0o640)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    h = rgw.s3().head_object(Bucket=BUCKET, Key="meta/f.bin")
+    assert h["Metadata"]["mode"] == str(0o100640)
+    assert rgw.s3().get_object(Bucket=BUCKET, Key="meta/f.bin")["Body"].read() == b"abc"
