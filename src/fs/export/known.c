@@ -3,17 +3,18 @@
  * "Many small files"), so rsync's lookups, stats and metadata changes of the files it just
  * stored cost no request.
  *
- * Three things, all bounded:
+ * Three things, all bounded; "a second" is export_opts.cache_ttl_ms (ex->ttl_ms, default 1 s,
+ * 0: this module is off and answers nothing):
  *  - attributes of paths (KNOWN_MAX entries): exact ones from a HeadObject or from an upload of
- *    this mount, fresh for KNOWN_TTL_MS (the kernel's own attribute timeout is 1 s too, so no
+ *    this mount, fresh for a second (the kernel's own attribute timeout is 1 s too, so no
  *    answer is older than it already could be);
- *  - the names of a few directories (KDIR_MAX, each listed whole with at most KDIR_NAMES names),
- *    fresh for KNOWN_TTL_MS: a name missing from a fresh listing is ENOENT without a request.
+ *  - the names of a few folders (KDIR_MAX, each listed whole with at most KDIR_NAMES names),
+ *    fresh for a second: a name missing from a fresh listing is ENOENT without a request.
  *    This mount's own stores add their names, so a listing never hides a file stored here; a
- *    listing during which a name was added to that directory is not kept (it may miss it);
- *  - metadata changes (mode, mtime) of a file this mount stored itself (so its only metadata is
- *    mode and mtime): kept pending for KNOWN_DELAY_MS, so the rename that follows (rsync) copies
- *    the object once to its final name with its final metadata. Otherwise the upload workers
+ *    listing during which a name was added anywhere is not kept (it may miss it);
+ *  - mode/mtime changes of a file this mount stored itself (so mode and mtime are its only
+ *    metadata): kept pending for a second, so the rename that follows (rsync) copies the
+ *    object once to its final name with its final metadata. Otherwise the upload workers
  *    store them when due (one CopyObject REPLACE), as do fsync, syncfs and unmount. A failed
  *    store is logged and retried with backoff (at most KNOWN_BACKOFF_MAX_MS apart).
  *
@@ -32,8 +33,6 @@
 #include "kvsfs/log.h"
 
 #define KNOWN_MAX 4096
-#define KNOWN_TTL_MS 1000
-#define KNOWN_DELAY_MS 1000
 #define KNOWN_BACKOFF_MAX_MS 60000
 #define KDIR_MAX 8
 #define KDIR_NAMES 20000
@@ -173,7 +172,7 @@ static void kexpire(struct export *ex, int64_t now)
 	struct known **pp = &ex->known;
 	while (*pp) {
 		struct known *k = *pp;
-		if (!k->pending && !k->flushing && now - k->at_ms >= KNOWN_TTL_MS) {
+		if (!k->pending && !k->flushing && now - k->at_ms >= ex->ttl_ms) {
 			*pp = k->next;
 			ex->n_known--;
 			kfree(k);
@@ -185,18 +184,20 @@ static void kexpire(struct export *ex, int64_t now)
 
 int ex_known_get(struct export *ex, const char *path, struct export_attr *a)
 {
+	if (!ex->ttl_ms)
+		return 0;
 	int64_t now = ex_mono_ms();
 	int rc = 0;
 	size_t plen;
 	const char *name = split(path, &plen);
 	pthread_mutex_lock(&ex->kmu);
 	struct known *k = kfind(ex, path);
-	if (k && (k->pending || k->flushing || now - k->at_ms < KNOWN_TTL_MS)) {
+	if (k && (k->pending || k->flushing || now - k->at_ms < ex->ttl_ms)) {
 		*a = k->a;
 		rc = 1;
 	} else {
 		struct kdir *d = kdir_find(ex, path, plen);
-		if (d && now - d->at_ms < KNOWN_TTL_MS && !set_has(d, name, strlen(name)))
+		if (d && now - d->at_ms < ex->ttl_ms && !set_has(d, name, strlen(name)))
 			rc = -ENOENT;
 	}
 	pthread_mutex_unlock(&ex->kmu);
@@ -217,6 +218,8 @@ static void add_name(struct export *ex, const char *path)
 
 void ex_known_put(struct export *ex, const char *path, const struct export_attr *a, int own)
 {
+	if (!ex->ttl_ms)
+		return;
 	int64_t now = ex_mono_ms();
 	pthread_mutex_lock(&ex->kmu);
 	add_name(ex, path);
@@ -298,18 +301,20 @@ int ex_known_take(struct export *ex, const char *path, mode_t *mode, int64_t *mt
 int ex_known_defer_meta(struct export *ex, const char *path, int set_mode, mode_t mode,
 			int set_time, int64_t mtime_ms)
 {
+	if (!ex->ttl_ms)
+		return 0;
 	int64_t now = ex_mono_ms();
 	int rc = 0;
 	pthread_mutex_lock(&ex->kmu);
 	struct known *k = kfind(ex, path);
 	if (k && k->own && !k->a.is_dir && k->a.size <= (uint64_t)S3_MAX_PUT_SIZE &&
-	    (k->pending || k->flushing || now - k->at_ms < KNOWN_TTL_MS)) {
+	    (k->pending || k->flushing || now - k->at_ms < ex->ttl_ms)) {
 		if (set_mode)
 			k->a.mode = mode & 07777;
 		if (set_time)
 			k->a.mtime_ms = mtime_ms;
 		if (!k->pending)
-			k->due_ms = now + KNOWN_DELAY_MS;
+			k->due_ms = now + ex->ttl_ms;
 		k->pending = 1;
 		k->gen++;
 		k->at_ms = now;
@@ -441,12 +446,14 @@ static int load_page(void *arg, struct s3xml_list *page)
 
 int ex_known_load_dir(struct export *ex, const char *path, int again)
 {
+	if (!ex->ttl_ms)
+		return 0;
 	size_t dlen;
 	(void)split(path, &dlen);
 	int64_t now = ex_mono_ms();
 	pthread_mutex_lock(&ex->kmu);
 	struct kdir *old = kdir_find(ex, path, dlen);
-	int fresh = old && now - old->at_ms < KNOWN_TTL_MS;
+	int fresh = old && now - old->at_ms < ex->ttl_ms;
 	unsigned gen = ex->kgen;
 	pthread_mutex_unlock(&ex->kmu);
 	if (fresh || (again && !old))

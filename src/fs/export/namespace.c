@@ -359,6 +359,7 @@ int export_rename(struct export *ex, const char *from, const char *to)
 	int rc = rename_check(ex, from, to, &a);
 	if (rc)
 		return rc > 0 ? 0 : rc;
+	ex_known_forget(ex, to);  /* a change pending on the replaced file must not follow */
 	char *fkey = ex_key(ex, from, ""), *tkey = ex_key(ex, to, "");
 	char *npath = strdup(to);
 	if (!fkey || !tkey || !npath) {
