@@ -11,55 +11,9 @@ import time
 
 import pytest
 
-from conftest import Mount
-from kvs_local.testing import start_server
-
-s3_testing = pytest.importorskip("s3_local.testing")
-from s3_local.proxy import FaultProxy  # noqa: E402
-
-BUCKET = "exports"
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export-small")
-    rgw = s3_testing.start_rgw(str(root / "rgw"))
-    srv = None
-    try:
-        rgw.make_bucket(BUCKET)
-        srv = start_server(root / "kvs", access_key=rgw.access_key, secret_key=rgw.secret_key)
-        yield rgw, srv
-    finally:
-        if srv:
-            srv.stop()
-        rgw.stop()
-
-
-@pytest.fixture
-def proxy(stack):
-    with FaultProxy(stack[0].endpoint) as p:
-        yield p
-
-
-@pytest.fixture
-def xmount(stack, proxy, build_dir, tmp_path):
-    rgw, srv = stack
-    mounts = []
-
-    def make(prefix, **opts):
-        o = {"export": f"s3://{BUCKET}/{prefix}", "s3_endpoint": proxy.endpoint,
-             "s3_path_style": True}
-        o.update(opts)
-        m = Mount(str(build_dir / "src" / "kvsfs"), srv, tmp_path, o, name=f"s{len(mounts)}")
-        mounts.append(m)
-        return m.start()
-
-    yield make
-    bad = []
-    for m in mounts:
-        m.stop()
-        bad += m.unexpected_log_lines()
-    assert not bad, "\n".join(bad)
+pytest.importorskip("s3_local.testing")
+# RGW, kvs-local, a FaultProxy in front of RGW and mounts through it: the recovery suite's
+from test_mount_export_recovery import BUCKET, proxy, stack, xmount  # noqa: E402,F401
 
 
 def make_small_files(root, n, seed=b"x"):
@@ -153,3 +107,21 @@ def test_metadata_change_without_rename_is_stored(stack, proxy, xmount, tmp_path
     h = rgw.s3().head_object(Bucket=BUCKET, Key="meta/f.bin")
     assert h["Metadata"]["mode"] == str(0o100640)
     assert rgw.s3().get_object(Bucket=BUCKET, Key="meta/f.bin")["Body"].read() == b"abc"
+
+
+def test_cache_ttl_zero_asks_s3_every_time(stack, proxy, xmount, tmp_path):
+    """-o export_cache_ttl=0: every lookup asks S3 and a chmod is stored before it returns."""
+    rgw, _ = stack
+    m = xmount("nottl", export_cache_ttl=0)
+    p = m.path("export", "g.bin")
+    with open(p, "wb") as f:
+        f.write(b"xyz")
+    proxy.reset_counters()
+    os.chmod(p, 0o600)
+    assert proxy.count("CopyObject") == 1
+    h = rgw.s3().head_object(Bucket=BUCKET, Key="nottl/g.bin")
+    assert h["Metadata"]["mode"] == str(0o100600)
+    proxy.reset_counters()
+    for _ in range(3):
+        assert not os.path.exists(m.path("export", "missing.bin"))
+    assert proxy.count("HeadObject") >= 3 and proxy.count("ListObjectsV2") >= 3
