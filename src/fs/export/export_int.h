@@ -138,6 +138,7 @@ struct export {
 	size_t n_known;
 	struct kdir *kdirs;
 	unsigned kgen;              /* bumped whenever a name is added */
+	unsigned kpass;             /* the current ex_known_flush pass (never 0) */
 	int ttl_ms;                 /* export_opts.cache_ttl_ms; 0: known.c is off */
 };
 

@@ -47,6 +47,7 @@ struct known {
 	unsigned gen;               /* bumped by each change while pending */
 	int64_t due_ms;
 	int64_t backoff_ms;
+	unsigned pass;              /* the ex_known_flush pass that last tried it */
 	struct known *next;
 };
 
@@ -349,7 +350,7 @@ static int flush_one(struct export *ex, const char *path, int64_t by, int *rc)
 		while (wait_flush(ex, kfind(ex, path)))
 			;
 	struct known *k = ex->known;
-	while (k && !(k->pending && !k->flushing && k->due_ms <= by &&
+	while (k && !(k->pending && !k->flushing && k->due_ms <= by && k->pass != ex->kpass &&
 		      (!path || !strcmp(k->path, path))))
 		k = k->next;
 	if (!k) {
@@ -357,6 +358,7 @@ static int flush_one(struct export *ex, const char *path, int64_t by, int *rc)
 		return 0;
 	}
 	k->flushing = 1;
+	k->pass = ex->kpass;  /* tried once per pass, so a failing store cannot make it loop */
 	unsigned gen = k->gen;
 	mode_t mode = k->a.mode;
 	int64_t mt = k->a.mtime_ms;
@@ -391,10 +393,20 @@ static int flush_one(struct export *ex, const char *path, int64_t by, int *rc)
 	return 1;
 }
 
+/* A new flush pass (kmu NOT held). */
+static void new_pass(struct export *ex)
+{
+	pthread_mutex_lock(&ex->kmu);
+	if (!++ex->kpass)
+		ex->kpass = 1;
+	pthread_mutex_unlock(&ex->kmu);
+}
+
 int ex_known_flush(struct export *ex, int all)
 {
 	int first = 0, rc = 0, tries = 0;
 	int64_t by = all ? INT64_MAX : ex_mono_ms();
+	new_pass(ex);
 	while (tries++ < KNOWN_MAX && flush_one(ex, NULL, by, &rc))
 		if (rc && !first)
 			first = rc;
@@ -404,6 +416,7 @@ int ex_known_flush(struct export *ex, int all)
 int ex_known_flush_path(struct export *ex, const char *path)
 {
 	int rc = 0;
+	new_pass(ex);
 	if (!flush_one(ex, path, INT64_MAX, &rc))
 		rc = 0;
 	return rc;
@@ -412,6 +425,7 @@ int ex_known_flush_path(struct export *ex, const char *path)
 int ex_known_settle(struct export *ex, const char *path)
 {
 	int rc = 0;
+	new_pass(ex);
 	if (!flush_one(ex, path, INT64_MAX, &rc))
 		rc = 0;
 	ex_known_forget(ex, path);

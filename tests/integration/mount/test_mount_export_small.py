@@ -125,3 +125,34 @@ def test_cache_ttl_zero_asks_s3_every_time(stack, proxy, xmount, tmp_path):
     for _ in range(3):
         assert not os.path.exists(m.path("export", "missing.bin"))
     assert proxy.count("HeadObject") >= 3 and proxy.count("ListObjectsV2") >= 3
+
+
+def test_failed_metadata_store_is_retried_and_fsync_reports_it(stack, proxy, xmount):
+    """A pending mode change whose CopyObject fails: fsync returns the error, the mount logs it
+    and retries with backoff; once S3 answers again the mode is stored."""
+    rgw, _ = stack
+    m = xmount("metafail", max_retry_time=1)
+    m.expect_log(r"storing the mode/mtime of metafail/h\.bin failed")
+    m.expect_log(r"http: PUT .*/exports/metafail/h\.bin: giving up")
+    m.expect_log(r"s3: CopyObject s3://exports/metafail/h\.bin failed")
+    p = m.path("export", "h.bin")
+    with open(p, "wb") as f:
+        f.write(b"data")
+    rule = proxy.fail(kind="CopyObject", times=None)
+    os.chmod(p, 0o640)                      # kept pending: succeeds without a request
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError):
+            os.fsync(fd)                    # the store fails: fsync says so
+    finally:
+        os.close(fd)
+    assert proxy.faults["CopyObject"] >= 1
+    assert "storing the mode/mtime of metafail/h.bin failed" in m.log()
+    proxy.remove(rule)
+    deadline = time.monotonic() + 60         # retried by the mount (backoff 1 s, 2 s, ...)
+    while time.monotonic() < deadline:
+        h = rgw.s3().head_object(Bucket=BUCKET, Key="metafail/h.bin")
+        if h["Metadata"].get("mode") == str(0o100640):
+            break
+        time.sleep(0.3)
+    assert h["Metadata"]["mode"] == str(0o100640)
