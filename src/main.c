@@ -251,6 +251,8 @@ static int app_export(struct app *a)
 		.uid = o->uid >= 0 ? (uid_t)o->uid : getuid(),
 		.gid = o->gid >= 0 ? (gid_t)o->gid : getgid(),
 		.umask = o->umask >= 0 ? (mode_t)o->umask : 022,
+		.cache_ttl_ms = o->export_cache_ttl < 0 ? 0 :
+				o->export_cache_ttl ? o->export_cache_ttl * 1000 : -1,
 		.log = &a->lg,
 	};
 	if (export_open(&eo, &a->export, a->err, sizeof(a->err)))

@@ -28,7 +28,7 @@ enum {
 	KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DEBUG_FG, KEY_DROP,
 	KEY_REGION, KEY_PROFILE, KEY_ENDPOINT, KEY_CA_FILE, KEY_NO_VERIFY_SSL,
 	KEY_STREAMS, KEY_STREAM_PREFIX, KEY_TIMESTAMPS, KEY_CACHE_DIR, KEY_CACHE_SIZE, KEY_META_TTL,
-	KEY_MAX_RETRY_TIME, KEY_EXPORT, KEY_EXPORT_DIR, KEY_S3_ENDPOINT, KEY_S3_PATH_STYLE,
+	KEY_MAX_RETRY_TIME, KEY_EXPORT, KEY_EXPORT_DIR, KEY_EXPORT_CACHE_TTL, KEY_S3_ENDPOINT, KEY_S3_PATH_STYLE,
 	KEY_RO, KEY_HLS_EXPIRES, KEY_UID, KEY_GID, KEY_UMASK, KEY_ALLOW_OTHER, KEY_LIVE_PUBLIC, KEY_READAHEAD,
 	KEY_LOG_FILE, KEY_IMAGE_INTERVAL, KEY_IMAGE_WIDTH,
 };
@@ -64,6 +64,7 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_KEY("max_retry_time=%s", KEY_MAX_RETRY_TIME),
 	FUSE_OPT_KEY("export=%s", KEY_EXPORT),
 	FUSE_OPT_KEY("export_dir=%s", KEY_EXPORT_DIR),
+	FUSE_OPT_KEY("export_cache_ttl=%s", KEY_EXPORT_CACHE_TTL),
 	FUSE_OPT_KEY("s3_endpoint=%s", KEY_S3_ENDPOINT),
 	FUSE_OPT_KEY("s3_path_style", KEY_S3_PATH_STYLE),
 	FUSE_OPT_KEY("log_file=%s", KEY_LOG_FILE),
@@ -375,6 +376,11 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 			return -1;
 		o->max_retry_time = (int)x;
 		return 0;
+	case KEY_EXPORT_CACHE_TTL:
+		if (parse_long(st, arg, 0, 3600, 10, &x))
+			return -1;
+		o->export_cache_ttl = (int)x;
+		return 0;
 	case KEY_EXPORT:
 	case KEY_EXPORT_DIR:
 	case KEY_S3_ENDPOINT:
@@ -435,6 +441,7 @@ int options_parse(int argc, char **argv, struct kvsfs_options *opts, char *err, 
 	opts->uid = -1;
 	opts->gid = -1;
 	opts->umask = -1;
+	opts->export_cache_ttl = -1;
 	opts->meta_ttl = -1;
 	int rc = fuse_opt_parse(&args, &st, option_table, on_option);
 	if (rc == 0 && !st.failed && opts->live_public && !opts->allow_other)
@@ -515,6 +522,8 @@ void options_print_help(const char *prog)
 	       "export options:\n"
 	       "    -o export=s3://BUCKET/PREFIX  an S3-backed folder where copies are stored\n"
 	       "    -o export_dir=NAME     its name in the mount (default export)\n"
+	       "    -o export_cache_ttl=SECONDS  reuse of names seen in S3 and delay of mode/mtime\n"
+	       "                           changes of stored files (default 1; 0: off)\n"
 	       "    -o s3_endpoint=URL     S3 endpoint (for a local S3 server; http:// only here)\n"
 	       "    -o s3_path_style       path-style S3 addressing\n"
 	       "\n"

@@ -13,6 +13,7 @@
  *   --streams A:B           --stream-prefix P               --timestamps server
  *   --meta-ttl S            --readahead N                   --umask OCTAL
  *   --max-retry-ms MS       budget of one request's retries (main.c: max_retry_time, 60 s)
+ *   --export-cache-ttl-ms MS  export_opts.cache_ttl_ms (main.c: export_cache_ttl; -1: off)
  *   --no-check              skip vfs_check (the start-up ListStreams)
  *   --log FILE              log file (default stderr)       -d  debug log
  * Start-up failures print "error: ..." on stderr and exit 1 (2: bad usage; 3: the driver's own
@@ -812,6 +813,7 @@ struct config {
 	const char *log_file;
 	char **streams;
 	int s3_path_style, server_ts, meta_ttl, readahead, no_check, debug;
+	int export_cache_ttl_ms;    /* export_opts.cache_ttl_ms (0: default 1 s, -1: off) */
 	long umask, max_retry_ms;
 };
 
@@ -860,7 +862,7 @@ static int stack_export(struct stack *s, const struct config *c, char *err, size
 	struct export_opts eo = {
 		.s3 = s->s3, .prefix = slash ? slash + 1 : "", .staging_dir = staging,
 		.staging_max_bytes = 4ULL << 30, .uid = getuid(), .gid = getgid(),
-		.umask = (mode_t)c->umask, .log = &s->lg,
+		.umask = (mode_t)c->umask, .log = &s->lg, .cache_ttl_ms = c->export_cache_ttl_ms,
 	};
 	return export_open(&eo, &s->export, err, n);
 }
@@ -953,7 +955,8 @@ static void usage(void)
 	fprintf(stderr, "usage: kvsfs-fs --cache DIR [--endpoint URL] [--region R] "
 		"[--export s3://B/P --s3-endpoint URL --s3-path-style --export-dir NAME] "
 		"[--streams A:B] [--stream-prefix P] [--timestamps server] [--meta-ttl S] "
-		"[--readahead N] [--umask OCTAL] [--max-retry-ms MS] [--no-check] [--log FILE] [-d] "
+		"[--readahead N] [--umask OCTAL] [--max-retry-ms MS] [--export-cache-ttl-ms MS] "
+		"[--no-check] [--log FILE] [-d] "
 		"< SCRIPT\n");
 	exit(2);
 }
@@ -966,7 +969,7 @@ static void parse_args(int argc, char **argv, struct config *c)
 		{ "export-dir", 1, 0, 'X' }, { "streams", 1, 0, 'S' }, { "stream-prefix", 1, 0, 'P' },
 		{ "timestamps", 1, 0, 't' }, { "meta-ttl", 1, 0, 'm' }, { "readahead", 1, 0, 'a' },
 		{ "umask", 1, 0, 'u' }, { "max-retry-ms", 1, 0, 'R' }, { "no-check", 0, 0, 'n' },
-		{ "log", 1, 0, 'l' }, { 0, 0, 0, 0 },
+		{ "log", 1, 0, 'l' }, { "export-cache-ttl-ms", 1, 0, 'K' }, { 0, 0, 0, 0 },
 	};
 	*c = (struct config){ .export_dir = "export", .umask = 022, .max_retry_ms = 60000 };
 	for (int o; (o = getopt_long(argc, argv, "d", lo, NULL)) != -1;) {
@@ -987,6 +990,7 @@ static void parse_args(int argc, char **argv, struct config *c)
 		case 'R': c->max_retry_ms = atol(optarg); break;
 		case 'n': c->no_check = 1; break;
 		case 'l': c->log_file = optarg; break;
+		case 'K': c->export_cache_ttl_ms = atoi(optarg); break;
 		case 'd': c->debug = 1; break;
 		default: usage();
 		}

@@ -52,6 +52,8 @@ struct export_opts {
 	uint64_t staging_max_bytes;    /* bound on staged bytes (0: 1 GiB) */
 	uint64_t part_size;            /* multipart part size (0: 8 MiB; at least 5 MiB) */
 	int parallel_parts;            /* worker threads uploading parts (0: 4; max 32) */
+	int cache_ttl_ms;              /* how long names/attributes seen are reused and mode/mtime
+	                                * changes of stored files kept pending (0: 1000; <0: never) */
 	uid_t uid;                     /* the mount's owner (chown policy) */
 	gid_t gid;
 	mode_t umask;                  /* applied to the default modes */

@@ -39,6 +39,7 @@ struct kvsfs_options {
 	char *export_bucket;   /* export=s3://BUCKET/PREFIX: bucket (NULL: no export/) */
 	char *export_prefix;   /* ... and key prefix without leading/trailing '/' ("" for none) */
 	char *export_dir;      /* export_dir=NAME (default "export") */
+	int export_cache_ttl;  /* export_cache_ttl=SECONDS (-1: default 1 s; 0: off) */
 	char *s3_endpoint;     /* s3_endpoint=URL */
 	int s3_path_style;     /* s3_path_style */
 	char *log_file;        /* log_file=PATH: log lines appended here instead of stderr/syslog */

@@ -102,11 +102,14 @@ static struct export *export_new(const struct export_opts *o)
 	ex->gid = o->gid;
 	ex->umask = o->umask & 0777;
 	ex->log = o->log;
+	ex->ttl_ms = o->cache_ttl_ms < 0 ? 0 : o->cache_ttl_ms ? o->cache_ttl_ms : 1000;
 	ex->start_ms = ex_now_ms();
 	ex->dfd = ex->lockfd = -1;
 	pthread_mutex_init(&ex->mu, NULL);
 	pthread_cond_init(&ex->job_cv, NULL);
 	pthread_cond_init(&ex->done_cv, NULL);
+	pthread_mutex_init(&ex->kmu, NULL);
+	pthread_cond_init(&ex->kcv, NULL);
 	return ex;
 }
 
@@ -172,6 +175,8 @@ void export_close(struct export *ex)
 	if (!ex)
 		return;
 	ex_workers_stop(ex);
+	ex_known_flush(ex, 1);
+	ex_known_free(ex);
 	while (ex->nodes) {
 		struct xnode *n = ex->nodes;
 		ex->nodes = n->next;
@@ -186,6 +191,8 @@ void export_close(struct export *ex)
 	pthread_cond_destroy(&ex->job_cv);
 	pthread_cond_destroy(&ex->done_cv);
 	pthread_mutex_destroy(&ex->mu);
+	pthread_cond_destroy(&ex->kcv);
+	pthread_mutex_destroy(&ex->kmu);
 	if (ex->dfd >= 0)
 		close(ex->dfd);
 	if (ex->lockfd >= 0)
@@ -221,5 +228,6 @@ int export_sync_all(struct export *ex)
 		if (n->last_err == 1)
 			n->last_err = -EIO;
 	ex_unlock(ex);
-	return first;
+	int rc = ex_known_flush(ex, 1);
+	return first ? first : rc;
 }

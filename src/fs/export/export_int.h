@@ -13,6 +13,8 @@
  *   list.c       directory listings: S3 pages merged with staged files
  *   file.c       open files: create/open, read (staged or a remote window), write, truncate,
  *                fsync/flush/release
+ *   known.c      what the mount learnt in the last second (attributes, directory names) and
+ *                mode/mtime changes of files it stored, kept pending until a rename or due
  *
  * Locking. One mutex, ex->mu, guards the node table, every field of every node, the part-job
  * queue, the orphan list, ex->staged_bytes and ex->trash. Condition variables: ex->job_cv
@@ -30,6 +32,7 @@
  *     unlinked by ex_unlock() once ex->mu is released (every public function unlocks with it);
  *   - a thread waiting on a node holds a reference to it (n->refs), so it cannot be freed
  *     under the waiter.
+ * ex->kmu (known.c) is a leaf lock: taken with or without ex->mu, never the other way round.
  * An open file's read window has its own mutex (f->rmu, never taken together with ex->mu)
  * and a `fetching` flag: one GET fills the window while other readers of the handle wait on
  * f->rcv.
@@ -128,6 +131,15 @@ struct export {
 	uint64_t staged_bytes;
 	struct orphan *orphans;
 	struct stage_file *trash;   /* staging files to close/unlink once ex->mu is released */
+	/* known.c, guarded by kmu (a leaf lock) */
+	pthread_mutex_t kmu;
+	pthread_cond_t kcv;         /* a pending metadata change stopped being stored */
+	struct known *known;
+	size_t n_known;
+	struct kdir *kdirs;
+	unsigned kgen;              /* bumped whenever a name is added */
+	unsigned kpass;             /* the current ex_known_flush pass (never 0) */
+	int ttl_ms;                 /* export_opts.cache_ttl_ms; 0: known.c is off */
 };
 
 struct export_file {
@@ -237,8 +249,44 @@ int ex_claim_key(struct export *ex, const struct xnode *self, const char *key);
  * object holds the staged bytes and metadata, else a negative errno (staged data kept). */
 int ex_finalize(struct export *ex, struct xnode *n);
 
+/* ---- known.c: the last second's knowledge (mutex ex->mu may be held unless said) ---- */
+int64_t ex_mono_ms(void);
+/* 1: *a is path's fresh (or pending) attributes; -ENOENT: a fresh listing of its folder lacks
+ * it; 0: unknown. */
+int ex_known_get(struct export *ex, const char *path, struct export_attr *a);
+/* Remembers path's exact attributes (own: stored by this mount, only mode/mtime metadata)
+ * and adds its name to its folder's listing. Never waits. */
+void ex_known_put(struct export *ex, const char *path, const struct export_attr *a, int own);
+void ex_known_add_name(struct export *ex, const char *path);
+/* Forgets path's attributes and any pending change (waits for one being stored: ex->mu NOT
+ * held). */
+void ex_known_forget(struct export *ex, const char *path);
+/* 1 with the pending mode/mtime of path (still pending until forgotten), else 0 (ex->mu NOT
+ * held: waits for a store in flight). */
+int ex_known_take(struct export *ex, const char *path, mode_t *mode, int64_t *mtime_ms);
+/* Keeps a mode/mtime change of a file this mount stored pending: 1, or 0 when it cannot (the
+ * caller stores it now). ex->mu NOT held. */
+int ex_known_defer_meta(struct export *ex, const char *path, int set_mode, mode_t mode,
+			int set_time, int64_t mtime_ms);
+/* Monotonic ms when the next pending change is due, INT64_MAX when none. */
+int64_t ex_known_next_due(struct export *ex);
+/* Stores the pending changes due now (all: every one). First error or 0 (ex->mu NOT held). */
+int ex_known_flush(struct export *ex, int all);
+/* Stores path's pending change now (fsync). 0 or the store's error (ex->mu NOT held). */
+int ex_known_flush_path(struct export *ex, const char *path);
+/* Before path's object changes otherwise (an open for writing, a truncate): stores its pending
+ * change now, then forgets it. 0 or the store's error (ex->mu NOT held). */
+int ex_known_settle(struct export *ex, const char *path);
+/* Lists the folder of path whole (at most once a second; again: only a folder listed before).
+ * 1 when a new listing is kept (ex->mu NOT held). */
+int ex_known_load_dir(struct export *ex, const char *path, int again);
+/* At close, single-threaded: one warning per change still pending, frees everything. */
+void ex_known_free(struct export *ex);
+
 /* ---- namespace.c ---- */
 /* HeadObject KEY, KEY/, then a one-key listing (mutex NOT held). */
 int ex_stat_remote(struct export *ex, const char *path, struct export_attr *a);
+/* The same answered from known.c when it can (a remote answer is remembered there). */
+int ex_stat_cached(struct export *ex, const char *path, struct export_attr *a);
 
 #endif

@@ -114,7 +114,7 @@ static int node_lookup(struct export *ex, const char *path, int must_exist,
 			return 0;
 		}
 		pthread_mutex_unlock(&ex->mu);
-		int rc = ex_stat_remote(ex, path, a);
+		int rc = ex_stat_cached(ex, path, a);
 		pthread_mutex_lock(&ex->mu);
 		if (!rc && a->is_dir)
 			return -EISDIR;
@@ -213,6 +213,8 @@ int export_create(struct export *ex, const char *path, mode_t mode, struct expor
 {
 	*f = NULL;
 	int rc = open_check(ex, path);
+	if (!rc)
+		rc = ex_known_settle(ex, path);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&ex->mu);
@@ -232,7 +234,7 @@ int export_create(struct export *ex, const char *path, mode_t mode, struct expor
 static int open_remote(struct export *ex, const char *path, struct export_file **f)
 {
 	struct export_attr a;
-	int rc = ex_stat_remote(ex, path, &a);
+	int rc = ex_stat_cached(ex, path, &a);
 	if (rc)
 		return rc;
 	if (a.is_dir)
@@ -260,6 +262,8 @@ int export_open_file(struct export *ex, const char *path, int flags, struct expo
 	if (rc)
 		return rc;
 	int acc = flags & O_ACCMODE;
+	if (acc != O_RDONLY && (rc = ex_known_settle(ex, path)) != 0)
+		return rc;
 	pthread_mutex_lock(&ex->mu);
 	struct xnode *n = NULL;
 	if (acc != O_RDONLY) {
@@ -479,6 +483,8 @@ int export_ftruncate(struct export_file *f, uint64_t size)
 int export_truncate(struct export *ex, const char *path, uint64_t size)
 {
 	int rc = open_check(ex, path);
+	if (!rc)
+		rc = ex_known_settle(ex, path);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&ex->mu);
@@ -499,16 +505,26 @@ int export_fsync(struct export_file *f)
 {
 	struct export *ex = f->ex;
 	if (!f->n)
-		return 0;
+		return ex_known_flush(ex, 1);  /* a read-only handle: pending mode/mtime changes */
+	int rc = export_flush(f);
 	pthread_mutex_lock(&ex->mu);
-	int rc = f->writable || f->n->opens == 1 ? ex_finalize(ex, f->n) : 0;
+	char *path = f->n->path ? strdup(f->n->path) : NULL;
 	ex_unlock(ex);
+	if (!rc && path)
+		rc = ex_known_flush_path(ex, path);  /* a mode/mtime change kept pending */
+	free(path);
 	return rc;
 }
 
 int export_flush(struct export_file *f)
 {
-	return export_fsync(f);
+	struct export *ex = f->ex;
+	if (!f->n)
+		return 0;
+	pthread_mutex_lock(&ex->mu);
+	int rc = f->writable || f->n->opens == 1 ? ex_finalize(ex, f->n) : 0;
+	ex_unlock(ex);
+	return rc;
 }
 
 int export_release(struct export_file *f)

@@ -60,6 +60,21 @@ int ex_stat_remote(struct export *ex, const char *path, struct export_attr *a)
 	return rc;
 }
 
+int ex_stat_cached(struct export *ex, const char *path, struct export_attr *a)
+{
+	int rc = ex_known_get(ex, path, a);
+	if (!rc && ex_known_load_dir(ex, path, 1))  /* a listed folder: list it again */
+		rc = ex_known_get(ex, path, a);
+	if (rc)
+		return rc > 0 ? 0 : rc;
+	rc = ex_stat_remote(ex, path, a);
+	if (!rc)
+		ex_known_put(ex, path, a, 0);
+	else if (rc == -ENOENT)
+		(void)ex_known_load_dir(ex, path, 0);  /* the next misses in that folder cost nothing */
+	return rc;
+}
+
 int export_stat(struct export *ex, const char *path, struct export_attr *a)
 {
 	int rc = ex_path_check(ex, path);
@@ -77,7 +92,7 @@ int export_stat(struct export *ex, const char *path, struct export_attr *a)
 		return 0;
 	}
 	ex_unlock(ex);
-	return ex_stat_remote(ex, path, a);
+	return ex_stat_cached(ex, path, a);
 }
 
 static int parent_of(const char *path, char *out, size_t n)
@@ -138,6 +153,9 @@ int export_mkdir(struct export *ex, const char *path, mode_t mode)
 		return -ENOMEM;
 	rc = put_marker(ex, key, mode & 07777, ex_now_ms());
 	free(key);
+	ex_known_forget(ex, path);
+	if (!rc)
+		ex_known_add_name(ex, path);
 	return rc;
 }
 
@@ -176,6 +194,7 @@ int export_rmdir(struct export *ex, const char *path)
 	if (!rc)
 		rc = s3_delete_object(ex->s3, key, &e);
 	free(key);
+	ex_known_forget(ex, path);
 	return rc;
 }
 
@@ -206,6 +225,7 @@ int export_unlink(struct export *ex, const char *path)
 		return rc;
 	if (a.is_dir)
 		return -EISDIR;
+	ex_known_forget(ex, path);
 	pthread_mutex_lock(&ex->mu);
 	struct xnode *n = ex_node_find(ex, path);
 	if (n)
@@ -235,7 +255,9 @@ static int rename_staged(struct export *ex, struct xnode *n, char *npath, const 
 	ex_node_put(ex, n);
 	ex_unlock(ex);
 	struct awserr e;
-	return s3_delete_object(ex->s3, fkey, &e);
+	int rc = s3_delete_object(ex->s3, fkey, &e);
+	ex_known_forget(ex, fkey + strlen(ex->prefix));
+	return rc;
 }
 
 /*
@@ -252,6 +274,11 @@ static int rename_stored(struct export *ex, struct xnode *n, const char *from, u
 	if (n)
 		ex_node_put(ex, n);
 	ex_unlock(ex);
+	/* a mode/mtime change kept pending (rsync: utimens and chmod of the stored temp file) goes
+	 * with the copy: one CopyObject REPLACE to the final name */
+	struct export_attr ka;
+	int own = !have_meta && ex_known_get(ex, from, &ka) > 0 && ex_known_take(ex, from, &mode, &mt);
+	have_meta |= own;
 	struct awserr e;
 	int rc = 0;
 	if (size > (uint64_t)S3_MAX_PUT_SIZE) {
@@ -271,6 +298,15 @@ static int rename_stored(struct export *ex, struct xnode *n, const char *from, u
 	if (rc) {
 		free(npath);
 		return rc;
+	}
+	ex_known_forget(ex, from);
+	if (own) {
+		ka.mode = mode;
+		ka.mtime_ms = mt;
+		ex_known_put(ex, npath, &ka, 1);
+	} else {
+		ex_known_forget(ex, npath);
+		ex_known_add_name(ex, npath);
 	}
 	pthread_mutex_lock(&ex->mu);
 	n = ex_node_find(ex, from);
@@ -323,6 +359,7 @@ int export_rename(struct export *ex, const char *from, const char *to)
 	int rc = rename_check(ex, from, to, &a);
 	if (rc)
 		return rc > 0 ? 0 : rc;
+	ex_known_forget(ex, to);  /* a change pending on the replaced file must not follow */
 	char *fkey = ex_key(ex, from, ""), *tkey = ex_key(ex, to, "");
 	char *npath = strdup(to);
 	if (!fkey || !tkey || !npath) {
@@ -353,8 +390,8 @@ int export_rename(struct export *ex, const char *from, const char *to)
 
 /* A mode/mtime change of a staged node (mutex held): stored with its upload, or at once (a
  * CopyObject) when its data is stored and no handle is open. */
-static int set_meta_staged(struct export *ex, struct xnode *n, int set_mode, mode_t mode,
-			   int set_time, int64_t mtime_ms)
+static int set_meta_staged(struct export *ex, struct xnode *n, const char *path, int set_mode,
+			   mode_t mode, int set_time, int64_t mtime_ms)
 {
 	int rc = 0;
 	n->refs++;
@@ -367,8 +404,16 @@ static int set_meta_staged(struct export *ex, struct xnode *n, int set_mode, mod
 	}
 	if (!n->dirty) {
 		n->meta_dirty = 1;
-		if (!n->opens)
-			rc = ex_finalize(ex, n);
+		if (!n->opens) {
+			/* just stored, last handle being released: kept pending like a stored file */
+			pthread_mutex_unlock(&ex->mu);
+			int d = ex_known_defer_meta(ex, path, set_mode, mode, set_time, mtime_ms);
+			pthread_mutex_lock(&ex->mu);
+			if (d)
+				n->meta_dirty = 0;
+			else
+				rc = ex_finalize(ex, n);
+		}
 	}
 	ex_node_put(ex, n);
 	return rc;
@@ -419,12 +464,17 @@ static int set_meta(struct export *ex, const char *path, int set_mode, mode_t mo
 	pthread_mutex_lock(&ex->mu);
 	struct xnode *n = ex_node_find(ex, path);
 	if (n && (n->st || n->dirty)) {
-		rc = set_meta_staged(ex, n, set_mode, mode, set_time, mtime_ms);
+		rc = set_meta_staged(ex, n, path, set_mode, mode, set_time, mtime_ms);
 		ex_unlock(ex);
 		return rc;
 	}
 	ex_unlock(ex);
-	return set_meta_stored(ex, path, set_mode, mode, set_time, mtime_ms);
+	if (ex_known_defer_meta(ex, path, set_mode, mode, set_time, mtime_ms))
+		return 0;  /* a file stored here: stored with its rename, or when due */
+	ex_known_forget(ex, path);
+	rc = set_meta_stored(ex, path, set_mode, mode, set_time, mtime_ms);
+	ex_known_forget(ex, path);
+	return rc;
 }
 
 int export_set_times(struct export *ex, const char *path, int64_t mtime_ms)

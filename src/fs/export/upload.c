@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "export_int.h"
 #include "kvsfs/awserr.h"
@@ -168,8 +169,29 @@ static void *worker_main(void *arg)
 	struct export *ex = arg;
 	pthread_mutex_lock(&ex->mu);
 	for (;;) {
-		while (!ex->jobs && !ex->stopping)
-			pthread_cond_wait(&ex->job_cv, &ex->mu);
+		while (!ex->jobs && !ex->stopping) {
+			int64_t due = ex_known_next_due(ex);
+			if (due == INT64_MAX) {
+				pthread_cond_wait(&ex->job_cv, &ex->mu);
+				continue;
+			}
+			if (due <= ex_mono_ms()) {  /* pending mode/mtime changes (known.c) */
+				pthread_mutex_unlock(&ex->mu);
+				ex_known_flush(ex, 0);
+				pthread_mutex_lock(&ex->mu);
+				continue;
+			}
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			int64_t left = due - ex_mono_ms();
+			ts.tv_sec += left / 1000;
+			ts.tv_nsec += (left % 1000) * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&ex->job_cv, &ex->mu, &ts);
+		}
 		if (!ex->jobs)
 			break;
 		struct job *j = ex->jobs;
@@ -441,14 +463,18 @@ int ex_finalize(struct export *ex, struct xnode *n)
 	n->busy = 1;
 	ex_abort_orphans(ex);
 	int rc = -ENOMEM;
-	if (key && n->dirty) {
+	int data = key && n->dirty;
+	if (data) {
 		rc = finalize_data(ex, n, key);
 	} else if (key) {
 		/* only metadata changed on a stored object */
 		mode_t mode = n->mode;
 		int64_t mt = n->mtime_ms;
 		pthread_mutex_unlock(&ex->mu);
-		rc = ex_meta_replace(ex, key, mode, mt, 0);
+		/* a file this mount just stored (rsync's temp file, released after its utimens):
+		 * kept pending for the rename that usually follows (known.c) */
+		rc = ex_known_defer_meta(ex, n->path, 1, mode, 1, mt) ? 0 :
+		     ex_meta_replace(ex, key, mode, mt, 0);
 		pthread_mutex_lock(&ex->mu);
 	}
 	if (!rc) {
@@ -456,6 +482,9 @@ int ex_finalize(struct export *ex, struct xnode *n)
 		n->meta_dirty = 0;
 		n->last_err = 0;
 		n->seq_ok = 1;
+		/* stat, rsync's utimens/chmod and rename of it need no request for a second */
+		struct export_attr a = { .mode = n->mode, .size = n->size, .mtime_ms = n->mtime_ms };
+		ex_known_put(ex, n->path, &a, data);
 	} else {
 		n->last_err = rc;
 		pthread_mutex_unlock(&ex->mu);  /* owned: n->path does not change */
