@@ -326,6 +326,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fi->direct_io = direct_io ? 1 : 0;
 	fi->keep_cache = keep_cache ? 1 : 0;
+	/* FOPEN_NOFLUSH: the kernel sends no FLUSH at close for files with nothing to store */
+	fi->noflush = vfs_file_flushes(f) ? 0 : 1;
 	if (fuse_reply_open(req, fi) != 0)
 		vfs_release(CTX(req)->vfs, handle_del(CTX(req), fi));
 }

@@ -117,6 +117,9 @@ void vfs_dir_unref(struct vfs *v, const struct vfs_dirent *e);
  * the kernel saw may be stale), *keep_cache when cached pages stay valid (immutable data). */
 int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int *direct_io,
 	     int *keep_cache);
+/* 1 when closing f has work to do (an export/ file: its upload), 0 when a close needs no
+ * FLUSH request at all (the KVS tree's read-only files). */
+int vfs_file_flushes(const struct vfs_file *f);
 /* Reads up to size bytes at off; returns the count (0 at end of file) or a negative errno. */
 ssize_t vfs_read(struct vfs *v, struct vfs_file *f, char *buf, size_t size, off_t off);
 /* Closes f and frees it; an export/ file is stored first (a failure is logged, its staged data

@@ -256,13 +256,9 @@ int hours_get(struct hours *h, struct vstream *s, int64_t hour_ms, struct hour_l
 	return rc;
 }
 
-long hours_find(const struct hour_listing *l, const char *name)
+/* The first index of l whose start is >= ts. */
+static size_t first_at(const struct hour_listing *l, int64_t ts)
 {
-	int64_t ts;
-	const char *num;
-	size_t nlen;
-	if (names_parse_fragment(name, &ts, &num, &nlen))
-		return -1;
 	size_t lo = 0, hi = l->n;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
@@ -271,8 +267,26 @@ long hours_find(const struct hour_listing *l, const char *name)
 		else
 			hi = mid;
 	}
-	for (size_t i = lo; i < l->n && l->v[i].ts == ts; i++)
+	return lo;
+}
+
+long hours_find(const struct hour_listing *l, const char *name)
+{
+	int64_t ts;
+	const char *num;
+	size_t nlen;
+	if (names_parse_fragment(name, &ts, &num, &nlen))
+		return -1;
+	for (size_t i = first_at(l, ts); i < l->n && l->v[i].ts == ts; i++)
 		if (strcmp(l->v[i].name, name) == 0)
+			return (long)i;
+	return -1;
+}
+
+long hours_index(const struct hour_listing *l, int64_t ts, const char *number)
+{
+	for (size_t i = first_at(l, ts); i < l->n && l->v[i].ts == ts; i++)
+		if (strcmp(l->v[i].frag.number, number) == 0)
 			return (long)i;
 	return -1;
 }

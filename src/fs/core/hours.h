@@ -66,5 +66,7 @@ int hours_get(struct hours *h, struct vstream *s, int64_t hour_ms, struct hour_l
 void hours_unref(struct hour_listing *l);
 /* Index of the entry called name in l, or -1. */
 long hours_find(const struct hour_listing *l, const char *name);
+/* Index of the entry starting at ts with fragment number number in l, or -1 (binary search). */
+long hours_index(const struct hour_listing *l, int64_t ts, const char *number);
 
 #endif

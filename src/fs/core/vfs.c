@@ -300,6 +300,11 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 	return n.val.ops->open(v, &n, flags, out, direct_io, keep_cache);
 }
 
+int vfs_file_flushes(const struct vfs_file *f)
+{
+	return f->ops->flush != NULL;
+}
+
 ssize_t vfs_read(struct vfs *v, struct vfs_file *f, char *buf, size_t size, off_t off)
 {
 	if (off < 0)
