@@ -284,6 +284,7 @@ static int app_tree(struct app *a)
 		.umask = o->umask >= 0 ? (mode_t)o->umask : 022,
 		.live_public = o->live_public,
 		.readahead = o->readahead,
+		.meta_cache_mb = o->meta_cache_mb,
 		.invalidate = fuse_ops_invalidate,
 		.invalidate_now = fuse_ops_invalidate_now,
 	};

@@ -33,6 +33,7 @@ struct kvsfs_options {
 	int read_only;         /* ro: the whole mount read-only (the KVS tree always is) */
 	int live_public;       /* live_public: live.m3u8/live.mpd 0444 (needs allow_other) */
 	int readahead;         /* readahead=N fragments per download batch (0: default) */
+	int meta_cache_mb;     /* meta_cache=MIB: memory of the hour listings (0: default 16) */
 	int max_retry_time;    /* max_retry_time=SECONDS: retry budget of one request (0: 60) */
 	char *export_bucket;   /* export=s3://BUCKET/PREFIX: bucket (NULL: no export/) */
 	char *export_prefix;   /* ... and key prefix without leading/trailing '/' ("" for none) */

@@ -13,6 +13,10 @@
  * listing (or errno) shared by every caller that came meanwhile; no lock is held across the call.
  * A "not found" for a stream that still exists (DescribeStream) is EIO, not ENOENT.
  *
+ * Memory: the cached listings take at most max_bytes (entries and headers); past it the least
+ * recently used listings are dropped (any stream), however long a walk is. A listing still in
+ * use stays valid until released (reference counted), so only the cache's share is bounded.
+ *
  * Listings are immutable and reference counted: a caller keeps its listing valid while a newer
  * one replaces it in the cache. Thread-safe.
  */
@@ -43,6 +47,7 @@ struct hour_listing {
 	size_t n;
 	struct hour_entry *v;
 	struct hour_listing *link;       /* hours.c's cache */
+	uint64_t used;                   /* hours.c: LRU clock of the last use, under its lock */
 };
 
 struct hours_opts {
@@ -52,6 +57,7 @@ struct hours_opts {
 	enum kvs_ts_type ts;             /* the mount's basis for names and selection */
 	int meta_ttl_s;                  /* open hours */
 	int past_ttl_s;                  /* hours that have ended */
+	uint64_t max_bytes;              /* memory of the cached listings, at most (0: 32 MiB) */
 };
 
 /* Creates an empty cache. Returns 0 and *out, or -ENOMEM. */
@@ -62,6 +68,8 @@ void hours_free(struct hours *h);
 /* The listing of s's hour starting at hour_ms (wall ms): 0 and *out (a reference:
  * hours_unref), or the errno of the failed listing (never ENOENT for a 5xx or a timeout). */
 int hours_get(struct hours *h, struct vstream *s, int64_t hour_ms, struct hour_listing **out);
+/* Listings dropped so far to keep the cache within max_bytes (for logs and tests). */
+uint64_t hours_evictions(struct hours *h);
 /* Drops a reference; NULL is a no-op. */
 void hours_unref(struct hour_listing *l);
 /* Index of the entry called name in l, or -1. */

@@ -468,6 +468,7 @@ static int parts_new(struct vfs *v)
 	struct hours_opts ho = {
 		.kvs = c->kvs, .streams = v->streams, .log = c->log, .ts = (enum kvs_ts_type)c->ts,
 		.meta_ttl_s = c->meta_ttl_s, .past_ttl_s = c->past_ttl_s,
+		.max_bytes = (uint64_t)(c->meta_cache_mb > 0 ? c->meta_cache_mb : 16) << 20,
 	};
 	struct fetch_opts fo = {
 		.kvs = c->kvs, .cache = c->cache, .log = c->log,

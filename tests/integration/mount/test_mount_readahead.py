@@ -142,3 +142,45 @@ def test_eight_parallel_cp_are_never_throttled(kvs, short_hours, mount, tmp_path
     assert g["total"] == PARALLEL, g["batches"]
     for i in range(PARALLEL):
         assert len(os.listdir(tmp_path / f"p{i}")) == PER_SHORT
+
+
+WALK_DAYS = 3
+
+
+@pytest.fixture(scope="module")
+def walk_days(kvs):
+    """A stream with WALK_DAYS full days of 2-second fragments (43,200 a day), ending 2 days ago."""
+    end = (dt.datetime.now(UTC) - dt.timedelta(days=2)).replace(hour=0, minute=0, second=0,
+                                                                 microsecond=0)
+    start = end - dt.timedelta(days=WALK_DAYS)
+    kvs.seed_bulk("walk", count=43200 * WALK_DAYS, start_ts=start.timestamp(), interval_ms=2000)
+    return [("walk", "fragments", (start + dt.timedelta(days=d)).strftime("%Y-%m-%d"))
+            for d in range(WALK_DAYS)]
+
+
+def vm_hwm_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int([l for l in f if l.startswith("VmHWM")][0].split()[1])
+
+
+def test_long_walk_keeps_memory_bounded_and_lists_each_hour_once(kvs, walk_days, mount):
+    m = mount(kvs, meta_cache=4)
+    kvs.reset_counters()
+    out = subprocess.run(["ls", "-lR"] + [m.path(*d) for d in walk_days], capture_output=True,
+                         text=True, check=True)
+    assert sum(1 for l in out.stdout.splitlines() if l.startswith("-")) == 43200 * WALK_DAYS
+    c = kvs.counters()
+    # each hour listed once (2 pages of 1,000 for 1,800 fragments): eviction never re-lists
+    # an hour a sequential walk is in
+    assert c["ListFragments"]["total"] == 2 * 24 * WALK_DAYS, c["ListFragments"]
+    assert not throttled(c), c
+    assert "GetMediaForFragmentList" not in c
+    hwm = vm_hwm_kib(m.pid)
+    m.stop()
+    # 4 MiB hold about 6 hours of listings: the rest were dropped, least recently used first
+    dropped = re.findall(r"hour listings dropped to stay within meta_cache: (\d+)", m.log())
+    assert dropped and int(dropped[-1]) >= 24 * WALK_DAYS - 8, dropped
+    # without the bound the listings alone took about 19 MiB a day (102 MiB after 3 days); what
+    # remains grows with the nodes the kernel keeps looked up (core/inodes.c, until it forgets
+    # them), about 10 MiB a day
+    assert hwm <= 88 * 1024, f"peak RSS {hwm} KiB"
