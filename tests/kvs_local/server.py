@@ -332,6 +332,7 @@ class Handler(BaseHTTPRequestHandler):
             state["sent"] += len(p)
             if state.get("rate"):
                 # bandwidth limit: never ahead of rate bytes per second since the first byte
+                state["paced"] = True
                 ahead = state["sent"] / state["rate"] - (time.monotonic() - state["t0"])
                 if ahead > 0:
                     time.sleep(ahead)
@@ -372,6 +373,10 @@ class Handler(BaseHTTPRequestHandler):
             log.debug("body of %s aborted: %s", api, e)
             self._reset()
         finally:
+            if state.get("paced"):
+                with self.server.lock:
+                    c = self.server._counter(api)
+                    c["paced"] = c.get("paced", 0) + 1
             if hasattr(body, "close"):
                 try:
                     body.close()
