@@ -287,6 +287,7 @@ static int app_tree(struct app *a)
 		.meta_cache_mb = o->meta_cache_mb,
 		.invalidate = fuse_ops_invalidate,
 		.invalidate_now = fuse_ops_invalidate_now,
+		.invalidate_entry = fuse_ops_invalidate_entry,
 	};
 	/* the adapter is the target of the vfs's kernel invalidations, the vfs serves the adapter */
 	a->fops = fuse_ops_new(&a->lg);

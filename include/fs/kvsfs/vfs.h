@@ -57,6 +57,9 @@ struct vfs_config {
 	 * so the very next stat sees the change). */
 	void (*invalidate)(void *arg, uint64_t ino);
 	void (*invalidate_now)(void *arg, uint64_t ino);
+	/* Asks the kernel to drop the entry name of folder parent and what it keeps below it
+	 * (queued; may be NULL): an hour whose listing left the cache (meta_cache). */
+	void (*invalidate_entry)(void *arg, uint64_t parent, const char *name);
 	void *invalidate_arg;
 };
 

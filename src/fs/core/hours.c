@@ -185,6 +185,7 @@ static void cache_put(struct hours *h, const struct vstream *s, struct hour_list
 			}
 		}
 		listing_ref(l);
+		l->s = s;
 		l->used = ++h->tick;
 		l->link = sh->list;
 		sh->list = l;
@@ -196,6 +197,8 @@ static void cache_put(struct hours *h, const struct vstream *s, struct hour_list
 	while (drop) {
 		struct hour_listing *o = drop;
 		drop = o->link;
+		if (h->o.dropped && !(o->s == s && o->hour_ms == l->hour_ms))
+			h->o.dropped(h->o.dropped_arg, o->s, o->hour_ms);
 		hours_unref(o);
 	}
 }
@@ -309,14 +312,6 @@ static size_t first_at(const struct hour_listing *l, int64_t ts)
 			hi = mid;
 	}
 	return lo;
-}
-
-uint64_t hours_evictions(struct hours *h)
-{
-	pthread_mutex_lock(&h->lock);
-	uint64_t n = h->evictions;
-	pthread_mutex_unlock(&h->lock);
-	return n;
 }
 
 long hours_find(const struct hour_listing *l, const char *name)

@@ -14,7 +14,8 @@
  * A "not found" for a stream that still exists (DescribeStream) is EIO, not ENOENT.
  *
  * Memory: the cached listings take at most max_bytes (entries and headers); past it the least
- * recently used listings are dropped (any stream), however long a walk is. A listing still in
+ * recently used listings are dropped (any stream), however long a walk is; their count is
+ * logged when the cache is freed. A listing still in
  * use stays valid until released (reference counted), so only the cache's share is bounded.
  *
  * Listings are immutable and reference counted: a caller keeps its listing valid while a newer
@@ -48,6 +49,7 @@ struct hour_listing {
 	struct hour_entry *v;
 	struct hour_listing *link;       /* hours.c's cache */
 	uint64_t used;                   /* hours.c: LRU clock of the last use, under its lock */
+	const struct vstream *s;         /* hours.c: the stream, while cached */
 };
 
 struct hours_opts {
@@ -58,6 +60,10 @@ struct hours_opts {
 	int meta_ttl_s;                  /* open hours */
 	int past_ttl_s;                  /* hours that have ended */
 	uint64_t max_bytes;              /* memory of the cached listings, at most (0: 32 MiB) */
+	/* called (no lock held) for each listing dropped to keep within max_bytes or by age; may
+	 * be NULL */
+	void (*dropped)(void *arg, const struct vstream *s, int64_t hour_ms);
+	void *dropped_arg;
 };
 
 /* Creates an empty cache. Returns 0 and *out, or -ENOMEM. */
@@ -68,8 +74,6 @@ void hours_free(struct hours *h);
 /* The listing of s's hour starting at hour_ms (wall ms): 0 and *out (a reference:
  * hours_unref), or the errno of the failed listing (never ENOENT for a 5xx or a timeout). */
 int hours_get(struct hours *h, struct vstream *s, int64_t hour_ms, struct hour_listing **out);
-/* Listings dropped so far to keep the cache within max_bytes (for logs and tests). */
-uint64_t hours_evictions(struct hours *h);
 /* Drops a reference; NULL is a no-op. */
 void hours_unref(struct hour_listing *l);
 /* Index of the entry called name in l, or -1. */
