@@ -75,7 +75,7 @@ def test_cold_cp_of_an_hour_uses_windows_of_1000_and_sends_no_flush(kvs, hours, 
     g = media(c)
     # one call per 1,000 fragments: 1,000 then the other 800
     assert sorted(g["batches"], reverse=True) == [1000, PER_HOUR - 1000], g["batches"]
-    assert g["total"] == 2 and g["errors"] == 0
+    assert g["errors"] == 0
     assert not throttled(c), c
     # the bytes are the service's (boto3 as the independent client), first and last
     for name in (names[0], names[-1]):
@@ -98,7 +98,7 @@ def test_warm_reread_makes_no_call_and_no_flush(kvs, hours, mount, tmp_path):
                          capture_output=True, text=True)
     assert int(out.stdout) > 0
     c = kvs.counters()
-    assert media(c)["total"] == 0
+    assert not media(c)["batches"]
     assert len(re.findall(r"opcode: FLUSH \(", m.log())) == 0
 
 
@@ -110,9 +110,10 @@ def test_random_reader_gets_one_small_batch(kvs, hours, mount):
     kvs.reset_counters()
     with open(m.path(*hours[2], name), "rb") as f:
         assert f.read()
+    # "batches" is recorded when a call starts ("total" when its body has ended: the rest of
+    # the batch may still be on the way)
     g = media(kvs.counters())
-    assert g["total"] == 1, g
-    assert 1 <= g["batches"][0] <= 8, g["batches"]
+    assert len(g["batches"]) == 1 and 1 <= g["batches"][0] <= 8, g["batches"]
 
 
 def test_eight_parallel_cp_are_never_throttled(kvs, short_hours, mount, tmp_path):
@@ -139,7 +140,7 @@ def test_eight_parallel_cp_are_never_throttled(kvs, short_hours, mount, tmp_path
     assert g["errors"] == 0
     # each fragment asked for once, each hour in one call
     assert sum(g["batches"]) == PER_SHORT * PARALLEL, g["batches"]
-    assert g["total"] == PARALLEL, g["batches"]
+    assert len(g["batches"]) == PARALLEL, g["batches"]
     for i in range(PARALLEL):
         assert len(os.listdir(tmp_path / f"p{i}")) == PER_SHORT
 
