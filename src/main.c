@@ -288,8 +288,10 @@ static int app_tree(struct app *a)
 		.readahead = o->readahead,
 		.image_interval_s = o->image_interval,
 		.image_width = o->image_width,
+		.meta_cache_mb = o->meta_cache_mb,
 		.invalidate = fuse_ops_invalidate,
 		.invalidate_now = fuse_ops_invalidate_now,
+		.invalidate_entry = fuse_ops_invalidate_entry,
 	};
 	/* the adapter is the target of the vfs's kernel invalidations, the vfs serves the adapter */
 	a->fops = fuse_ops_new(&a->lg);

@@ -563,8 +563,8 @@ int http_perform(struct http_client *c, const struct http_request *req,
 		char what[AWSERR_MSG_MAX + 64];
 		describe(resp, what, sizeof(what));
 		if (rc == 0) {
-			LOG_DEBUG(c->log, MOD, "%s %s attempt %d/%d: %s", method, where, n,
-				  max_attempts, what);
+			LOG_DEBUG(c->log, MOD, "%s %s attempt %d/%d: %s in %" PRId64 " ms", method,
+				  where, n, max_attempts, what, clk_mono_ms() - t0);
 			break;
 		}
 		const char *why_not = no_retry_reason(req, &a, n, max_attempts);

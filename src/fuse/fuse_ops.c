@@ -30,6 +30,7 @@
 struct inval {
 	uint64_t ino;
 	struct inval *next;
+	char name[];      /* "": the inode's cached data; else the entry name of folder ino */
 };
 
 struct handle {
@@ -326,6 +327,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fi->direct_io = direct_io ? 1 : 0;
 	fi->keep_cache = keep_cache ? 1 : 0;
+	/* FOPEN_NOFLUSH: no FLUSH at close for files with nothing to store; a direct_io file (a
+	 * live document, a corrected size) keeps it, since the kernel drops its cached attributes
+	 * at each FLUSH */
+	fi->noflush = !vfs_file_flushes(f) && !direct_io;
 	if (fuse_reply_open(req, fi) != 0)
 		vfs_release(CTX(req)->vfs, handle_del(CTX(req), fi));
 }
@@ -585,10 +590,13 @@ static void *inval_thread(void *arg)
 		struct inval *q = c->queue;
 		c->queue = q->next;
 		pthread_mutex_unlock(&c->lock);
-		int rc = fuse_lowlevel_notify_inval_inode(c->se, q->ino, 0, 0);
+		int rc = q->name[0] ? fuse_lowlevel_notify_inval_entry(c->se, q->ino, q->name,
+									 strlen(q->name))
+				    : fuse_lowlevel_notify_inval_inode(c->se, q->ino, 0, 0);
 		if (rc && rc != -ENOENT)
-			LOG_DEBUG(c->log, "fuse", "invalidating inode %llu: %s",
-				  (unsigned long long)q->ino, strerror(-rc));
+			LOG_DEBUG(c->log, "fuse", "invalidating inode %llu%s%s: %s",
+				  (unsigned long long)q->ino, q->name[0] ? " entry " : "", q->name,
+				  strerror(-rc));
 		free(q);
 		pthread_mutex_lock(&c->lock);
 	}
@@ -621,13 +629,15 @@ int fuse_ops_start(struct fuse_ops_ctx *c, struct fuse_session *se)
 	return 0;
 }
 
-void fuse_ops_invalidate(void *arg, uint64_t ino)
+/* Queues an invalidation for the invalidation thread (name NULL: the inode's). */
+static void inval_queue(struct fuse_ops_ctx *c, uint64_t ino, const char *name)
 {
-	struct fuse_ops_ctx *c = arg;
-	struct inval *q = malloc(sizeof(*q));
+	size_t len = name ? strlen(name) : 0;
+	struct inval *q = malloc(sizeof(*q) + len + 1);
 	if (!q)
 		return;
 	q->ino = ino;
+	memcpy(q->name, name ? name : "", len + 1);
 	pthread_mutex_lock(&c->lock);
 	if (!c->started || c->stopping) {
 		pthread_mutex_unlock(&c->lock);
@@ -638,6 +648,16 @@ void fuse_ops_invalidate(void *arg, uint64_t ino)
 	c->queue = q;
 	pthread_cond_signal(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+}
+
+void fuse_ops_invalidate(void *arg, uint64_t ino)
+{
+	inval_queue(arg, ino, NULL);
+}
+
+void fuse_ops_invalidate_entry(void *arg, uint64_t parent, const char *name)
+{
+	inval_queue(arg, parent, name);
 }
 
 void fuse_ops_invalidate_now(void *arg, uint64_t ino)

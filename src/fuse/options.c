@@ -31,6 +31,7 @@ enum {
 	KEY_MAX_RETRY_TIME, KEY_EXPORT, KEY_EXPORT_DIR, KEY_EXPORT_CACHE_TTL, KEY_S3_ENDPOINT, KEY_S3_PATH_STYLE,
 	KEY_RO, KEY_HLS_EXPIRES, KEY_UID, KEY_GID, KEY_UMASK, KEY_ALLOW_OTHER, KEY_LIVE_PUBLIC, KEY_READAHEAD,
 	KEY_LOG_FILE, KEY_IMAGE_INTERVAL, KEY_IMAGE_WIDTH,
+	KEY_META_CACHE,
 };
 
 static const struct fuse_opt option_table[] = {
@@ -61,6 +62,7 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_KEY("readahead=%s", KEY_READAHEAD),
 	FUSE_OPT_KEY("image_interval=%s", KEY_IMAGE_INTERVAL),
 	FUSE_OPT_KEY("image_width=%s", KEY_IMAGE_WIDTH),
+	FUSE_OPT_KEY("meta_cache=%s", KEY_META_CACHE),
 	FUSE_OPT_KEY("max_retry_time=%s", KEY_MAX_RETRY_TIME),
 	FUSE_OPT_KEY("export=%s", KEY_EXPORT),
 	FUSE_OPT_KEY("export_dir=%s", KEY_EXPORT_DIR),
@@ -407,6 +409,11 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 			return -1;
 		o->image_width = (int)x;
 		return 0;
+	case KEY_META_CACHE:
+		if (parse_long(st, arg, 1, 65536, 10, &x))
+			return -1;
+		o->meta_cache_mb = (int)x;
+		return 0;
 	case FUSE_OPT_KEY_NONOPT:
 		/* mount.fuse3 passes "kvsfs MOUNTPOINT": the first of two is the source */
 		if (o->mountpoint && !o->source_seen) {
@@ -516,6 +523,7 @@ void options_print_help(const char *prog)
 	       "    -o readahead=N         fragments fetched per GetMediaForFragmentList (default 8)\n"
 	       "    -o image_interval=SECONDS  one images/ thumbnail per SECONDS, 1..3600 (default 60)\n"
 	       "    -o image_width=PIXELS  width of images/ thumbnails, 1..3840 (default 320)\n"
+	       "    -o meta_cache=MIB      memory of the cached hour listings (default 16)\n"
 	       "    -o max_retry_time=SECONDS  how long throttling, 5xx and broken connections are\n"
 	       "                           retried before an operation fails (default 60)\n"
 	       "\n"

@@ -96,6 +96,7 @@ def get_media_for_fragment_list(ctx, body):
         if not isinstance(f, str) or not FRAG_RE.match(f):
             raise invalid_argument(f"Invalid fragment number: {f!r}")
     store = ctx.store
+    ctx.server.record_batch(len(frs))
 
     def gen():
         for num in frs:

@@ -433,7 +433,7 @@ def admin_seed(srv, req: dict) -> dict:
         reset_stream_state(s.uid)
         return srv.store.bulk_clone(s, int(req.get("count", 1000)), float(req.get("start", time.time())),
                                     int(req.get("interval_ms", 2000)), int(req.get("server_delay_ms", 500)),
-                                    req.get("templates"))
+                                    req.get("templates"), bool(req.get("keep_templates")))
     if mode == "bulk":
         return seed_bulk(url, stream, int(req.get("count", 1000)), req.get("start"), int(req.get("interval_ms", 2000)),
                          int(req.get("templates", 3)), req.get("codec", "h264"), bool(req.get("audio")),

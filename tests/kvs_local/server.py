@@ -42,6 +42,8 @@ STREAM_TPS = {
 ACCOUNT_TPS = {"CreateStream": 50, "ListStreams": 50, "DescribeStream": 300, "GetDataEndpoint": 300,
                "DeleteStream": 50, "UpdateStream": 50, "UpdateDataRetention": 50, "TagStream": 50,
                "UntagStream": 50, "ListTagsForStream": 50, "GetClip": 25}
+MEDIA_BANDWIDTH = 25_000_000  # bytes/s per GetMediaForFragmentList response (kvs-api.md)
+BATCHES_KEPT = 10000  # sizes of the last GetMediaForFragmentList calls kept in the counters
 CONCURRENT = {"GetMediaForFragmentList": 5, "GetMedia": 3, "PutMedia": 1}
 
 FAULT_KEYS = {"error_rate": float, "throttle_rate": float, "latency_ms": float, "reset_rate": float,
@@ -74,6 +76,10 @@ class Config:
         # own URL (e.g. a closed port, to make a data endpoint unreachable); {} = normal
         self.data_endpoints = kw.get("data_endpoints") or {}
         self.no_auth = kw.get("no_auth", False)
+        # bytes per second of each GetMediaForFragmentList response while quotas are on (the
+        # documented 25 MB/s per response); 0 = unlimited
+        mb = kw.get("media_bandwidth")
+        self.media_bandwidth = MEDIA_BANDWIDTH if mb is None else mb
 
 
 class Ctx:
@@ -135,9 +141,26 @@ class KvsServer(ThreadingHTTPServer):
         return self._streaming
 
     # ---------------------------------------------------------- counters
+    def _counter(self, api: str) -> dict:
+        return self.counters.setdefault(api, {"total": 0, "errors": 0, "throttled": 0, "streams": {}})
+
+    def record_batch(self, n: int):
+        """Keeps the fragment count of a GetMediaForFragmentList call (counters' "batches")."""
+        with self.lock:
+            b = self._counter("GetMediaForFragmentList").setdefault("batches", [])
+            b.append(n)
+            del b[:-BATCHES_KEPT]
+
+    def media_rate(self, api: str) -> float:
+        """Bytes per second a response body of api may be sent at (0: unlimited)."""
+        c = self.config
+        if api == "GetMediaForFragmentList" and c.quotas and c.media_bandwidth:
+            return float(c.media_bandwidth)
+        return 0.0
+
     def count(self, api: str, stream: str | None, status: int, err_type: str | None = None):
         with self.lock:
-            c = self.counters.setdefault(api, {"total": 0, "errors": 0, "throttled": 0, "streams": {}})
+            c = self._counter(api)
             c["total"] += 1
             if status >= 400:
                 c["errors"] += 1
@@ -147,10 +170,13 @@ class KvsServer(ThreadingHTTPServer):
                 c["streams"][stream] = c["streams"].get(stream, 0) + 1
 
     # ---------------------------------------------------------- quotas
-    def check_tps(self, api: str, stream: str | None):
+    def check_tps(self, api: str, stream: str | None, now: float | None = None):
+        """now: when the request arrived (its request line was read), as the service counts it;
+        a busy server that reaches the check later must not count the time it spent."""
         if not self.config.quotas:
             return
-        now = time.monotonic()
+        if now is None:
+            now = time.monotonic()
         checks = []
         if stream and api in STREAM_TPS:
             checks.append(((api, stream), STREAM_TPS[api], stream))
@@ -220,6 +246,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # silence default stderr logging
         pass
+
+    def setup(self):
+        super().setup()
+        # The status line and headers leave in one send() and the body in another: with Nagle's
+        # algorithm the body would wait for the client's delayed ACK of the headers (40 ms on
+        # Linux) on every reused connection. The real service shows no such stall.
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
 
     # ---------------------------------------------------------- plumbing
     def _read_body(self) -> bytes:
@@ -295,12 +331,18 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.wfile.write(p)
             state["sent"] += len(p)
+            if state.get("rate"):
+                # bandwidth limit: never ahead of rate bytes per second since the first byte
+                state["paced"] = True
+                ahead = state["sent"] / state["rate"] - (time.monotonic() - state["t0"])
+                if ahead > 0:
+                    time.sleep(ahead)
             if state.get("slow"):
                 time.sleep(float(fault.get("slow_delay_ms", 50)) / 1000.0)
 
     def send_result(self, status: int, headers: dict, body, api: str, fault: dict):
         self.status = status
-        state = {"sent": 0, "reset_at": None,
+        state = {"sent": 0, "reset_at": None, "rate": self.server.media_rate(api), "t0": time.monotonic(),
                  "slow": self.server.take(api, "slow_next") or random.random() < fault.get("slow_rate", 0)}
         do_reset = self.server.take(api, "reset_next") or random.random() < fault.get("reset_rate", 0)
         is_bytes = isinstance(body, (bytes, bytearray))
@@ -332,6 +374,10 @@ class Handler(BaseHTTPRequestHandler):
             log.debug("body of %s aborted: %s", api, e)
             self._reset()
         finally:
+            if state.get("paced"):
+                with self.server.lock:
+                    c = self.server._counter(api)
+                    c["paced"] = c.get("paced", 0) + 1
             if hasattr(body, "close"):
                 try:
                     body.close()
@@ -355,7 +401,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("HEAD")
 
     def _dispatch(self, method: str):
-        t0 = time.monotonic()
+        t0 = self.arrived = time.monotonic()
         self.request_id = None
         self.status = 0
         self.err_type = None
@@ -440,7 +486,7 @@ class Handler(BaseHTTPRequestHandler):
         if bad_json:
             raise KvsError(400, "SerializationException", "Malformed JSON request body")
         fault = self._faults_before(api)
-        self.server.check_tps(api, self.stream_key)
+        self.server.check_tps(api, self.stream_key, self.arrived)
         ctx = Ctx(self.server, "POST", dict(self.headers.items()), path)
         conn = self.server.acquire_conn(api, self.stream_key) if self.stream_key else False
         released = False
@@ -618,7 +664,8 @@ class Handler(BaseHTTPRequestHandler):
                                 ("retention_semantics", "retention_semantics"),
                                 ("getmedia_idle_seconds", "getmedia_idle_seconds"),
                                 ("fragment_size_skew", "fragment_size_skew"),
-                                ("data_endpoints", "data_endpoints")):
+                                ("data_endpoints", "data_endpoints"),
+                                ("media_bandwidth", "media_bandwidth")):
                     if k in req:
                         if k == "data_endpoints" and not isinstance(req[k] or {}, dict):
                             raise KvsError(400, "InvalidArgumentException",
@@ -632,6 +679,7 @@ class Handler(BaseHTTPRequestHandler):
                                         "getmedia_idle_seconds": c.getmedia_idle_seconds,
                                         "fragment_size_skew": c.fragment_size_skew,
                                         "data_endpoints": c.data_endpoints,
+                                        "media_bandwidth": c.media_bandwidth,
                                         "region": c.region, "url": srv.base_url})
         if sub == "seed" and method == "POST":
             from . import seed
@@ -658,6 +706,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session-token", default=None, help="accept (and require) this session token")
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--no-quotas", action="store_true", help="disable TPS and connection quotas")
+    p.add_argument("--media-bandwidth", type=int, default=MEDIA_BANDWIDTH, metavar="BYTES_PER_S",
+                   help="GetMediaForFragmentList response rate while quotas are on (default 25000000; "
+                        "0: unlimited)")
     p.add_argument("--sort-fragments", action="store_true", help="debug: ListFragments results sorted")
     p.add_argument("--fault", action="append", default=[], metavar="API:key=val,...",
                    help="fault injection, e.g. ListFragments:error_rate=0.2 or '*:latency_ms=50'")

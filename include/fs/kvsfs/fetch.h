@@ -71,6 +71,9 @@ int fetch_fragment(struct fetcher *f, const char *stream, const struct fetch_ite
 		   const struct fetch_item *next, size_t n_next, int *fd, uint64_t *size,
 		   struct fcache_pin **pin);
 
+/* 1 when fragment number of stream is in the cache or on the way (no download needed). */
+int fetch_has(struct fetcher *f, const char *stream, const char *number);
+
 /* Starts a background batch for those of items that are neither cached nor in flight, when
  * there are at least min_new of them (so a reader moving one file at a time does not cause a
  * call per file). Never blocks on the download. */

@@ -53,11 +53,15 @@ struct vfs_config {
 	int readahead;               /* fragments per GetMediaForFragmentList batch */
 	int image_interval_s;        /* images/: one image per this many seconds (0: 60) */
 	int image_width;             /* images/: width in pixels (0: 320) */
+	int meta_cache_mb;           /* memory of the cached hour listings, MiB (0: 16) */
 	/* Asks the kernel to drop cached attributes/data of an inode (set by the FUSE adapter):
 	 * queued (safe for the inode of the request being served), or at once (for other inodes,
 	 * so the very next stat sees the change). */
 	void (*invalidate)(void *arg, uint64_t ino);
 	void (*invalidate_now)(void *arg, uint64_t ino);
+	/* Asks the kernel to drop the entry name of folder parent and what it keeps below it
+	 * (queued; may be NULL): an hour whose listing left the cache (meta_cache). */
+	void (*invalidate_entry)(void *arg, uint64_t parent, const char *name);
 	void *invalidate_arg;
 };
 
@@ -119,6 +123,9 @@ void vfs_dir_unref(struct vfs *v, const struct vfs_dirent *e);
  * the kernel saw may be stale), *keep_cache when cached pages stay valid (immutable data). */
 int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int *direct_io,
 	     int *keep_cache);
+/* 1 when closing f has work to do (an export/ file: its upload), 0 when a close needs no
+ * FLUSH request at all (the KVS tree's read-only files). */
+int vfs_file_flushes(const struct vfs_file *f);
 /* Reads up to size bytes at off; returns the count (0 at end of file) or a negative errno. */
 ssize_t vfs_read(struct vfs *v, struct vfs_file *f, char *buf, size_t size, off_t off);
 /* Closes f and frees it; an export/ file is stored first (a failure is logged, its staged data

@@ -28,6 +28,9 @@ void fuse_ops_invalidate(void *arg, uint64_t ino);
 /* The vfs_config.invalidate_now callback: invalidates at once (never for the inode of the
  * request being served). */
 void fuse_ops_invalidate_now(void *arg, uint64_t ino);
+/* Queues asking the kernel to forget the entry name of folder parent (and, when unused, the
+ * dentries and inodes below it: the kernel then sends their FORGETs). Any thread. */
+void fuse_ops_invalidate_entry(void *arg, uint64_t parent, const char *name);
 /* Stops the invalidation thread, frees the handles the kernel left open (export/ files among
  * them are kept staged and reported, never stored) and frees the context. Call before
  * vfs_free() and export_close(). */

@@ -35,6 +35,7 @@ struct kvsfs_options {
 	int readahead;         /* readahead=N fragments per download batch (0: default) */
 	int image_interval;    /* image_interval=SECONDS between images/ thumbnails (0: 60) */
 	int image_width;       /* image_width=PIXELS of images/ thumbnails, 1..3840 (0: 320) */
+	int meta_cache_mb;     /* meta_cache=MIB: memory of the hour listings (0: default 16) */
 	int max_retry_time;    /* max_retry_time=SECONDS: retry budget of one request (0: 60) */
 	char *export_bucket;   /* export=s3://BUCKET/PREFIX: bucket (NULL: no export/) */
 	char *export_prefix;   /* ... and key prefix without leading/trailing '/' ("" for none) */

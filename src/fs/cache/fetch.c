@@ -55,6 +55,7 @@ struct batch {
 	char *stream;
 	size_t n;
 	char **numbers;
+	size_t hint;                /* index_of: the next index expected */
 	struct sflight_call **calls; /* the flight of each fragment, until finished */
 	int *committed;
 	/* split state */
@@ -159,11 +160,18 @@ static void batch_free(struct batch *b)
 	free(b);
 }
 
-static int index_of(const struct batch *b, const char *number)
+/* Index of number in b: the service answers in request order, so the one after the last found
+ * is tried first (a batch of 1,000 stays linear). */
+static int index_of(struct batch *b, const char *number)
 {
-	for (size_t i = 0; i < b->n; i++)
-		if (strcmp(b->numbers[i], number) == 0)
+	if (b->hint < b->n && strcmp(b->numbers[b->hint], number) == 0)
+		return (int)b->hint++;
+	for (size_t i = 0; i < b->n; i++) {
+		if (strcmp(b->numbers[i], number) == 0) {
+			b->hint = i + 1;
 			return (int)i;
+		}
+	}
 	return -1;
 }
 
@@ -251,6 +259,7 @@ static int batch_reader_reset(struct batch *b)
 	buf_reset(&b->pending);
 	b->pending_start = 0;
 	b->failed_err = 0;
+	b->hint = 0;
 	struct mkv_callbacks cb = { .opaque = b, .fragment_end = on_fragment_end };
 	b->reader = mkv_reader_new(&cb, b->f->o.log);
 	return b->reader ? 0 : -ENOMEM;
@@ -445,7 +454,8 @@ static int start_batch(struct fetcher *f, const char *stream, const struct fetch
 				continue;
 			}
 		} else {
-			if (index_of(b, it->number) >= 0 || needless(f, key))
+			/* a repeated number is skipped too: its flight is this batch's */
+			if (needless(f, key))
 				continue;
 			if (b->n > 0 && bytes + sz > f->o.batch_bytes)
 				break;
@@ -492,6 +502,13 @@ int fetch_fragment(struct fetcher *f, const char *stream, const struct fetch_ite
 	LOG_ERROR(f->o.log, "fetch", "%s fragment %s: evicted from the cache as soon as stored "
 		  "(cache_size too small?)", stream, want->number);
 	return -ENOSPC;
+}
+
+int fetch_has(struct fetcher *f, const char *stream, const char *number)
+{
+	char key[FCACHE_KEY_MAX];
+	fetch_key(stream, number, key, sizeof(key));
+	return needless(f, key);
 }
 
 void fetch_prefetch(struct fetcher *f, const char *stream, const struct fetch_item *items,

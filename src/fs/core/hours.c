@@ -37,6 +37,9 @@ struct hours {
 	struct sflight *flight;         /* one ListFragments per (stream, hour) at a time */
 	pthread_mutex_t lock;           /* guards streams and every list */
 	struct stream_hours *streams;
+	uint64_t bytes;                 /* of the cached listings */
+	uint64_t tick;                  /* LRU clock */
+	uint64_t evictions;
 };
 
 static void listing_ref(void *val);
@@ -51,6 +54,8 @@ int hours_new(const struct hours_opts *o, struct hours **out)
 		return -ENOMEM;
 	}
 	h->o = *o;
+	if (!h->o.max_bytes)
+		h->o.max_bytes = 32ull << 20;
 	pthread_mutex_init(&h->lock, NULL);
 	*out = h;
 	return 0;
@@ -60,6 +65,9 @@ void hours_free(struct hours *h)
 {
 	if (!h)
 		return;
+	if (h->evictions)
+		LOG_INFO(h->o.log, "vfs", "hour listings dropped to stay within meta_cache: %llu",
+			 (unsigned long long)h->evictions);
 	while (h->streams) {
 		struct stream_hours *sh = h->streams;
 		h->streams = sh->next;
@@ -119,6 +127,7 @@ static struct hour_listing *cached(struct hours *h, const struct vstream *s, int
 	struct stream_hours *sh = head_of(h, s, 0);
 	for (struct hour_listing *l = sh ? sh->list : NULL; l; l = l->link) {
 		if (l->hour_ms == hour_ms && now - l->fetched_ms < ttl_ms) {
+			l->used = ++h->tick;
 			listing_ref(l);
 			found = l;
 			break;
@@ -128,8 +137,35 @@ static struct hour_listing *cached(struct hours *h, const struct vstream *s, int
 	return found;
 }
 
-/* Puts l (one reference for the cache) in place of the older listing of its hour, and drops
- * the stream's listings older than twice past_ttl. */
+/* Memory a listing takes. */
+static uint64_t listing_bytes(const struct hour_listing *l)
+{
+	return sizeof(*l) + l->n * sizeof(*l->v);
+}
+
+/* Under h->lock: unlinks the least recently used listing other than keep onto *drop. Returns 0
+ * when there is none. */
+static int evict_lru(struct hours *h, const struct hour_listing *keep, struct hour_listing **drop)
+{
+	struct hour_listing **victim = NULL;
+	for (struct stream_hours *sh = h->streams; sh; sh = sh->next)
+		for (struct hour_listing **pp = &sh->list; *pp; pp = &(*pp)->link)
+			if (*pp != keep && (!victim || (*pp)->used < (*victim)->used))
+				victim = pp;
+	if (!victim)
+		return 0;
+	struct hour_listing *o = *victim;
+	*victim = o->link;
+	h->bytes -= listing_bytes(o);
+	h->evictions++;
+	o->link = *drop;
+	*drop = o;
+	return 1;
+}
+
+/* Puts l (one reference for the cache) in place of the older listing of its hour, drops the
+ * stream's listings older than twice past_ttl, then the least recently used ones past
+ * max_bytes. */
 static void cache_put(struct hours *h, const struct vstream *s, struct hour_listing *l)
 {
 	struct hour_listing *drop = NULL;
@@ -141,6 +177,7 @@ static void cache_put(struct hours *h, const struct vstream *s, struct hour_list
 			if (o->hour_ms == l->hour_ms ||
 			    l->fetched_ms - o->fetched_ms > (int64_t)h->o.past_ttl_s * 1000 * 2) {
 				*pp = o->link;
+				h->bytes -= listing_bytes(o);
 				o->link = drop;
 				drop = o;
 			} else {
@@ -148,13 +185,20 @@ static void cache_put(struct hours *h, const struct vstream *s, struct hour_list
 			}
 		}
 		listing_ref(l);
+		l->s = s;
+		l->used = ++h->tick;
 		l->link = sh->list;
 		sh->list = l;
+		h->bytes += listing_bytes(l);
+		while (h->bytes > h->o.max_bytes && evict_lru(h, l, &drop))
+			;
 	}
 	pthread_mutex_unlock(&h->lock);
 	while (drop) {
 		struct hour_listing *o = drop;
 		drop = o->link;
+		if (h->o.dropped && !(o->s == s && o->hour_ms == l->hour_ms))
+			h->o.dropped(h->o.dropped_arg, o->s, o->hour_ms);
 		hours_unref(o);
 	}
 }
@@ -256,13 +300,9 @@ int hours_get(struct hours *h, struct vstream *s, int64_t hour_ms, struct hour_l
 	return rc;
 }
 
-long hours_find(const struct hour_listing *l, const char *name)
+/* The first index of l whose start is >= ts. */
+static size_t first_at(const struct hour_listing *l, int64_t ts)
 {
-	int64_t ts;
-	const char *num;
-	size_t nlen;
-	if (names_parse_fragment(name, &ts, &num, &nlen))
-		return -1;
 	size_t lo = 0, hi = l->n;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
@@ -271,8 +311,26 @@ long hours_find(const struct hour_listing *l, const char *name)
 		else
 			hi = mid;
 	}
-	for (size_t i = lo; i < l->n && l->v[i].ts == ts; i++)
+	return lo;
+}
+
+long hours_find(const struct hour_listing *l, const char *name)
+{
+	int64_t ts;
+	const char *num;
+	size_t nlen;
+	if (names_parse_fragment(name, &ts, &num, &nlen))
+		return -1;
+	for (size_t i = first_at(l, ts); i < l->n && l->v[i].ts == ts; i++)
 		if (strcmp(l->v[i].name, name) == 0)
+			return (long)i;
+	return -1;
+}
+
+long hours_index(const struct hour_listing *l, int64_t ts, const char *number)
+{
+	for (size_t i = first_at(l, ts); i < l->n && l->v[i].ts == ts; i++)
+		if (strcmp(l->v[i].frag.number, number) == 0)
 			return (long)i;
 	return -1;
 }

@@ -13,6 +13,11 @@
  * listing (or errno) shared by every caller that came meanwhile; no lock is held across the call.
  * A "not found" for a stream that still exists (DescribeStream) is EIO, not ENOENT.
  *
+ * Memory: the cached listings take at most max_bytes (entries and headers); past it the least
+ * recently used listings are dropped (any stream), however long a walk is; their count is
+ * logged when the cache is freed. A listing still in
+ * use stays valid until released (reference counted), so only the cache's share is bounded.
+ *
  * Listings are immutable and reference counted: a caller keeps its listing valid while a newer
  * one replaces it in the cache. Thread-safe.
  */
@@ -43,6 +48,8 @@ struct hour_listing {
 	size_t n;
 	struct hour_entry *v;
 	struct hour_listing *link;       /* hours.c's cache */
+	uint64_t used;                   /* hours.c: LRU clock of the last use, under its lock */
+	const struct vstream *s;         /* hours.c: the stream, while cached */
 };
 
 struct hours_opts {
@@ -52,6 +59,11 @@ struct hours_opts {
 	enum kvs_ts_type ts;             /* the mount's basis for names and selection */
 	int meta_ttl_s;                  /* open hours */
 	int past_ttl_s;                  /* hours that have ended */
+	uint64_t max_bytes;              /* memory of the cached listings, at most (0: 32 MiB) */
+	/* called (no lock held) for each listing dropped to keep within max_bytes or by age; may
+	 * be NULL */
+	void (*dropped)(void *arg, const struct vstream *s, int64_t hour_ms);
+	void *dropped_arg;
 };
 
 /* Creates an empty cache. Returns 0 and *out, or -ENOMEM. */
@@ -66,5 +78,7 @@ int hours_get(struct hours *h, struct vstream *s, int64_t hour_ms, struct hour_l
 void hours_unref(struct hour_listing *l);
 /* Index of the entry called name in l, or -1. */
 long hours_find(const struct hour_listing *l, const char *name);
+/* Index of the entry starting at ts with fragment number number in l, or -1 (binary search). */
+long hours_index(const struct hour_listing *l, int64_t ts, const char *number);
 
 #endif

@@ -242,6 +242,23 @@ int64_t streams_creation_ms(struct vstream *s)
 	return ms;
 }
 
+/* ---------------------------------------------------------------- read-ahead slots */
+
+struct vstream_ra *streams_ra(struct vstream *s, int64_t hour_ms)
+{
+	struct vstream_ra *lru = &s->ra[0];
+	for (int i = 0; i < VSTREAM_RA_SLOTS; i++) {
+		struct vstream_ra *r = &s->ra[i];
+		if (r->used && r->hour == hour_ms)
+			return r;
+		if (!r->used || (lru->used && r->tick < lru->tick))
+			lru = r;
+	}
+	*lru = (struct vstream_ra){ .used = 1, .hour = hour_ms, .last = -10 };
+	lru->tick = ++s->ra_tick;
+	return lru;
+}
+
 /* ---------------------------------------------------------------- retention windows */
 
 void streams_window(struct vstream *s, int64_t now, int64_t *from, int64_t *to)

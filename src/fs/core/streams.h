@@ -24,6 +24,19 @@ struct live_session;
 struct log_ctx;
 struct streams;
 
+#define VSTREAM_RA_SLOTS 8
+
+/* Read-ahead state of one hour being read (nodes/fragment.c), under the vstream's lock. */
+struct vstream_ra {
+	int used;                        /* 0: free slot */
+	int64_t hour;                    /* the hour's start (wall ms) */
+	long last;                       /* index of the last open */
+	long first, next;                /* [first, next): indexes already asked for */
+	size_t window;                   /* fragments per batch */
+	int listed;                      /* nodes/fragments.c: the hour was listed by readdir */
+	uint64_t tick;                   /* last use (LRU) */
+};
+
 struct vstream {
 	char *name;                      /* immutable */
 	pthread_mutex_t lock;            /* guards the fields below (never held across a call) */
@@ -32,9 +45,8 @@ struct vstream {
 	struct live_session *hls, *dash; /* nodes/live.c: playback sessions, made on first use */
 	int correction_known;            /* sizes.c: true size - predicted model size, learned */
 	int64_t correction;
-	int64_t seq_hour;                /* nodes/fragment.c: hour and index of the last open */
-	long seq_index;
-	size_t window;                   /* nodes/fragment.c: read-ahead window */
+	struct vstream_ra ra[VSTREAM_RA_SLOTS]; /* nodes/fragment.c: read-ahead of recent hours */
+	uint64_t ra_tick;                /* nodes/fragment.c: LRU clock of ra */
 	struct vstream *link;            /* streams.c: the registry (under its own lock) */
 };
 
@@ -72,6 +84,10 @@ int streams_gone(struct streams *st, struct vstream *s);
 
 /* The stream's creation time (wall ms), from the last listing that showed it. */
 int64_t streams_creation_ms(struct vstream *s);
+
+/* Under s->lock: the read-ahead slot of s's hour starting at hour_ms, or else the least recently
+ * used slot, reset for that hour (never NULL). */
+struct vstream_ra *streams_ra(struct vstream *s, int64_t hour_ms);
 
 /* Retention window of s at wall time now: [*from, *to]; empty (from > to) when s keeps no data. */
 void streams_window(struct vstream *s, int64_t now, int64_t *from, int64_t *to);

@@ -301,6 +301,11 @@ int vfs_open(struct vfs *v, uint64_t ino, int flags, struct vfs_file **out, int 
 	return n.val.ops->open(v, &n, flags, out, direct_io, keep_cache);
 }
 
+int vfs_file_flushes(const struct vfs_file *f)
+{
+	return f->ops->flush != NULL;
+}
+
 ssize_t vfs_read(struct vfs *v, struct vfs_file *f, char *buf, size_t size, off_t off)
 {
 	if (off < 0)
@@ -451,6 +456,39 @@ static void on_learned(void *arg, const char *stream, const char *number, uint64
 	sizes_record(v->c.sizes, stream, number, size);
 }
 
+struct hour_key {
+	const struct vstream *s;
+	int64_t hour_ms;
+};
+
+static int is_hour(const struct node_val *val, const void *arg)
+{
+	const struct hour_key *k = arg;
+	return val->ops == &node_hour_ops && val->stream == k->s && val->t0 == k->hour_ms;
+}
+
+/* An hour listing left the cache: the kernel drops the hour folder's entry and, when unused,
+ * the nodes below it, so the inode table shrinks with the listings (docs/SEMANTICS.md). */
+static void on_hour_dropped(void *arg, const struct vstream *s, int64_t hour_ms)
+{
+	struct vfs *v = arg;
+	struct hour_key k = { s, hour_ms };
+	uint64_t *inos;
+	size_t n;
+	if (!v->c.invalidate_entry)
+		return;
+	inodes_select(v->inodes, is_hour, &k, &inos, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct node_ref ref;
+		char name[8];
+		if (vfs_node(v, inos[i], &ref) != 0)
+			continue;
+		snprintf(name, sizeof(name), "%02d", (int)((hour_ms % NAMES_MS_PER_DAY) / NAMES_MS_PER_HOUR));
+		v->c.invalidate_entry(v->c.invalidate_arg, ref.parent, name);
+	}
+	free(inos);
+}
+
 /* Makes the core's parts for v->c; 0 or -ENOMEM (vfs_free undoes a partial start). */
 static int parts_new(struct vfs *v)
 {
@@ -464,6 +502,8 @@ static int parts_new(struct vfs *v)
 	struct hours_opts ho = {
 		.kvs = c->kvs, .streams = v->streams, .log = c->log, .ts = (enum kvs_ts_type)c->ts,
 		.meta_ttl_s = c->meta_ttl_s, .past_ttl_s = c->past_ttl_s,
+		.max_bytes = (uint64_t)(c->meta_cache_mb > 0 ? c->meta_cache_mb : 16) << 20,
+		.dropped = on_hour_dropped, .dropped_arg = v,
 	};
 	struct fetch_opts fo = {
 		.kvs = c->kvs, .cache = c->cache, .log = c->log,

@@ -34,7 +34,7 @@ struct streams;
 struct vstream;
 
 #define VFS_IMMUTABLE_TIMEOUT 3600.0 /* attribute timeout of what never changes */
-#define VFS_READAHEAD_MAX 256        /* fragments per read-ahead batch, at most */
+#define VFS_READAHEAD_MAX 1000       /* fragments per read-ahead batch, at most (the API's max) */
 
 /* A node's value: the kind, and what the kind keeps (unused fields are 0). */
 struct node_val {

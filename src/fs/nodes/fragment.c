@@ -11,9 +11,18 @@
  * open reads with direct_io, so a reader always gets exactly the fragment's bytes.
  *
  * Read-ahead: the fragments that follow in the hour (what cp -r, rsync and cat * read next).
- * The window starts at `readahead` fragments and grows 4x, up to VFS_READAHEAD_MAX, while the
- * stream's opens move forward one fragment at a time; any jump resets it. The window state is
- * the vstream's (seq_hour, seq_index, window), under its lock.
+ * Each recently read hour of a stream has a slot (struct vstream_ra, VSTREAM_RA_SLOTS per stream,
+ * LRU, under the vstream's lock) with the last opened index and the range [first, next) already
+ * asked for. An open inside that range whose fragment is cached or on the way asks for nothing
+ * (no scan, no allocation: the "prefetched up to" mark); once a forward reader is within half a
+ * window of the mark, the next window is asked for in the background. An open outside it starts
+ * a batch: VFS_READAHEAD_MAX fragments (one GetMediaForFragmentList of 1,000) when the hour was
+ * listed by readdir and the open is of its first fragments (cp -r, rsync, tar, find -exec cat),
+ * the window x4 (up to that maximum) for a reader moving forward one or two fragments at a time,
+ * else `readahead` fragments (a random reader: one small batch). Sequential readers also get the
+ * following window in the background at once, so the pipeline stays full. Parallel readers of
+ * different hours keep their own slots; the quotas are kept by the KVS client's pacer and
+ * fetch's per-stream batch slots.
  *
  * Extended attributes: user.kvs.fragment_number, producer_timestamp, server_timestamp,
  * duration_ms, kvs_size and stream.
@@ -59,76 +68,111 @@ static int fragment_getattr(struct vfs *v, const struct node_ref *n, enum attr_u
 
 /* ---------------------------------------------------------------- read-ahead */
 
-/* Moves the stream's read-ahead window for an open of the index-th fragment of hour_ms and
- * returns it (see the top comment). */
-static size_t window_step(struct vfs *v, struct vstream *s, int64_t hour_ms, long index)
+/* What an open asks for: [fg_from, fg_to) with its own fragment (the batch it waits for), then
+ * [bg_from, bg_to) in the background; indexes of the hour's listing. */
+struct ra_plan {
+	long fg_from, fg_to;
+	long bg_from, bg_to;
+};
+
+/* Plans the read-ahead of an open of fragment i (have: it is cached or on the way) of an hour of
+ * n fragments, and moves the stream's marks (see the top comment). */
+static void ra_step(struct vfs *v, struct vstream *s, int64_t hour_ms, long i, long n, int have,
+		    struct ra_plan *p)
 {
-	size_t base = v->c.readahead > 0 ? (size_t)v->c.readahead : 8;
+	long base = v->c.readahead > 0 ? v->c.readahead : 8, max = VFS_READAHEAD_MAX;
+	if (base > max)
+		base = max;
+	*p = (struct ra_plan){ i, i + 1, 0, 0 };
 	pthread_mutex_lock(&s->lock);
-	if (s->seq_hour == hour_ms && index > s->seq_index && index <= s->seq_index + 2 &&
-	    s->window >= base)
-		/* x4: a batch streams in order, so its first fragment comes as fast as a lone one's,
-		 * and few large calls stay far below the 5-per-second quota */
-		s->window = s->window * 4 > VFS_READAHEAD_MAX ? VFS_READAHEAD_MAX : s->window * 4;
-	else if (!(s->seq_hour == hour_ms && index == s->seq_index))
-		s->window = base;
-	s->seq_hour = hour_ms;
-	s->seq_index = index;
-	size_t window = s->window;
+	struct vstream_ra *r = streams_ra(s, hour_ms);
+	int forward = i > r->last && i <= r->last + 2;
+	long w = (long)r->window;
+	int fresh = 0;
+	if (have && i >= r->first && i < r->next) {
+		/* covered by an earlier batch: extend in the background when half the window is read */
+		if (forward && r->next < n && r->next - i <= w / 2) {
+			w = w * 4 > max ? max : w * 4;
+			p->bg_from = r->next;
+			p->bg_to = r->next + w;
+		}
+	} else {
+		if (forward && w > 0)
+			w = w * 4 > max ? max : w * 4;   /* x4: a batch streams in order */
+		else if (r->listed && i <= 1)
+			w = max;   /* the folder was listed and is read from its start: cp -r, rsync, tar */
+		else
+			w = base;  /* a random reader: one small batch */
+		p->fg_to = i + w;
+		r->first = i;
+		fresh = 1;
+		if (forward || w == max) {
+			/* a sequential reader: keep the pipeline full with the batch after this one */
+			p->bg_from = i + w;
+			p->bg_to = i + 2 * w;
+		}
+	}
+	if (p->fg_to > n)
+		p->fg_to = n;
+	if (p->bg_to > n)
+		p->bg_to = n;
+	if (p->bg_to > p->bg_from)
+		r->next = p->bg_to;
+	else if (fresh)
+		r->next = p->fg_to;   /* a new batch without a background one */
+	r->window = (size_t)w;
+	r->last = i;
+	r->tick = ++s->ra_tick;
 	pthread_mutex_unlock(&s->lock);
-	return window;
 }
 
-/*
- * The fragments that follow n in its hour, into items (numbers copied into numbers). Returns
- * how many were filled: at most 2 * *window, the second half being the background batch.
- */
-static size_t following(struct vfs *v, const struct node_ref *n, struct fetch_item *items,
-			char (*numbers)[129], size_t *window)
+/* Items [from, to) of listing h that are still in the retention, into items/numbers (room for
+ * to - from). Returns how many. */
+static size_t ra_items(const struct hour_listing *h, struct vstream *s, long from, long to,
+		       struct fetch_item *items, char (*numbers)[129])
 {
-	struct hour_listing *h;
 	size_t k = 0;
-	*window = v->c.readahead > 0 ? (size_t)v->c.readahead : 8;
-	if (hours_get(v->hours, n->val.stream, n->val.t0, &h))
-		return 0;
-	size_t i = 0;
-	while (i < h->n && strcmp(h->v[i].frag.number, n->val.frag.number) != 0)
-		i++;
-	*window = window_step(v, n->val.stream, n->val.t0, (long)i);
-	size_t max = *window * 2;
 	int64_t now = clk_wall_ms();
-	for (i++; i < h->n && k < max; i++) {
-		if (streams_expired(n->val.stream, &h->v[i].frag, now))
+	for (long i = from; i < to; i++) {
+		if (streams_expired(s, &h->v[i].frag, now))
 			continue;
 		memcpy(numbers[k], h->v[i].frag.number, sizeof(numbers[k]));
 		items[k].number = numbers[k];
 		items[k].kvs_size = h->v[i].frag.size;
 		k++;
 	}
-	hours_unref(h);
 	return k;
 }
 
-/* Downloads (or finds) n in the disk cache, with read-ahead; fills f's fd, size and pin. */
+/* Downloads (or finds) n in the disk cache, with read-ahead; fills f's fd, size and pin. An
+ * open inside the range already asked for costs no scan and no allocation. */
 static int fetch_with_readahead(struct vfs *v, const struct node_ref *n, struct fragment_file *f)
 {
-	struct fetch_item *next = calloc(2 * VFS_READAHEAD_MAX, sizeof(*next));
-	char (*numbers)[129] = calloc(2 * VFS_READAHEAD_MAX, sizeof(*numbers));
-	if (!next || !numbers) {
-		free(next);
-		free(numbers);
-		return -ENOMEM;
-	}
-	size_t window;
-	size_t nn = following(v, n, next, numbers, &window);
 	struct fetch_item want = { n->val.frag.number, n->val.frag.size };
 	const char *stream = n->val.stream->name;
-	int rc = fetch_fragment(v->fetch, stream, &want, next, nn < window ? nn : window, &f->fd,
-				&f->size, &f->pin);
-	/* keep the pipeline full for sequential readers: the batch after the current one */
-	if (rc == 0 && nn > 0)
-		fetch_prefetch(v->fetch, stream, next, nn, window / 2 ? window / 2 : 1);
-	free(next);
+	struct hour_listing *h = NULL;
+	struct ra_plan p = { 0, 0, 0, 0 };
+	long i = -1;
+	if (hours_get(v->hours, n->val.stream, n->val.t0, &h) == 0)
+		i = hours_index(h, n->val.t1, n->val.frag.number);
+	if (i >= 0)
+		ra_step(v, n->val.stream, n->val.t0, i, (long)h->n,
+			fetch_has(v->fetch, stream, want.number), &p);
+	size_t room = (size_t)(p.fg_to - p.fg_from - 1 > 0 ? p.fg_to - p.fg_from - 1 : 0) +
+		      (size_t)(p.bg_to - p.bg_from > 0 ? p.bg_to - p.bg_from : 0);
+	struct fetch_item *items = room ? calloc(room, sizeof(*items)) : NULL;
+	char (*numbers)[129] = room ? calloc(room, sizeof(*numbers)) : NULL;
+	size_t nfg = 0, nbg = 0;
+	if (items && numbers) {
+		nfg = ra_items(h, n->val.stream, p.fg_from + 1, p.fg_to, items, numbers);
+		if (p.bg_to > p.bg_from)
+			nbg = ra_items(h, n->val.stream, p.bg_from, p.bg_to, items + nfg, numbers + nfg);
+	}
+	hours_unref(h);
+	int rc = fetch_fragment(v->fetch, stream, &want, items, nfg, &f->fd, &f->size, &f->pin);
+	if (rc == 0 && nbg > 0)
+		fetch_prefetch(v->fetch, stream, items + nfg, nbg, 1);
+	free(items);
 	free(numbers);
 	return rc;
 }

@@ -12,6 +12,7 @@
  * images/ too (nodes/images.c).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 
 #include "nodes.h"
@@ -181,6 +182,10 @@ static int hour_list(struct vfs *v, const struct node_ref *dir, struct dir_build
 	int rc = hours_get(v->hours, dir->val.stream, dir->val.t0, &h);
 	if (rc)
 		return rc;
+	/* a reader that lists the folder first (cp -r, rsync, tar) gets the large window */
+	pthread_mutex_lock(&dir->val.stream->lock);
+	streams_ra(dir->val.stream, dir->val.t0)->listed = 1;
+	pthread_mutex_unlock(&dir->val.stream->lock);
 	for (size_t i = 0; rc == 0 && i < h->n; i++) {
 		if (streams_expired(dir->val.stream, &h->v[i].frag, now))
 			continue;
