@@ -39,6 +39,36 @@ int clips_parse(const char *name, int64_t *start_ms, int64_t *end_ms)
 	return 0;
 }
 
+static const char *const kind_ext[] = { ".mp4", ".mkv", ".m3u8" };
+
+int clips_parse_kind(const char *name, int64_t *start_ms, int64_t *end_ms, enum clips_kind *kind)
+{
+	char tmp[96];
+	size_t len = name ? strlen(name) : 0;
+	for (int k = 0; k < 3; k++) {
+		size_t el = strlen(kind_ext[k]);
+		if (len <= el || len - el + 4 >= sizeof(tmp) || strcmp(name + len - el, kind_ext[k]))
+			continue;
+		/* the .mp4 grammar with the extension swapped */
+		memcpy(tmp, name, len - el);
+		memcpy(tmp + len - el, ".mp4", 5);
+		*kind = (enum clips_kind)k;
+		return clips_parse(tmp, start_ms, end_ms);
+	}
+	return -ENOENT;
+}
+
+int clips_format(int64_t start_ms, int64_t end_ms, enum clips_kind kind, char out[64])
+{
+	if (names_format_clip(start_ms, end_ms, out) || (unsigned)kind > CLIPS_M3U8)
+		return -EINVAL;
+	size_t len = strlen(out);
+	if (len - 4 + strlen(kind_ext[kind]) >= 64)
+		return -EINVAL;
+	strcpy(out + len - 4, kind_ext[kind]);
+	return 0;
+}
+
 /* ------------------------------------------------------------------ object and cache */
 
 static int remove_leftover(void *arg, const char *key, uint64_t size)
@@ -146,9 +176,10 @@ int clips_list(struct clips *c, const char *stream,
 
 #define OPEN_ATTEMPTS 3
 
-/* clips_make (fd NULL) and clips_make_open (fd, pin). */
-static int make_common(struct clips *c, const char *stream, const char *name, int64_t start_ms,
-		       int64_t end_ms, uint64_t *size, int *fd, struct fcache_pin **pin)
+/* clips_make* (fd NULL) and clips_make*_open (fd, pin); f: a .mkv, made from fragments. */
+static int make_common(struct clips *c, struct fetcher *f, const char *stream, const char *name,
+		       int64_t start_ms, int64_t end_ms, uint64_t *size, int *fd,
+		       struct fcache_pin **pin)
 {
 	char key[FCACHE_KEY_MAX + 1];
 	int rc = cl_clip_key(stream, name, key);
@@ -181,7 +212,8 @@ static int make_common(struct clips *c, const char *stream, const char *name, in
 			continue; /* open it (made again if evicted meanwhile) */
 		}
 		uint64_t sz = 0;
-		rc = cl_make_one(c, stream, name, start_ms, end_ms, &sz, fd, pin);
+		rc = f ? cl_make_mkv(c, f, stream, name, start_ms, end_ms, &sz, fd, pin)
+		       : cl_make_one(c, stream, name, start_ms, end_ms, &sz, fd, pin);
 		sflight_finish(c->flights, call, &(struct sflight_result){ .err = rc, .n = sz }, 0);
 		if (rc == 0)
 			*size = sz;
@@ -195,7 +227,26 @@ static int make_common(struct clips *c, const char *stream, const char *name, in
 int clips_make(struct clips *c, const char *stream, const char *name, int64_t start_ms,
 	       int64_t end_ms, uint64_t *size)
 {
-	return make_common(c, stream, name, start_ms, end_ms, size, NULL, NULL);
+	return make_common(c, NULL, stream, name, start_ms, end_ms, size, NULL, NULL);
+}
+
+int clips_make_mkv(struct clips *c, struct fetcher *f, const char *stream, const char *name,
+		   int64_t start_ms, int64_t end_ms, uint64_t *size)
+{
+	if (!f)
+		return -EINVAL;
+	return make_common(c, f, stream, name, start_ms, end_ms, size, NULL, NULL);
+}
+
+int clips_make_mkv_open(struct clips *c, struct fetcher *f, const char *stream, const char *name,
+			int64_t start_ms, int64_t end_ms, int *fd, uint64_t *size,
+			struct fcache_pin **pin)
+{
+	*fd = -1;
+	*pin = NULL;
+	if (!f)
+		return -EINVAL;
+	return make_common(c, f, stream, name, start_ms, end_ms, size, fd, pin);
 }
 
 int clips_make_open(struct clips *c, const char *stream, const char *name, int64_t start_ms,
@@ -203,5 +254,5 @@ int clips_make_open(struct clips *c, const char *stream, const char *name, int64
 {
 	*fd = -1;
 	*pin = NULL;
-	return make_common(c, stream, name, start_ms, end_ms, size, fd, pin);
+	return make_common(c, NULL, stream, name, start_ms, end_ms, size, fd, pin);
 }

@@ -210,32 +210,37 @@ struct gen {
 	struct mp4_join *j;
 };
 
-/* Step 1: the fragments whose start lies in [start_ms, end_ms], into g->fl. */
-static int list_range(struct gen *g, int64_t start_ms, int64_t end_ms)
+int cl_list_range(struct clips *c, const char *stream, const char *name, int64_t start_ms,
+		  int64_t end_ms, struct kvs_fragment_list *fl)
 {
-	struct clips *c = g->c;
 	struct awserr ae;
 	awserr_clear(&ae);
-	int rc = kvs_list_fragments(c->o.kvs, g->stream, c->o.ts, start_ms, end_ms, &g->fl, &ae);
+	int rc = kvs_list_fragments(c->o.kvs, stream, c->o.ts, start_ms, end_ms, fl, &ae);
 	if (rc) {
 		char why[AWSERR_MSG_MAX + 256];
-		LOG_ERROR(c->o.log, "clips", "%s/%s: ListFragments failed: %s", g->stream, g->name,
+		LOG_ERROR(c->o.log, "clips", "%s/%s: ListFragments failed: %s", stream, name,
 			  awserr_format(&ae, why, sizeof(why)));
 		return rc;
 	}
 	size_t n = 0;
-	for (size_t i = 0; i < g->fl.n; i++) {
-		int64_t t = cl_frag_start(&g->fl.v[i], c->o.ts);
+	for (size_t i = 0; i < fl->n; i++) {
+		int64_t t = cl_frag_start(&fl->v[i], c->o.ts);
 		if (t >= start_ms && t <= end_ms)
-			g->fl.v[n++] = g->fl.v[i];
+			fl->v[n++] = fl->v[i];
 	}
-	g->fl.n = n;
+	fl->n = n;
 	if (n == 0) {
 		LOG_ERROR(c->o.log, "clips", "%s/%s: no fragment starts in the range (empty, or outside "
-			  "the stream's retention)", g->stream, g->name);
+			  "the stream's retention)", stream, name);
 		return -ENOENT;
 	}
 	return 0;
+}
+
+/* Step 1: the fragments whose start lies in [start_ms, end_ms], into g->fl. */
+static int list_range(struct gen *g, int64_t start_ms, int64_t end_ms)
+{
+	return cl_list_range(g->c, g->stream, g->name, start_ms, end_ms, &g->fl);
 }
 
 /* Step 2: the GetClip calls, into g->g / g->ng, and room for their parts. */
