@@ -39,6 +39,8 @@ int main(void)
 	CHECK_STR(out, "20240501T120000Z-20240501T120500Z.mkv", "canonical mkv");
 	CHECK_INT(clips_format(T0 + 5, T0 + 300000, CLIPS_M3U8, out), 0, "format m3u8");
 	CHECK_STR(out, "20240501T120000.005Z-20240501T120500.000Z.m3u8", "canonical m3u8 with ms");
+	CHECK_INT(clips_parse_kind("20240501T120000Z-20240501T120500Z.mpd", &a, &b, &k), 0, ".mpd");
+	CHECK_INT(k, CLIPS_MPD, "kind mpd");
 	CHECK_INT(clips_format(T0, T0, (enum clips_kind)7, out), -EINVAL, "bad kind");
 	return check_done();
 }

@@ -30,9 +30,9 @@ struct log_ctx;
 struct clips;
 struct fetcher;
 
-/* The names of clips/: START-END.mp4 (GetClip), .mkv (written from the fragments), .m3u8 (an
- * ON_DEMAND HLS session). */
-enum clips_kind { CLIPS_MP4 = 0, CLIPS_MKV = 1, CLIPS_M3U8 = 2 };
+/* The names of clips/: START-END.mp4 (GetClip), .mkv (written from the fragments), .m3u8 and
+ * .mpd (ON_DEMAND HLS and DASH sessions, include/kvsfs/live.h). */
+enum clips_kind { CLIPS_MP4 = 0, CLIPS_MKV = 1, CLIPS_M3U8 = 2, CLIPS_MPD = 3 };
 
 #define CLIPS_MAX_SPAN_MS (24LL * 3600 * 1000)  /* GetClip's (and so a clip name's) longest range */
 #define CLIPS_DEFAULT_MAX_FRAGMENTS 200
@@ -57,8 +57,8 @@ void clips_free(struct clips *c);
  * START; -EFBIG span over 24 h. Pure, thread-safe. */
 int clips_parse(const char *name, int64_t *start_ms, int64_t *end_ms);
 
-/* clips_parse for any kind: the .mp4 grammar and errnos with the extension .mp4, .mkv or .m3u8,
- * which sets *kind. Pure. */
+/* clips_parse for any kind: the .mp4 grammar and errnos with the extension .mp4, .mkv, .m3u8 or
+ * .mpd, which sets *kind. Pure. */
 int clips_parse_kind(const char *name, int64_t *start_ms, int64_t *end_ms, enum clips_kind *kind);
 /* The canonical name of a range and kind (names_format_clip with its extension); 0 or -EINVAL. */
 int clips_format(int64_t start_ms, int64_t end_ms, enum clips_kind kind, char out[64]);

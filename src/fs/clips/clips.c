@@ -39,13 +39,13 @@ int clips_parse(const char *name, int64_t *start_ms, int64_t *end_ms)
 	return 0;
 }
 
-static const char *const kind_ext[] = { ".mp4", ".mkv", ".m3u8" };
+static const char *const kind_ext[] = { ".mp4", ".mkv", ".m3u8", ".mpd" };
 
 int clips_parse_kind(const char *name, int64_t *start_ms, int64_t *end_ms, enum clips_kind *kind)
 {
 	char tmp[96];
 	size_t len = name ? strlen(name) : 0;
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < 4; k++) {
 		size_t el = strlen(kind_ext[k]);
 		if (len <= el || len - el + 4 >= sizeof(tmp) || strcmp(name + len - el, kind_ext[k]))
 			continue;
@@ -60,7 +60,7 @@ int clips_parse_kind(const char *name, int64_t *start_ms, int64_t *end_ms, enum 
 
 int clips_format(int64_t start_ms, int64_t end_ms, enum clips_kind kind, char out[64])
 {
-	if (names_format_clip(start_ms, end_ms, out) || (unsigned)kind > CLIPS_M3U8)
+	if (names_format_clip(start_ms, end_ms, out) || (unsigned)kind > CLIPS_MPD)
 		return -EINVAL;
 	size_t len = strlen(out);
 	if (len - 4 + strlen(kind_ext[kind]) >= 64)
