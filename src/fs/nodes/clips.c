@@ -14,15 +14,12 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "nodes.h"
 #include "../core/streams.h"
 #include "kvsfs/clips.h"
-#include "kvsfs/kvs.h"
-#include "kvsfs/live.h"
 #include "kvsfs/log.h"
 #include "kvsfs/names.h"
 
@@ -68,7 +65,7 @@ static int clips_lookup(struct vfs *v, const struct node_ref *dir, const char *n
 		return rc;
 	}
 	if (kind == CLIPS_M3U8 || kind == CLIPS_MPD) {
-		/* a playlist: its session is made on open */
+		/* a playlist (nodes/live.c): its session is made on open */
 		r->val.ops = kind == CLIPS_MPD ? &node_clip_mpd_ops : &node_clip_m3u8_ops;
 		r->val.stream = dir->val.stream;
 		r->val.t0 = start;
@@ -200,108 +197,15 @@ static void clip_release(struct vfs *v, struct vfs_file *vf)
 	free(f);
 }
 
-const struct node_ops node_clip_ops = {
-	.kind = "clip",
-	.getattr = clip_getattr,
-	.open = clip_open,
-	.read = clip_read,
-	.release = clip_release,
-	.getxattr = node_stream_getxattr,
-	.listxattr = node_stream_listxattr,
-};
-
-/* START-END.mkv: the same file operations; made from the fragments (clips_make_mkv). */
-const struct node_ops node_clip_mkv_ops = {
-	.kind = "clip-mkv",
-	.getattr = clip_getattr,
-	.open = clip_open,
-	.read = clip_read,
-	.release = clip_release,
-	.getxattr = node_stream_getxattr,
-	.listxattr = node_stream_listxattr,
-};
-
-/* ---------------------------------------------------------------- START-END.m3u8 and .mpd */
-
-/* An open playlist: the document of the range's ON_DEMAND session (live_range_open). */
-struct playlist_file {
-	struct vfs_file f;          /* first: the core's view */
-	struct live_doc *doc;       /* a reference */
-};
-
-static int playlist_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
-			    struct vfs_attr *a)
-{
-	(void)use;
-	vfs_attr_init(v, n->ino, a);
-	/* like live.m3u8: the session URL is a credential, so 0400 unless live_public */
-	a->mode = S_IFREG | ((v->c.live_public ? 0444 : 0400) & ~v->c.umask);
-	a->size = 0;               /* made on open, read with direct_io */
-	a->mtime_ms = n->val.t0;
-	a->timeout = 0;
-	return 0;
+/* .mp4 and .mkv differ only by how a clip is made (kind_of: clips_make or clips_make_mkv). */
+#define CLIP_OPS(name) {                                \
+	.kind = name,                                   \
+	.getattr = clip_getattr,                        \
+	.open = clip_open,                              \
+	.read = clip_read,                              \
+	.release = clip_release,                        \
+	.getxattr = node_stream_getxattr,               \
+	.listxattr = node_stream_listxattr,             \
 }
-
-static int playlist_open(struct vfs *v, const struct node_ref *n, int flags,
-			 struct vfs_file **out, int *direct_io, int *keep_cache)
-{
-	int rc = vfs_open_flags_ro(flags);
-	(void)keep_cache;
-	if (rc)
-		return rc;
-	struct playlist_file *f = calloc(1, sizeof(*f));
-	if (!f)
-		return -ENOMEM;
-	f->f.ops = n->val.ops;
-	struct kvs_range r = { (enum kvs_ts_type)v->c.ts, n->val.t0, n->val.t1 };
-	rc = live_range_open(v->live, n->val.stream->name, n->val.ops == &node_clip_mpd_ops, &r,
-			     &f->doc);
-	if (rc) {
-		free(f);
-		return rc;
-	}
-	*direct_io = 1;
-	*out = &f->f;
-	return 0;
-}
-
-static ssize_t playlist_read(struct vfs *v, struct vfs_file *vf, char *buf, size_t size,
-			     off_t off)
-{
-	struct playlist_file *f = (struct playlist_file *)vf;
-	(void)v;
-	if ((uint64_t)off >= f->doc->len)
-		return 0;
-	if ((uint64_t)off + size > f->doc->len)
-		size = (size_t)(f->doc->len - (uint64_t)off);
-	memcpy(buf, f->doc->data + off, size);
-	return (ssize_t)size;
-}
-
-static void playlist_release(struct vfs *v, struct vfs_file *vf)
-{
-	struct playlist_file *f = (struct playlist_file *)vf;
-	(void)v;
-	live_doc_unref(f->doc);
-	free(f);
-}
-
-const struct node_ops node_clip_m3u8_ops = {
-	.kind = "clip-m3u8",
-	.getattr = playlist_getattr,
-	.open = playlist_open,
-	.read = playlist_read,
-	.release = playlist_release,
-	.getxattr = node_stream_getxattr,
-	.listxattr = node_stream_listxattr,
-};
-
-const struct node_ops node_clip_mpd_ops = {
-	.kind = "clip-mpd",
-	.getattr = playlist_getattr,
-	.open = playlist_open,
-	.read = playlist_read,
-	.release = playlist_release,
-	.getxattr = node_stream_getxattr,
-	.listxattr = node_stream_listxattr,
-};
+const struct node_ops node_clip_ops = CLIP_OPS("clip");
+const struct node_ops node_clip_mkv_ops = CLIP_OPS("clip-mkv");
