@@ -25,6 +25,8 @@
 
 struct sflight;
 struct fetcher;
+struct fcache_writer;
+struct fcache_pin;
 
 #define CLIP_PREFIX "clip/"
 #define TMP_PREFIX "cliptmp/"
@@ -51,6 +53,13 @@ int cl_list_range(struct clips *c, const char *stream, const char *name, int64_t
  */
 int cl_make_mkv(struct clips *c, struct fetcher *f, const char *stream, const char *name,
 		int64_t start_ms, int64_t end_ms, uint64_t *size, int *fd, struct fcache_pin **pin);
+
+/* Commits w (a clip of total bytes under key), opened and pinned when fd != NULL. A committed
+ * size other than total removes the entry: -EIO. 0 or a negative errno, logged once. */
+int cl_commit(struct clips *c, const char *stream, const char *name, const char *key,
+	      struct fcache_writer *w, uint64_t total, int *fd, struct fcache_pin **pin);
+/* A made clip under key: opened and pinned (fd != NULL, as fcache_get) or its size. 0, -ENOENT. */
+int cl_lookup(struct clips *c, const char *key, uint64_t *size, int *fd, struct fcache_pin **pin);
 
 /* "clip/<stream>/<name>" into out (FCACHE_KEY_MAX + 1 bytes). 0, -ENOENT (empty or with '/'),
  * -ENAMETOOLONG. */

@@ -484,25 +484,9 @@ static int write_pass(struct mkgen *g, uint64_t *size, int *fd, struct fcache_pi
 			  strerror(-rc));
 		return rc;
 	}
-	uint64_t got = 0;
-	rc = fd ? fcache_commit_get(x.w, fd, &got, pin) : fcache_commit(x.w, &got);
-	if (rc == 0 && got != g->total) {
-		LOG_ERROR(c->o.log, "clips", "%s/%s: wrote %" PRIu64 " bytes, the layout has %" PRIu64,
-			  g->stream, g->name, got, g->total);
-		if (fd) {
-			close(*fd);
-			*fd = -1;
-			fcache_unpin(c->o.cache, *pin);
-			*pin = NULL;
-		}
-		fcache_remove(c->o.cache, g->key);
-		return -EIO;
-	}
-	if (rc)
-		LOG_ERROR(c->o.log, "clips", "%s/%s: cannot commit the clip to the cache: %s",
-			  g->stream, g->name, strerror(-rc));
-	else
-		*size = got;
+	rc = cl_commit(c, g->stream, g->name, g->key, x.w, g->total, fd, pin);
+	if (rc == 0)
+		*size = g->total;
 	return rc;
 }
 
@@ -517,13 +501,9 @@ int cl_make_mkv(struct clips *c, struct fetcher *f, const char *stream, const ch
 		return rc;
 	if (!f)
 		return -ENOSYS;
-	if (fd) {
-		rc = fcache_get(c->o.cache, g.key, fd, size, pin);
-		if (rc != -ENOENT)
-			return rc;
-	} else if (fcache_contains(c->o.cache, g.key, size)) {
-		return 0;
-	}
+	rc = cl_lookup(c, g.key, size, fd, pin);
+	if (rc != -ENOENT)
+		return rc; /* made meanwhile */
 	rc = cl_list_range(c, stream, name, start_ms, end_ms, &g.fl);
 	if (rc == 0 && !(g.items = calloc(g.fl.n, sizeof(*g.items))))
 		rc = -ENOMEM;
