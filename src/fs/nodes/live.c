@@ -148,28 +148,18 @@ static int range_open(struct vfs *v, const struct node_ref *n, int flags, struct
 	return 0;
 }
 
-/* The two kinds differ only by name (and by which session of the stream they use). */
-#define LIVE_OPS(name) {                                \
+/* The live kinds differ only by name (and by which session of the stream they use); the range
+ * playlists by how they stat and open. */
+#define PLAYLIST_OPS(name, getattr_fn, open_fn) {       \
 	.kind = name,                                   \
-	.getattr = live_getattr,                        \
-	.open = live_file_open,                         \
+	.getattr = getattr_fn,                          \
+	.open = open_fn,                                \
 	.read = live_read,                              \
 	.release = live_release,                        \
 	.getxattr = node_stream_getxattr,               \
 	.listxattr = node_stream_listxattr,             \
 }
-
-const struct node_ops node_live_hls_ops = LIVE_OPS("live.m3u8");
-const struct node_ops node_live_dash_ops = LIVE_OPS("live.mpd");
-
-#define RANGE_OPS(name) {                               \
-	.kind = name,                                   \
-	.getattr = range_getattr,                       \
-	.open = range_open,                             \
-	.read = live_read,                              \
-	.release = live_release,                        \
-	.getxattr = node_stream_getxattr,               \
-	.listxattr = node_stream_listxattr,             \
-}
-const struct node_ops node_clip_m3u8_ops = RANGE_OPS("clip-m3u8");
-const struct node_ops node_clip_mpd_ops = RANGE_OPS("clip-mpd");
+const struct node_ops node_live_hls_ops = PLAYLIST_OPS("live.m3u8", live_getattr, live_file_open);
+const struct node_ops node_live_dash_ops = PLAYLIST_OPS("live.mpd", live_getattr, live_file_open);
+const struct node_ops node_clip_m3u8_ops = PLAYLIST_OPS("clip-m3u8", range_getattr, range_open);
+const struct node_ops node_clip_mpd_ops = PLAYLIST_OPS("clip-mpd", range_getattr, range_open);
