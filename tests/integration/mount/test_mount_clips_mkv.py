@@ -227,3 +227,28 @@ def test_m3u8_range_rules_get_the_mp4_errnos(mkvsrv, mount):
     assert err(f"{stamp(start + 10)}-{stamp(start)}.m3u8") == errno.EINVAL
     assert err(f"{stamp(start)}-{stamp(start + 86401)}.m3u8") == errno.EFBIG
     assert err(f"{stamp(start - 7200)}-{stamp(start - 3600)}.m3u8") == errno.ENOENT
+
+
+def test_three_readers_of_a_new_mkv_get_the_same_bytes_from_one_download(mkvsrv, mount):
+    import threading
+    srv, start, _ = mkvsrv
+    m = mount(srv)
+    path = m.path("clipcam", "clips", f"{stamp(start + 700)}-{stamp(start + 799)}.mkv")  # 50
+    gm = api_total(srv, "GetMediaForFragmentList")
+    got, errs = [], []
+
+    def read():
+        try:
+            with open(path, "rb") as f:
+                got.append(f.read())
+        except OSError as e:  # pragma: no cover - reported below
+            errs.append(e)
+
+    ts = [threading.Thread(target=read) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(300)
+    assert not errs and len(got) == 3
+    assert got[0] == got[1] == got[2] and len(got[0]) == os.stat(path).st_size
+    assert api_total(srv, "GetMediaForFragmentList") - gm == 1  # 50 fragments: one batch
