@@ -1,5 +1,7 @@
 /*
- * clips: the files MNT/<stream>/clips/START-END.mp4, made with KVS GetClip (see docs/CLIPS.md).
+ * clips: the files MNT/<stream>/clips/START-END.mp4, made with KVS GetClip, and START-END.mkv,
+ * written by kvsfs from the fragments (clips_make_mkv; see docs/CLIPS.md). The playlists
+ * START-END.m3u8/.mpd share the names (clips_parse_kind) but are sessions (include/kvsfs/live.h).
  *
  * A clip holds every fragment whose start (on the mount's timestamp basis) lies in [START, END].
  * GetClip silently stops at 200 fragments or 100 MB and allows 1 call a second per stream, so a

@@ -1,7 +1,8 @@
 /*
- * clips: START-END.mp4 files made with KVS GetClip (contract in include/kvsfs/clips.h, design in
- * docs/CLIPS.md; the files of this folder in clips_int.h). This file: the object, names, made
- * clips in the cache (size, open, listing), and the single flight of generations.
+ * clips: START-END.mp4 files made with KVS GetClip and START-END.mkv files written from the
+ * fragments (contract in include/kvsfs/clips.h, design in docs/CLIPS.md; the files of this folder
+ * in clips_int.h). This file: the object, names of every kind, made clips in the cache (size,
+ * open, listing), and the single flight of generations (one per clip name, either kind).
  *
  * Single flight: a util/sflight keyed "stream/name". The first caller for a clip that is not
  * cached leads: it generates (generate.c) with no lock held, then finishes the flight with the
