@@ -14,6 +14,7 @@ KVSFS_TEST_PACKAGES=(
   mpv rsync attr openssl procps psmisc
   radosgw ceph-mon ceph-osd ceph-common
   chromium
+  mkvtoolnix
 )
 
 # kvsfs_install_packages PKG...: installs those of PKG... that are missing.

@@ -31,6 +31,11 @@ struct live_session {
 	struct live_set *set;
 	char *stream;
 	int dash;
+	int ranged;                 /* an ON_DEMAND session over range (live_range_open) */
+	struct kvs_range range;
+	/* guarded by set->lock (ranged sessions) */
+	int users;                  /* callers inside live_range_open */
+	int64_t used_at;            /* monotonic ms of the last live_range_open */
 	/* guarded by set->lock */
 	struct live_doc *doc;       /* newest document, NULL when none (kept past renew_at) */
 	int64_t doc_epoch_ms;       /* when doc was made (wall clock, for mtime) */
@@ -162,9 +167,12 @@ static int make_doc(struct live_session *s, struct live_doc **out)
 	struct awserr err;
 	awserr_clear(&err);
 	*out = NULL;
-	int rc = kvs_live_session(set->o.kvs, s->stream, s->dash, set->o.expires_s, set->o.budget_ms,
-				  &url, &raw, &err);
-	if (rc == -ENOENT && err.http_status == 404) {
+	int rc = kvs_playback_session(set->o.kvs, s->stream, s->dash, s->ranged ? &s->range : NULL,
+				      set->o.expires_s, set->o.budget_ms, &url, &raw, &err);
+	if (rc == -ENOENT && s->ranged) {
+		LOG_WARN(set->o.log, "live", "%s: no fragment in the playlist's range%s%s", s->stream,
+			 err.message[0] ? ": " : "", err.message);
+	} else if (rc == -ENOENT && err.http_status == 404) {
 		LOG_WARN(set->o.log, "live", "%s: stream is not live (no fragment in the last 30 s)%s%s",
 			 s->stream, err.message[0] ? ": " : "", err.message);
 		rc = -ENODATA;
@@ -228,8 +236,8 @@ static void create(struct live_session *s)
 	pthread_mutex_unlock(&set->lock);
 	live_doc_unref(old);
 	if (rc == 0)
-		LOG_INFO(set->o.log, "live", "%s: new %s playback session (expires in %d s)", s->stream,
-			 s->dash ? "DASH" : "HLS", set->o.expires_s);
+		LOG_INFO(set->o.log, "live", "%s: new %s%s playback session (expires in %d s)", s->stream,
+			 s->ranged ? "ON_DEMAND " : "", s->dash ? "DASH" : "HLS", set->o.expires_s);
 }
 
 static void *creator(void *arg)
@@ -372,6 +380,70 @@ struct live_session *live_session_new(struct live_set *set, const char *stream, 
 	set->sessions = s;
 	pthread_mutex_unlock(&set->lock);
 	return s;
+}
+
+/* Under the lock: frees the least recently used idle ranged session of (stream, dash) while
+ * there are more than LIVE_RANGE_MAX of them. Only when no creator thread runs (a creator may
+ * still touch its session after publishing). */
+static void evict_ranged_locked(struct live_set *set, const char *stream, int dash)
+{
+	for (;;) {
+		struct live_session **victim = NULL;
+		int n = 0;
+		for (struct live_session **p = &set->sessions; *p; p = &(*p)->link) {
+			struct live_session *x = *p;
+			if (!x->ranged || x->dash != dash || strcmp(x->stream, stream))
+				continue;
+			n++;
+			if (!x->users && !x->creating && (!victim || x->used_at < (*victim)->used_at))
+				victim = p;
+		}
+		if (n <= LIVE_RANGE_MAX || !victim || set->threads > 0)
+			return;
+		struct live_session *x = *victim;
+		*victim = x->link;
+		live_doc_unref(x->doc);
+		free(x->stream);
+		free(x);
+	}
+}
+
+int live_range_open(struct live_set *set, const char *stream, int dash,
+		    const struct kvs_range *range, struct live_doc **out)
+{
+	*out = NULL;
+	pthread_mutex_lock(&set->lock);
+	struct live_session *s = set->sessions;
+	for (; s; s = s->link)
+		if (s->ranged && s->dash == dash && s->range.ts == range->ts &&
+		    s->range.start_ms == range->start_ms && s->range.end_ms == range->end_ms &&
+		    strcmp(s->stream, stream) == 0)
+			break;
+	if (!s && (s = calloc(1, sizeof(*s))) && !(s->stream = strdup(stream))) {
+		free(s);
+		s = NULL;
+	}
+	if (!s) {
+		pthread_mutex_unlock(&set->lock);
+		return -ENOMEM;
+	}
+	if (!s->set) {
+		s->set = set;
+		s->dash = dash;
+		s->ranged = 1;
+		s->range = *range;
+		s->link = set->sessions;
+		set->sessions = s;
+	}
+	s->users++;
+	pthread_mutex_unlock(&set->lock);
+	int rc = live_open(s, out);
+	pthread_mutex_lock(&set->lock);
+	s->users--;
+	s->used_at = clk_mono_ms();
+	evict_ranged_locked(set, stream, dash);
+	pthread_mutex_unlock(&set->lock);
+	return rc;
 }
 
 int live_set_new(const struct live_opts *o, struct live_set **out)

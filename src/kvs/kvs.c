@@ -543,14 +543,42 @@ int kvs_get_media_for_fragment_list(struct kvs_client *c, const char *stream,
 	return rc;
 }
 
+/* The ON_DEMAND part of a session request: the fragment selector over [start, end] and the
+ * longest playlist KVS allows. 0 or -ENOMEM. */
+static int ondemand_body(json_t *body, int dash, const struct kvs_range *r)
+{
+	json_t *range = json_object();
+	if (!range || json_set_epoch_ms(range, "StartTimestamp", r->start_ms) ||
+	    json_set_epoch_ms(range, "EndTimestamp", r->end_ms)) {
+		json_decref(range);
+		return -ENOMEM;
+	}
+	json_t *sel = json_pack("{s:s,s:o}", "FragmentSelectorType",
+				r->ts == KVS_TS_SERVER ? "SERVER_TIMESTAMP" : "PRODUCER_TIMESTAMP",
+				"TimestampRange", range);
+	if (!sel || json_object_set_new(body, dash ? "DASHFragmentSelector" : "HLSFragmentSelector",
+					sel) ||
+	    json_object_set_new(body, dash ? "MaxManifestFragmentResults" :
+				"MaxMediaPlaylistFragmentResults", json_integer(KVS_PLAYLIST_MAX)))
+		return -ENOMEM;
+	return 0;
+}
+
 static int session_url(struct kvs_client *c, const char *stream, int dash, int expires_s,
-		       int64_t deadline, char **url, struct awserr *err)
+		       const struct kvs_range *r, int64_t deadline, char **url, struct awserr *err)
 {
 	const char *api = dash ? "GET_DASH_STREAMING_SESSION_URL" : "GET_HLS_STREAMING_SESSION_URL";
 	const char *path = dash ? "/getDASHStreamingSessionURL" : "/getHLSStreamingSessionURL";
 	const char *key = dash ? "DASHStreamingSessionURL" : "HLSStreamingSessionURL";
-	json_t *body = json_pack("{s:s,s:s,s:i}", "StreamName", stream, "PlaybackMode", "LIVE",
-				 "Expires", expires_s);
+	json_t *body = json_pack("{s:s,s:s,s:i}", "StreamName", stream, "PlaybackMode",
+				 r ? "ON_DEMAND" : "LIVE", "Expires", expires_s);
+	*url = NULL;
+	if (!body || (r && ondemand_body(body, dash, r))) {
+		json_decref(body);
+		if (err)
+			awserr_set_errno(err, ENOMEM, "session request");
+		return -ENOMEM;
+	}
 	if (!dash)
 		json_object_set_new(body, "ContainerFormat", json_string("FRAGMENTED_MP4"));
 	json_t *reply = NULL;
@@ -572,13 +600,13 @@ static int session_url(struct kvs_client *c, const char *stream, int dash, int e
 int kvs_get_hls_url(struct kvs_client *c, const char *stream, int expires_s, char **url,
 		    struct awserr *err)
 {
-	return session_url(c, stream, 0, expires_s, 0, url, err);
+	return session_url(c, stream, 0, expires_s, NULL, 0, url, err);
 }
 
 int kvs_get_dash_url(struct kvs_client *c, const char *stream, int expires_s, char **url,
 		     struct awserr *err)
 {
-	return session_url(c, stream, 1, expires_s, 0, url, err);
+	return session_url(c, stream, 1, expires_s, NULL, 0, url, err);
 }
 
 /* kvs_get_session_document() within deadline (0: none). */
@@ -616,8 +644,15 @@ int kvs_get_session_document(struct kvs_client *c, const char *url, struct buf *
 int kvs_live_session(struct kvs_client *c, const char *stream, int dash, int expires_s,
 		     unsigned budget_ms, char **url, struct buf *doc, struct awserr *err)
 {
+	return kvs_playback_session(c, stream, dash, NULL, expires_s, budget_ms, url, doc, err);
+}
+
+int kvs_playback_session(struct kvs_client *c, const char *stream, int dash,
+			 const struct kvs_range *range, int expires_s, unsigned budget_ms,
+			 char **url, struct buf *doc, struct awserr *err)
+{
 	int64_t deadline = budget_ms ? clk_mono_ms() + budget_ms : 0;
-	int rc = session_url(c, stream, dash, expires_s, deadline, url, err);
+	int rc = session_url(c, stream, dash, expires_s, range, deadline, url, err);
 	if (rc)
 		return rc;
 	rc = session_document(c, *url, deadline, doc, err);

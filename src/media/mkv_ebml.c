@@ -214,12 +214,14 @@ static void on_head(struct mkv_reader *r)
 		if ((flags & 0x06) && n >= l + 4)
 			frames = h[l + 3] + 1u;
 		if (r->head_use == HEAD_SIMPLEBLOCK) {
-			mkv_record_block(r, track, rel, (flags & 0x80) != 0, frames);
+			mkv_record_block(r, track, rel, (flags & 0x80) != 0, frames, flags, l + 3, 1);
 		} else {
 			fb->bg_has_block = 1;
 			fb->bg_track = track;
 			fb->bg_tc = rel;
 			fb->bg_frames = frames;
+			fb->bg_flags = flags;
+			fb->bg_head_len = l + 3;
 		}
 		return;
 	}
@@ -372,6 +374,8 @@ static int cluster_child(struct mkv_reader *r, const struct el *e)
 		begin_head(r, HEAD_TIMECODE, e->size, 8);
 		return 1;
 	case ID_SIMPLEBLOCK:
+		fb->blk_off = r->pos;
+		fb->blk_size = e->size;
 		begin_head(r, HEAD_SIMPLEBLOCK, e->size, 12);
 		return 1;
 	case ID_BLOCKGROUP:
@@ -390,6 +394,8 @@ static int cluster_child(struct mkv_reader *r, const struct el *e)
 static int blockgroup_child(struct mkv_reader *r, const struct el *e)
 {
 	if (e->id == ID_BLOCK && e->size != UNKNOWN_SIZE) {
+		r->fb.blk_off = r->pos;
+		r->fb.blk_size = e->size;
 		begin_head(r, HEAD_BLOCK, e->size, 12);
 		return 1;
 	}

@@ -188,14 +188,23 @@ void mkv_emit_cluster(struct mkv_reader *r)
 	}
 }
 
-void mkv_record_block(struct mkv_reader *r, uint64_t track, int16_t rel, int key, unsigned frames)
+void mkv_record_block(struct mkv_reader *r, uint64_t track, int16_t rel, int key,
+		      unsigned frames, uint8_t flags, unsigned head_len, int simple)
 {
 	struct frag_build *fb = &r->fb;
 	fb->f.blocks++;
+	int64_t abs_tc = (int64_t)(fb->cl_has_tc ? fb->cl_tc & 0x3fffffffffffffffull : 0) + rel;
+	if (r->cb.block) {
+		struct mkv_block b = { .track = track, .timecode = abs_tc, .key = key, .flags = flags,
+				       .simple = simple, .offset = fb->blk_off, .size = fb->blk_size,
+				       .head_len = head_len };
+		int rc = r->cb.block(r->cb.opaque, fb->f.index, &b);
+		if (rc)
+			mkv_stop(r, rc);
+	}
 	struct mkv_track *t = mkv_track_get(r, track);
 	if (!t)
 		return;
-	int64_t abs_tc = (int64_t)(fb->cl_has_tc ? fb->cl_tc & 0x3fffffffffffffffull : 0) + rel;
 	if (t->blocks == 0) {
 		t->first_timecode = t->min_timecode = t->max_timecode = abs_tc;
 	} else {
@@ -215,7 +224,8 @@ void mkv_blockgroup_end(struct mkv_reader *r)
 {
 	struct frag_build *fb = &r->fb;
 	if (fb->bg_has_block)
-		mkv_record_block(r, fb->bg_track, fb->bg_tc, !fb->bg_has_ref, fb->bg_frames);
+		mkv_record_block(r, fb->bg_track, fb->bg_tc, !fb->bg_has_ref, fb->bg_frames,
+				 fb->bg_flags, fb->bg_head_len, 0);
 	fb->bg_has_block = 0;
 	fb->bg_has_ref = 0;
 }

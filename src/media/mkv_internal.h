@@ -75,6 +75,10 @@ struct frag_build {
 	uint64_t bg_track;
 	int16_t bg_tc;
 	unsigned bg_frames;
+	uint8_t bg_flags;
+	unsigned bg_head_len;
+	/* body of the block being read (SimpleBlock or Block) */
+	uint64_t blk_off, blk_size;
 	/* TrackEntry being decoded */
 	uint64_t pending_codec_private;
 };
@@ -140,7 +144,7 @@ void mkv_fragment_end(struct mkv_reader *r, uint64_t end);
 void mkv_emit_cluster(struct mkv_reader *r);
 /* Counts one block of track with a relative timecode. */
 void mkv_record_block(struct mkv_reader *r, uint64_t track, int16_t rel, int key,
-		      unsigned frames);
+		      unsigned frames, uint8_t flags, unsigned head_len, int simple);
 /* A BlockGroup or Cluster closed. */
 void mkv_blockgroup_end(struct mkv_reader *r);
 void mkv_cluster_end(struct mkv_reader *r);

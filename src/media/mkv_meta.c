@@ -168,6 +168,11 @@ int mkv_capture_append(struct mkv_reader *r, const uint8_t *p, size_t n)
 
 void mkv_capture_end(struct mkv_reader *r)
 {
+	if (r->cb.element && !r->remaining) {
+		int erc = r->cb.element(r->cb.opaque, r->fb.f.index, r->el_id, r->cap.data, r->cap.len);
+		if (erc)
+			mkv_stop(r, erc);
+	}
 	int rc = mkv_wr_parse(r->wr, r->el_start, (const uint8_t *)r->cap.data, r->cap.len);
 	if (r->cap.cap > 1024 * 1024) /* do not keep a large buffer around */
 		buf_free(&r->cap);

@@ -1,5 +1,7 @@
 /*
- * clips: the files MNT/<stream>/clips/START-END.mp4, made with KVS GetClip (see docs/CLIPS.md).
+ * clips: the files MNT/<stream>/clips/START-END.mp4, made with KVS GetClip, and START-END.mkv,
+ * written by kvsfs from the fragments (clips_make_mkv; see docs/CLIPS.md). The playlists
+ * START-END.m3u8/.mpd share the names (clips_parse_kind) but are sessions (include/kvsfs/live.h).
  *
  * A clip holds every fragment whose start (on the mount's timestamp basis) lies in [START, END].
  * GetClip silently stops at 200 fragments or 100 MB and allows 1 call a second per stream, so a
@@ -28,6 +30,11 @@ struct fcache;
 struct fcache_pin;
 struct log_ctx;
 struct clips;
+struct fetcher;
+
+/* The names of clips/: START-END.mp4 (GetClip), .mkv (written from the fragments), .m3u8 and
+ * .mpd (ON_DEMAND HLS and DASH sessions, include/kvsfs/live.h). */
+enum clips_kind { CLIPS_MP4 = 0, CLIPS_MKV = 1, CLIPS_M3U8 = 2, CLIPS_MPD = 3 };
 
 #define CLIPS_MAX_SPAN_MS (24LL * 3600 * 1000)  /* GetClip's (and so a clip name's) longest range */
 #define CLIPS_DEFAULT_MAX_FRAGMENTS 200
@@ -51,6 +58,12 @@ void clips_free(struct clips *c);
 /* Strict name check, no network: 0 and the range; -ENOENT malformed name; -EINVAL END before
  * START; -EFBIG span over 24 h. Pure, thread-safe. */
 int clips_parse(const char *name, int64_t *start_ms, int64_t *end_ms);
+
+/* clips_parse for any kind: the .mp4 grammar and errnos with the extension .mp4, .mkv, .m3u8 or
+ * .mpd, which sets *kind. Pure. */
+int clips_parse_kind(const char *name, int64_t *start_ms, int64_t *end_ms, enum clips_kind *kind);
+/* The canonical name of a range and kind (names_format_clip with its extension); 0 or -EINVAL. */
+int clips_format(int64_t start_ms, int64_t end_ms, enum clips_kind kind, char out[64]);
 
 /* One GetClip call of a plan: fragments v[first .. first + count) of the planned list. */
 struct clips_group {
@@ -94,6 +107,19 @@ int clips_make(struct clips *c, const char *stream, const char *name, int64_t st
  */
 int clips_make_open(struct clips *c, const char *stream, const char *name, int64_t start_ms,
 		    int64_t end_ms, int *fd, uint64_t *size, struct fcache_pin **pin);
+
+/*
+ * START-END.mkv: like clips_make / clips_make_open, but the file is written by kvsfs from the
+ * fragments of the range, got through f (the fragments/ fetcher and disk cache) in batches (see
+ * docs/CLIPS.md, "START-END.mkv"). Errors as clips_make, plus -EMEDIUMTYPE when the fragments'
+ * Tracks differ inside the range (codec settings changed), -EIO for a fragment that is not one
+ * complete MKV document, -EINVAL without f.
+ */
+int clips_make_mkv(struct clips *c, struct fetcher *f, const char *stream, const char *name,
+		   int64_t start_ms, int64_t end_ms, uint64_t *size);
+int clips_make_mkv_open(struct clips *c, struct fetcher *f, const char *stream, const char *name,
+			int64_t start_ms, int64_t end_ms, int *fd, uint64_t *size,
+			struct fcache_pin **pin);
 
 /* Opens a made clip like fcache_get: 0 with *fd (caller closes), *size and *pin (caller releases
  * with clips_unpin or fcache_unpin on the same cache); -ENOENT when not cached (e.g. evicted):

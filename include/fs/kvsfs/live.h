@@ -91,6 +91,19 @@ void live_stat(struct live_session *s, enum live_wait w, struct live_info *out);
  */
 int live_open(struct live_session *s, struct live_doc **out);
 
+/*
+ * ON_DEMAND playlists (clips/START-END.m3u8 and .mpd): the current document of the session over
+ * range of stream (HLS fMP4 or DASH), made on first use, shared by every caller of the same range,
+ * renewed at 80 % of its lifetime like a live one. At most LIVE_RANGE_MAX range sessions are kept
+ * per stream and kind (the least recently opened idle one is dropped), so with their renewals and
+ * the live session they stay within KVS's 10 active sessions per stream. Returns like live_open;
+ * a range without fragments is -ENOENT; -ENOMEM.
+ */
+#define LIVE_RANGE_MAX 4
+struct kvs_range;
+int live_range_open(struct live_set *set, const char *stream, int dash,
+		    const struct kvs_range *range, struct live_doc **out);
+
 /* Drops a reference; NULL is a no-op. */
 void live_doc_unref(struct live_doc *d);
 

@@ -125,6 +125,21 @@ int kvs_get_session_document(struct kvs_client *c, const char *url, struct buf *
 int kvs_live_session(struct kvs_client *c, const char *stream, int dash, int expires_s,
 		     unsigned budget_ms, char **url, struct buf *doc, struct awserr *err);
 
+/* A time range on a timestamp basis (ON_DEMAND playback sessions). */
+struct kvs_range {
+	enum kvs_ts_type ts;
+	int64_t start_ms, end_ms;
+};
+#define KVS_PLAYLIST_MAX 5000  /* fragments in one ON_DEMAND playlist or manifest, at most */
+
+/*
+ * kvs_live_session with range NULL; with a range, an ON_DEMAND session over it (HLS fMP4 or DASH,
+ * at most KVS_PLAYLIST_MAX fragments). A range without fragments is -ENOENT (404).
+ */
+int kvs_playback_session(struct kvs_client *c, const char *stream, int dash,
+			 const struct kvs_range *range, int expires_s, unsigned budget_ms,
+			 char **url, struct buf *doc, struct awserr *err);
+
 /* Sorts a fragment list by start time on the given basis, then by number (big integers). */
 void kvs_fragments_sort(struct kvs_fragment_list *l, enum kvs_ts_type type);
 

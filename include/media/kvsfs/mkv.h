@@ -134,6 +134,19 @@ struct mkv_fragment {
 	struct mkv_tag *tags;               /* in stream order, at most MKV_MAX_TAGS */
 };
 
+/* One block (SimpleBlock, or the Block of a BlockGroup) as the block callback reports it. The
+ * element's body is the stream bytes [offset, offset + size): head_len bytes of head (track
+ * number, relative timecode, flags) then the lacing and frame data, which a writer copies. */
+struct mkv_block {
+	uint64_t track;
+	int64_t timecode;      /* absolute, in Segment ticks (cluster timecode + relative) */
+	int key;               /* SimpleBlock keyframe flag, or a BlockGroup without ReferenceBlock */
+	uint8_t flags;         /* the block's flags byte as stored */
+	int simple;            /* 1: SimpleBlock, 0: Block of a BlockGroup */
+	uint64_t offset, size; /* the element's body in the stream */
+	unsigned head_len;
+};
+
 /* Event callbacks; any may be NULL. Each returns 0 to continue or a negative errno to stop: the
  * push/finish call then returns that value and the reader refuses further input. Pointers passed
  * are valid only during the call. */
@@ -150,6 +163,11 @@ struct mkv_callbacks {
 		       uint64_t timecode);
 	/* The fragment ended; frag->offset + frag->length is one past its last byte. */
 	int (*fragment_end)(void *opaque, const struct mkv_fragment *frag);
+	/* A block was read (its frame data follows in the stream; see struct mkv_block). */
+	int (*block)(void *opaque, unsigned index, const struct mkv_block *b);
+	/* A metadata element collected whole (Info, Tracks, Tags, or a TrackEntry/Tag of an
+	 * open-ended parent): id and its raw bytes, element header included, before decoding. */
+	int (*element)(void *opaque, unsigned index, uint32_t id, const void *data, size_t len);
 };
 
 struct mkv_reader;
@@ -190,6 +208,11 @@ enum mkv_tag_kind mkv_tag_kind_of(const char *name);
 /* Parses a KVS timestamp "1511852109.126" (decimal seconds) to milliseconds, rounding up like the
  * parser library (ceil(x * 1000)), exactly (no floating point). Returns 0 or -EINVAL. */
 int mkv_parse_timestamp_ms(const char *s, int64_t *ms);
+/* Compares two raw Tracks elements (header included, as the element callback passes them):
+ * 1 when they describe the same tracks (every element equal but TrackUID, Void and CRC-32, in
+ * the same order), 0 when they differ, -EINVAL when either is not one well-formed sized Tracks.
+ * Pure; bounded by the inputs' lengths. */
+int mkv_tracks_same(const void *a, size_t alen, const void *b, size_t blen);
 /* Human-readable name of a tag kind ("user", "fragment_number", ...). */
 const char *mkv_tag_kind_name(enum mkv_tag_kind kind);
 

@@ -1,7 +1,8 @@
 /*
- * clips: START-END.mp4 files made with KVS GetClip (contract in include/kvsfs/clips.h, design in
- * docs/CLIPS.md; the files of this folder in clips_int.h). This file: the object, names, made
- * clips in the cache (size, open, listing), and the single flight of generations.
+ * clips: START-END.mp4 files made with KVS GetClip and START-END.mkv files written from the
+ * fragments (contract in include/kvsfs/clips.h, design in docs/CLIPS.md; the files of this folder
+ * in clips_int.h). This file: the object, names of every kind, made clips in the cache (size,
+ * open, listing), and the single flight of generations (one per clip name, either kind).
  *
  * Single flight: a util/sflight keyed "stream/name". The first caller for a clip that is not
  * cached leads: it generates (generate.c) with no lock held, then finishes the flight with the
@@ -36,6 +37,36 @@ int clips_parse(const char *name, int64_t *start_ms, int64_t *end_ms)
 		return -EFBIG;
 	*start_ms = a;
 	*end_ms = b;
+	return 0;
+}
+
+static const char *const kind_ext[] = { ".mp4", ".mkv", ".m3u8", ".mpd" };
+
+int clips_parse_kind(const char *name, int64_t *start_ms, int64_t *end_ms, enum clips_kind *kind)
+{
+	char tmp[96];
+	size_t len = name ? strlen(name) : 0;
+	for (int k = 0; k < 4; k++) {
+		size_t el = strlen(kind_ext[k]);
+		if (len <= el || len - el + 4 >= sizeof(tmp) || strcmp(name + len - el, kind_ext[k]))
+			continue;
+		/* the .mp4 grammar with the extension swapped */
+		memcpy(tmp, name, len - el);
+		memcpy(tmp + len - el, ".mp4", 5);
+		*kind = (enum clips_kind)k;
+		return clips_parse(tmp, start_ms, end_ms);
+	}
+	return -ENOENT;
+}
+
+int clips_format(int64_t start_ms, int64_t end_ms, enum clips_kind kind, char out[64])
+{
+	if (names_format_clip(start_ms, end_ms, out) || (unsigned)kind > CLIPS_MPD)
+		return -EINVAL;
+	size_t len = strlen(out);
+	if (len - 4 + strlen(kind_ext[kind]) >= 64)
+		return -EINVAL;
+	strcpy(out + len - 4, kind_ext[kind]);
 	return 0;
 }
 
@@ -146,9 +177,10 @@ int clips_list(struct clips *c, const char *stream,
 
 #define OPEN_ATTEMPTS 3
 
-/* clips_make (fd NULL) and clips_make_open (fd, pin). */
-static int make_common(struct clips *c, const char *stream, const char *name, int64_t start_ms,
-		       int64_t end_ms, uint64_t *size, int *fd, struct fcache_pin **pin)
+/* clips_make* (fd NULL) and clips_make*_open (fd, pin); f: a .mkv, made from fragments. */
+static int make_common(struct clips *c, struct fetcher *f, const char *stream, const char *name,
+		       int64_t start_ms, int64_t end_ms, uint64_t *size, int *fd,
+		       struct fcache_pin **pin)
 {
 	char key[FCACHE_KEY_MAX + 1];
 	int rc = cl_clip_key(stream, name, key);
@@ -181,7 +213,8 @@ static int make_common(struct clips *c, const char *stream, const char *name, in
 			continue; /* open it (made again if evicted meanwhile) */
 		}
 		uint64_t sz = 0;
-		rc = cl_make_one(c, stream, name, start_ms, end_ms, &sz, fd, pin);
+		rc = f ? cl_make_mkv(c, f, stream, name, start_ms, end_ms, &sz, fd, pin)
+		       : cl_make_one(c, stream, name, start_ms, end_ms, &sz, fd, pin);
 		sflight_finish(c->flights, call, &(struct sflight_result){ .err = rc, .n = sz }, 0);
 		if (rc == 0)
 			*size = sz;
@@ -195,7 +228,26 @@ static int make_common(struct clips *c, const char *stream, const char *name, in
 int clips_make(struct clips *c, const char *stream, const char *name, int64_t start_ms,
 	       int64_t end_ms, uint64_t *size)
 {
-	return make_common(c, stream, name, start_ms, end_ms, size, NULL, NULL);
+	return make_common(c, NULL, stream, name, start_ms, end_ms, size, NULL, NULL);
+}
+
+int clips_make_mkv(struct clips *c, struct fetcher *f, const char *stream, const char *name,
+		   int64_t start_ms, int64_t end_ms, uint64_t *size)
+{
+	if (!f)
+		return -EINVAL;
+	return make_common(c, f, stream, name, start_ms, end_ms, size, NULL, NULL);
+}
+
+int clips_make_mkv_open(struct clips *c, struct fetcher *f, const char *stream, const char *name,
+			int64_t start_ms, int64_t end_ms, int *fd, uint64_t *size,
+			struct fcache_pin **pin)
+{
+	*fd = -1;
+	*pin = NULL;
+	if (!f)
+		return -EINVAL;
+	return make_common(c, f, stream, name, start_ms, end_ms, size, fd, pin);
 }
 
 int clips_make_open(struct clips *c, const char *stream, const char *name, int64_t start_ms,
@@ -203,5 +255,5 @@ int clips_make_open(struct clips *c, const char *stream, const char *name, int64
 {
 	*fd = -1;
 	*pin = NULL;
-	return make_common(c, stream, name, start_ms, end_ms, size, fd, pin);
+	return make_common(c, NULL, stream, name, start_ms, end_ms, size, fd, pin);
 }

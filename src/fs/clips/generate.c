@@ -210,32 +210,37 @@ struct gen {
 	struct mp4_join *j;
 };
 
-/* Step 1: the fragments whose start lies in [start_ms, end_ms], into g->fl. */
-static int list_range(struct gen *g, int64_t start_ms, int64_t end_ms)
+int cl_list_range(struct clips *c, const char *stream, const char *name, int64_t start_ms,
+		  int64_t end_ms, struct kvs_fragment_list *fl)
 {
-	struct clips *c = g->c;
 	struct awserr ae;
 	awserr_clear(&ae);
-	int rc = kvs_list_fragments(c->o.kvs, g->stream, c->o.ts, start_ms, end_ms, &g->fl, &ae);
+	int rc = kvs_list_fragments(c->o.kvs, stream, c->o.ts, start_ms, end_ms, fl, &ae);
 	if (rc) {
 		char why[AWSERR_MSG_MAX + 256];
-		LOG_ERROR(c->o.log, "clips", "%s/%s: ListFragments failed: %s", g->stream, g->name,
+		LOG_ERROR(c->o.log, "clips", "%s/%s: ListFragments failed: %s", stream, name,
 			  awserr_format(&ae, why, sizeof(why)));
 		return rc;
 	}
 	size_t n = 0;
-	for (size_t i = 0; i < g->fl.n; i++) {
-		int64_t t = cl_frag_start(&g->fl.v[i], c->o.ts);
+	for (size_t i = 0; i < fl->n; i++) {
+		int64_t t = cl_frag_start(&fl->v[i], c->o.ts);
 		if (t >= start_ms && t <= end_ms)
-			g->fl.v[n++] = g->fl.v[i];
+			fl->v[n++] = fl->v[i];
 	}
-	g->fl.n = n;
+	fl->n = n;
 	if (n == 0) {
 		LOG_ERROR(c->o.log, "clips", "%s/%s: no fragment starts in the range (empty, or outside "
-			  "the stream's retention)", g->stream, g->name);
+			  "the stream's retention)", stream, name);
 		return -ENOENT;
 	}
 	return 0;
+}
+
+/* Step 1: the fragments whose start lies in [start_ms, end_ms], into g->fl. */
+static int list_range(struct gen *g, int64_t start_ms, int64_t end_ms)
+{
+	return cl_list_range(g->c, g->stream, g->name, start_ms, end_ms, &g->fl);
 }
 
 /* Step 2: the GetClip calls, into g->g / g->ng, and room for their parts. */
@@ -360,11 +365,42 @@ static int copy_join(struct gen *g, struct fcache_writer *w, uint64_t total)
 	return rc;
 }
 
+int cl_commit(struct clips *c, const char *stream, const char *name, const char *key,
+	      struct fcache_writer *w, uint64_t total, int *fd, struct fcache_pin **pin)
+{
+	uint64_t committed = 0;
+	int rc = fd ? fcache_commit_get(w, fd, &committed, pin) : fcache_commit(w, &committed);
+	if (rc) {
+		LOG_ERROR(c->o.log, "clips", "%s/%s: cannot commit the clip to the cache: %s", stream,
+			  name, strerror(-rc));
+		return rc;
+	}
+	if (committed == total)
+		return 0;
+	LOG_ERROR(c->o.log, "clips", "%s/%s: cached clip has %" PRIu64 " bytes, expected %" PRIu64,
+		  stream, name, committed, total);
+	if (fd) {
+		close(*fd);
+		*fd = -1;
+		fcache_unpin(c->o.cache, *pin);
+		*pin = NULL;
+	}
+	fcache_remove(c->o.cache, key);
+	return -EIO;
+}
+
+int cl_lookup(struct clips *c, const char *key, uint64_t *size, int *fd, struct fcache_pin **pin)
+{
+	if (fd)
+		return fcache_get(c->o.cache, key, fd, size, pin);
+	return fcache_contains(c->o.cache, key, size) ? 0 : -ENOENT;
+}
+
 /* Step 5: the joined clip committed under g->key (opened and pinned when fd != NULL). */
 static int store_clip(struct gen *g, uint64_t *size, int *fd, struct fcache_pin **pin)
 {
 	struct clips *c = g->c;
-	uint64_t total = mp4_join_size(g->j), committed = 0;
+	uint64_t total = mp4_join_size(g->j);
 	struct fcache_writer *w = NULL;
 	int rc = fcache_begin(c->o.cache, g->key, &w);
 	if (rc) {
@@ -377,24 +413,9 @@ static int store_clip(struct gen *g, uint64_t *size, int *fd, struct fcache_pin 
 		fcache_abort(w);
 		return rc;
 	}
-	rc = fd ? fcache_commit_get(w, fd, &committed, pin) : fcache_commit(w, &committed);
-	if (rc) {
-		LOG_ERROR(c->o.log, "clips", "%s/%s: cannot commit the clip to the cache: %s", g->stream,
-			  g->name, strerror(-rc));
+	rc = cl_commit(c, g->stream, g->name, g->key, w, total, fd, pin);
+	if (rc)
 		return rc;
-	}
-	if (committed != total) {
-		LOG_ERROR(c->o.log, "clips", "%s/%s: cached clip has %" PRIu64 " bytes, expected %" PRIu64,
-			  g->stream, g->name, committed, total);
-		if (fd) {
-			close(*fd);
-			*fd = -1;
-			fcache_unpin(c->o.cache, *pin);
-			*pin = NULL;
-		}
-		fcache_remove(c->o.cache, g->key);
-		return -EIO;
-	}
 	*size = total;
 	LOG_DEBUG(c->o.log, "clips", "%s/%s: made, %" PRIu64 " bytes from %zu part%s", g->stream,
 		  g->name, total, g->ng, g->ng == 1 ? "" : "s");
@@ -424,13 +445,9 @@ int cl_make_one(struct clips *c, const char *stream, const char *name, int64_t s
 	int rc = cl_clip_key(stream, name, g.key);
 	if (rc)
 		return rc;
-	if (fd) {
-		rc = fcache_get(c->o.cache, g.key, fd, size, pin);
-		if (rc != -ENOENT)
-			return rc;
-	} else if (fcache_contains(c->o.cache, g.key, size)) {
-		return 0;
-	}
+	rc = cl_lookup(c, g.key, size, fd, pin);
+	if (rc != -ENOENT)
+		return rc; /* made meanwhile */
 	rc = list_range(&g, start_ms, end_ms);
 	if (rc == 0)
 		rc = plan_parts(&g);

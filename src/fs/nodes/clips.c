@@ -1,7 +1,8 @@
 /*
- * clips: the clips folder of a stream, /STREAM/clips/, and its files START-END.mp4
- * (docs/CLIPS.md). The clips themselves are made by the clips module (include/kvsfs/clips.h:
- * GetClip parts joined and cached, single flight per clip); this file only maps the tree on it.
+ * clips: the clips folder of a stream, /STREAM/clips/, and its files START-END.mp4 and
+ * START-END.mkv (docs/CLIPS.md). The clips themselves are made by the clips module
+ * (include/kvsfs/clips.h: GetClip parts joined and cached for .mp4, the fragments written as one
+ * Matroska file for .mkv; single flight per clip); this file only maps the tree on it.
  *
  * The folder lists the clips already made (a listing never calls GetClip). Looking a name up
  * checks it strictly (a malformed name, END before START or a span over 24 h is refused with one
@@ -22,6 +23,21 @@
 #include "kvsfs/log.h"
 #include "kvsfs/names.h"
 
+/* The kind of a clip node (its ops table tells). */
+static enum clips_kind kind_of(const struct node_ref *n)
+{
+	return n->val.ops == &node_clip_mkv_ops ? CLIPS_MKV : CLIPS_MP4;
+}
+
+/* Makes the clip (or shares its generation); size exact. */
+static int make(struct vfs *v, enum clips_kind kind, const char *stream, const char *name,
+		int64_t start, int64_t end, uint64_t *size)
+{
+	if (kind == CLIPS_MKV)
+		return clips_make_mkv(v->c.clips, v->fetch, stream, name, start, end, size);
+	return clips_make(v->c.clips, stream, name, start, end, size);
+}
+
 struct clip_file {
 	struct vfs_file f;          /* first: the core's view */
 	int fd;
@@ -38,23 +54,33 @@ static int clips_lookup(struct vfs *v, const struct node_ref *dir, const char *n
 	int64_t start, end;
 	char canon[64];
 	uint64_t size;
+	enum clips_kind kind;
 	const char *stream = dir->val.stream->name;
-	int rc = clips_parse(name, &start, &end);
+	int rc = clips_parse_kind(name, &start, &end, &kind);
 	if (rc) {
 		LOG_WARN(v->c.log, "vfs", "%s: clip name '%.80s' refused: %s", stream, name,
 			 rc == -EINVAL ? "END is before START" : rc == -EFBIG ?
-			 "the range is longer than 24 hours" : "not START-END.mp4 in UTC basic ISO 8601");
+			 "the range is longer than 24 hours" :
+			 "not START-END.mp4, .mkv, .m3u8 or .mpd in UTC basic ISO 8601");
 		return rc;
 	}
-	if (names_format_clip(start, end, canon))
+	if (kind == CLIPS_M3U8 || kind == CLIPS_MPD) {
+		/* a playlist (nodes/live.c): its session is made on open */
+		r->val.ops = kind == CLIPS_MPD ? &node_clip_mpd_ops : &node_clip_m3u8_ops;
+		r->val.stream = dir->val.stream;
+		r->val.t0 = start;
+		r->val.t1 = end;
+		return 0;
+	}
+	if (clips_format(start, end, kind, canon))
 		return -ENOENT;
 	/* the first stat or open of a clip makes it */
 	if (clips_cached_size(v->c.clips, stream, canon, &size) != 0) {
-		rc = clips_make(v->c.clips, stream, canon, start, end, &size);
+		rc = make(v, kind, stream, canon, start, end, &size);
 		if (rc)
 			return rc;
 	}
-	r->val.ops = &node_clip_ops;
+	r->val.ops = kind == CLIPS_MKV ? &node_clip_mkv_ops : &node_clip_ops;
 	r->val.stream = dir->val.stream;
 	r->val.t0 = start;
 	r->val.t1 = end;
@@ -71,10 +97,12 @@ static int list_one(void *arg, const char *name, uint64_t size)
 {
 	struct list_arg *la = arg;
 	int64_t start, end;
+	enum clips_kind kind;
 	(void)size;
-	if (clips_parse(name, &start, &end))
-		return 0;
-	struct node_val proto = { .ops = &node_clip_ops, .stream = la->stream, .t0 = start,
+	if (clips_parse_kind(name, &start, &end, &kind) || kind == CLIPS_M3U8 || kind == CLIPS_MPD)
+		return 0; /* playlists are not listed */
+	struct node_val proto = { .ops = kind == CLIPS_MKV ? &node_clip_mkv_ops : &node_clip_ops,
+				  .stream = la->stream, .t0 = start,
 				  .t1 = end };
 	return vfs_dir_add(la->b, name, &proto);
 }
@@ -108,9 +136,9 @@ static int clip_getattr(struct vfs *v, const struct node_ref *n, enum attr_use u
 	a->mtime_ms = n->val.t0;
 	a->timeout = VFS_IMMUTABLE_TIMEOUT;
 	/* exact size of the made clip; made again if the cache evicted it */
-	if (names_format_clip(n->val.t0, n->val.t1, name) == 0 &&
+	if (clips_format(n->val.t0, n->val.t1, kind_of(n), name) == 0 &&
 	    clips_cached_size(v->c.clips, stream, name, &size) != 0 &&
-	    clips_make(v->c.clips, stream, name, n->val.t0, n->val.t1, &size) != 0) {
+	    make(v, kind_of(n), stream, name, n->val.t0, n->val.t1, &size) != 0) {
 		size = 0;
 		a->timeout = 1;
 	}
@@ -129,15 +157,18 @@ static int clip_open(struct vfs *v, const struct node_ref *n, int flags, struct 
 	struct clip_file *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	f->f.ops = &node_clip_ops;
+	f->f.ops = n->val.ops;
 	f->fd = -1;
-	if (names_format_clip(n->val.t0, n->val.t1, f->name)) {
+	if (clips_format(n->val.t0, n->val.t1, kind_of(n), f->name)) {
 		free(f);
 		return -ENOENT;
 	}
 	/* made (again, if evicted) and pinned in one step: it cannot vanish in between */
 	rc = clips_open(v->c.clips, stream, f->name, &f->fd, &f->size, &f->pin);
-	if (rc == -ENOENT)
+	if (rc == -ENOENT && kind_of(n) == CLIPS_MKV)
+		rc = clips_make_mkv_open(v->c.clips, v->fetch, stream, f->name, n->val.t0, n->val.t1,
+					 &f->fd, &f->size, &f->pin);
+	else if (rc == -ENOENT)
 		rc = clips_make_open(v->c.clips, stream, f->name, n->val.t0, n->val.t1, &f->fd,
 				     &f->size, &f->pin);
 	if (rc) {
@@ -166,12 +197,15 @@ static void clip_release(struct vfs *v, struct vfs_file *vf)
 	free(f);
 }
 
-const struct node_ops node_clip_ops = {
-	.kind = "clip",
-	.getattr = clip_getattr,
-	.open = clip_open,
-	.read = clip_read,
-	.release = clip_release,
-	.getxattr = node_stream_getxattr,
-	.listxattr = node_stream_listxattr,
-};
+/* .mp4 and .mkv differ only by how a clip is made (kind_of: clips_make or clips_make_mkv). */
+#define CLIP_OPS(name) {                                \
+	.kind = name,                                   \
+	.getattr = clip_getattr,                        \
+	.open = clip_open,                              \
+	.read = clip_read,                              \
+	.release = clip_release,                        \
+	.getxattr = node_stream_getxattr,               \
+	.listxattr = node_stream_listxattr,             \
+}
+const struct node_ops node_clip_ops = CLIP_OPS("clip");
+const struct node_ops node_clip_mkv_ops = CLIP_OPS("clip-mkv");

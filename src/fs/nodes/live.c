@@ -10,6 +10,10 @@
  * there is no current document the size is a placeholder with attribute timeout 0, so the next
  * stat asks again. An open gets the current document (or the creation's errno) and reads it with
  * direct_io: each open reads the document it got, whatever the kernel cached.
+ *
+ * It also maps the range playlists clips/START-END.m3u8 and .mpd (docs/CLIPS.md, "Playlists"):
+ * the node keeps the range (t0, t1); an open gets the document of the range's ON_DEMAND session
+ * (live_range_open); a stat makes nothing and shows size 0; reads are the same.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,6 +22,7 @@
 
 #include "nodes.h"
 #include "../core/streams.h"
+#include "kvsfs/kvs.h"
 #include "kvsfs/live.h"
 
 struct live_file {
@@ -106,16 +111,55 @@ static void live_release(struct vfs *v, struct vfs_file *vf)
 	free(f);
 }
 
-/* The two kinds differ only by name (and by which session of the stream they use). */
-#define LIVE_OPS(name) {                                \
+/* clips/START-END.m3u8 and .mpd: made on open, so a stat shows size 0 (read with direct_io). */
+static int range_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
+			 struct vfs_attr *a)
+{
+	(void)use;
+	vfs_attr_init(v, n->ino, a);
+	/* the URLs carry the session token: 0400 unless live_public, like live.m3u8 */
+	a->mode = S_IFREG | ((v->c.live_public ? 0444 : 0400) & ~v->c.umask);
+	a->size = 0;
+	a->mtime_ms = n->val.t0;
+	a->timeout = 0;
+	return 0;
+}
+
+static int range_open(struct vfs *v, const struct node_ref *n, int flags, struct vfs_file **out,
+		      int *direct_io, int *keep_cache)
+{
+	int rc = vfs_open_flags_ro(flags);
+	(void)keep_cache;
+	if (rc)
+		return rc;
+	struct live_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->f.ops = n->val.ops;
+	struct kvs_range r = { (enum kvs_ts_type)v->c.ts, n->val.t0, n->val.t1 };
+	rc = live_range_open(v->live, n->val.stream->name, n->val.ops == &node_clip_mpd_ops, &r,
+			     &f->doc);
+	if (rc) {
+		free(f);
+		return rc;
+	}
+	*direct_io = 1;
+	*out = &f->f;
+	return 0;
+}
+
+/* The live kinds differ only by name (and by which session of the stream they use); the range
+ * playlists by how they stat and open. */
+#define PLAYLIST_OPS(name, getattr_fn, open_fn) {       \
 	.kind = name,                                   \
-	.getattr = live_getattr,                        \
-	.open = live_file_open,                         \
+	.getattr = getattr_fn,                          \
+	.open = open_fn,                                \
 	.read = live_read,                              \
 	.release = live_release,                        \
 	.getxattr = node_stream_getxattr,               \
 	.listxattr = node_stream_listxattr,             \
 }
-
-const struct node_ops node_live_hls_ops = LIVE_OPS("live.m3u8");
-const struct node_ops node_live_dash_ops = LIVE_OPS("live.mpd");
+const struct node_ops node_live_hls_ops = PLAYLIST_OPS("live.m3u8", live_getattr, live_file_open);
+const struct node_ops node_live_dash_ops = PLAYLIST_OPS("live.mpd", live_getattr, live_file_open);
+const struct node_ops node_clip_m3u8_ops = PLAYLIST_OPS("clip-m3u8", range_getattr, range_open);
+const struct node_ops node_clip_mpd_ops = PLAYLIST_OPS("clip-mpd", range_getattr, range_open);

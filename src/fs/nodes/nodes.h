@@ -29,6 +29,9 @@ extern const struct node_ops node_hour_ops;        /* fragments.c */
 extern const struct node_ops node_fragment_ops;    /* fragment.c */
 extern const struct node_ops node_clips_ops;       /* clips.c */
 extern const struct node_ops node_clip_ops;        /* clips.c */
+extern const struct node_ops node_clip_mkv_ops;    /* clips.c */
+extern const struct node_ops node_clip_m3u8_ops;   /* live.c */
+extern const struct node_ops node_clip_mpd_ops;    /* live.c */
 extern const struct node_ops node_live_hls_ops;    /* live.c */
 extern const struct node_ops node_live_dash_ops;   /* live.c */
 extern const struct node_ops node_xdir_ops;        /* export.c */
