@@ -42,6 +42,7 @@
 #include "kvsfs/http.h"
 #include "kvsfs/kvs.h"
 #include "kvsfs/log.h"
+#include "kvsfs/metrics.h"
 #include "kvsfs/options.h"
 #include "kvsfs/s3.h"
 #include "kvsfs/sizeidx.h"
@@ -105,6 +106,10 @@ struct app {
 	FILE *log_fp;
 	struct daemon_ctx dm;
 	struct log_ctx lg;
+	int log_level;                    /* the level chosen at start (SIGUSR2 toggles debug) */
+	struct metrics metrics;           /* MNT/.kvsfs/metrics and status */
+	char options_text[2048];          /* the options without secrets, for the status page */
+	struct daemon_signals sigs;       /* SIGUSR1: status to the log; SIGUSR2: debug on/off */
 	struct awsconfig_files files;
 	struct awsconfig_settings settings;
 	struct creds_provider *creds;
@@ -199,7 +204,8 @@ static int app_clients(struct app *a)
 	int rc = http_client_new(&ho, &a->http);
 	if (rc)
 		return fail(&a->lg, "cannot set up HTTPS (%s); check ca_file", strerror(-rc));
-	a->aws = (struct awsreq_ctx){ .http = a->http, .creds = a->creds, .log = &a->lg };
+	a->aws = (struct awsreq_ctx){ .http = a->http, .creds = a->creds, .log = &a->lg,
+				      .metrics = &a->metrics };
 	snprintf(a->aws.region, sizeof(a->aws.region), "%s", a->settings.region);
 	struct kvs_client_opts ko = { .aws = &a->aws, .control_endpoint = a->settings.kvs_endpoint };
 	if (kvs_client_new(&ko, &a->kvs))
@@ -252,6 +258,7 @@ static int app_export(struct app *a)
 		.gid = o->gid >= 0 ? (gid_t)o->gid : getgid(),
 		.umask = o->umask >= 0 ? (mode_t)o->umask : 022,
 		.log = &a->lg,
+		.metrics = &a->metrics,
 	};
 	if (export_open(&eo, &a->export, a->err, sizeof(a->err)))
 		return fail(&a->lg, "%s", a->err);
@@ -263,6 +270,7 @@ static int app_tree(struct app *a)
 {
 	struct kvsfs_options *o = &a->opts;
 	struct clips_opts clo = { .kvs = a->kvs, .cache = a->cache, .log = &a->lg,
+				  .metrics = &a->metrics,
 				  .ts = o->timestamps_server ? KVS_TS_SERVER : KVS_TS_PRODUCER };
 	if (clips_new(&clo, &a->clips))
 		return fail(&a->lg, "%s", "out of memory");
@@ -274,6 +282,8 @@ static int app_tree(struct app *a)
 		.export = a->export,
 		.export_dir = o->export_dir ? o->export_dir : "export",
 		.log = &a->lg,
+		.metrics = &a->metrics,
+		.options_text = a->options_text,
 		.streams = o->streams,
 		.stream_prefix = o->stream_prefix,
 		.ts = o->timestamps_server ? KVS_TS_SERVER : KVS_TS_PRODUCER,
@@ -298,6 +308,33 @@ static int app_tree(struct app *a)
 	if (vfs_check(a->vfs, a->err, sizeof(a->err)))
 		return fail(&a->lg, "%s", a->err);
 	return 0;
+}
+
+/* SIGUSR1 (from the signal thread, daemon.h): the status page to the log, one line each. */
+static void on_usr1(void *arg)
+{
+	struct app *a = arg;
+	char *text = vfs_status_text(a->vfs);
+	if (!text) {
+		LOG_ERROR(&a->lg, "status", "%s", "out of memory");
+		return;
+	}
+	for (char *save = NULL, *line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save))
+		LOG_INFO(&a->lg, "status", "%s", line);
+	free(text);
+}
+
+/* SIGUSR2: debug logging on, or back to the level of the start. */
+static void on_usr2(void *arg)
+{
+	struct app *a = arg;
+	int on = log_get_level(&a->lg) < LOG_LEVEL_DEBUG;
+	if (on)
+		log_set_level(&a->lg, LOG_LEVEL_DEBUG);
+	LOG_INFO(&a->lg, "main", "debug logging %s (SIGUSR2)", on ? "on" : "off");
+	if (!on)
+		log_set_level(&a->lg, a->log_level > LOG_LEVEL_INFO ? LOG_LEVEL_INFO : a->log_level);
 }
 
 /* The FUSE session: mounted, signal handlers, the invalidation thread. Returns 0 or 1. */
@@ -327,12 +364,16 @@ static int app_mount(struct app *a)
 	a->mounted = 1;
 	if (fuse_ops_start(a->fops, a->se))
 		return fail(&a->lg, "%s", "cannot start the invalidation thread");
+	a->sigs = (struct daemon_signals){ .on_usr1 = on_usr1, .on_usr2 = on_usr2, .arg = a };
+	if (daemon_signals_start(&a->sigs))
+		return fail(&a->lg, "%s", "cannot start the signal thread");
 	return 0;
 }
 
 /* Frees everything app_* made, in reverse order (NULLs are skipped by each free). */
 static void app_close(struct app *a)
 {
+	daemon_signals_stop(&a->sigs);
 	if (a->se) {
 		if (a->mounted)
 			fuse_session_unmount(a->se);
@@ -369,8 +410,12 @@ int main(int argc, char **argv)
 		return status;
 	}
 	status = 1;
-	log_init(&a->lg, a->opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
-		 a->log_fp ? a->log_fp : stderr);
+	/* before any thread exists, so that every thread inherits the mask (daemon.h) */
+	daemon_signals_block();
+	a->log_level = a->opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO;
+	log_init(&a->lg, a->log_level, a->log_fp ? a->log_fp : stderr);
+	metrics_init(&a->metrics);
+	options_describe(&a->opts, a->options_text, sizeof(a->options_text));
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (!app_clients(a) && !app_caches(a) && !app_export(a) && !app_tree(a) && !app_mount(a)) {
 		LOG_INFO(&a->lg, "main", "mounted Kinesis Video Streams of %s on %s (%s)",
@@ -391,6 +436,7 @@ int main(int argc, char **argv)
 	curl_global_cleanup();
 	LOG_DEBUG(&a->lg, "main", "exiting with status %d", status);
 	log_destroy(&a->lg);
+	metrics_destroy(&a->metrics);
 	if (a->log_fp)
 		fclose(a->log_fp);
 	/* a failure before daemon_ready: the parent takes this exit status (the sentence is on

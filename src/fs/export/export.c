@@ -102,6 +102,7 @@ static struct export *export_new(const struct export_opts *o)
 	ex->gid = o->gid;
 	ex->umask = o->umask & 0777;
 	ex->log = o->log;
+	ex->metrics = o->metrics;
 	ex->start_ms = ex_now_ms();
 	ex->dfd = ex->lockfd = -1;
 	pthread_mutex_init(&ex->mu, NULL);

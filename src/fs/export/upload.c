@@ -33,6 +33,7 @@
 #include "export_int.h"
 #include "kvsfs/awserr.h"
 #include "kvsfs/log.h"
+#include "kvsfs/metrics.h"
 
 void ex_mpu_reset(struct xnode *n)
 {
@@ -77,6 +78,8 @@ static int queue_part(struct export *ex, struct xnode *n, uint64_t off, uint64_t
 	j->part = ++n->n_parts;
 	j->off = off;
 	j->len = len;
+	METRICS_ADD(ex->metrics, upload_parts_queued, 1);
+	METRICS_ADD(ex->metrics, upload_bytes_queued, len);
 	n->queued_end = off + len;
 	n->refs++;
 	n->inflight++;
@@ -183,6 +186,8 @@ static void *worker_main(void *arg)
 		n->inflight--;
 		pthread_cond_broadcast(&ex->done_cv);
 		ex_node_put(ex, n);
+		METRICS_ADD(ex->metrics, upload_parts_queued, -1);
+		METRICS_ADD(ex->metrics, upload_bytes_queued, -(int64_t)j->len);
 		free(j);
 		if (ex->trash) {  /* the last reference: its staging file goes, with the lock free */
 			ex_unlock(ex);

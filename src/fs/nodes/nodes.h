@@ -9,6 +9,7 @@
  *   clips, clip          /STREAM/clips/START-END.mp4  GetClip results (src/fs/clips.c)
  *   live_hls, live_dash  /STREAM/live.m3u8, live.mpd  playback sessions (src/fs/live.c)
  *   xdir, xfile          /export/...                the S3-backed folder (include/kvsfs/export.h)
+ *   kvsfs_dir, _file     /.kvsfs/metrics, status    the daemon's own view (hidden in listings)
  *
  * Adding a kind: one file in src/fs/nodes/ defining its table, one line below, and the lookup
  * and list of the folder kind that shows it.
@@ -32,9 +33,14 @@ extern const struct node_ops node_live_hls_ops;    /* live.c */
 extern const struct node_ops node_live_dash_ops;   /* live.c */
 extern const struct node_ops node_xdir_ops;        /* export.c */
 extern const struct node_ops node_xfile_ops;       /* export.c */
+extern const struct node_ops node_kvsfs_dir_ops;   /* kvsfs_dir.c: MNT/.kvsfs/ */
+extern const struct node_ops node_kvsfs_file_ops;  /* kvsfs_dir.c: .kvsfs/metrics, status */
 
 /* export.c: the lookup of export/ itself in the root (the folder named export_dir). */
 int node_export_top(struct vfs *v, struct lookup_res *r);
+
+/* kvsfs_dir.c: the lookup of .kvsfs in the root (never listed there); -ENOENT without metrics. */
+int node_kvsfs_top(struct vfs *v, struct lookup_res *r);
 
 /* stream.c: attributes of a read-only folder of the stream whose mtime is the stream's
  * creation (the stream folder, fragments/, clips/). */
