@@ -31,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "kvsfs/awsconfig.h"
 #include "kvsfs/awsreq.h"
 #include "kvsfs/clips.h"
@@ -396,12 +397,59 @@ static void app_close(struct app *a)
 	awsconfig_files_free(&a->files);
 }
 
+/* `kvsfs check [-o OPTIONS]` (check.h): the clients a mount would build, no fork, no mount.
+ * Returns the exit status. */
+static int app_check(struct app *a, int argc, char **argv)
+{
+	struct kvsfs_options *o = &a->opts;
+	if (options_parse(argc, argv, o, a->err, sizeof(a->err)) != 0) {
+		fprintf(stderr, "kvsfs check: %s\n", a->err);
+		return 2;
+	}
+	/* the checks print one line each; the clients' own log lines would repeat them */
+	log_init(&a->lg, o->debug ? LOG_LEVEL_DEBUG : -1, stderr);
+	metrics_init(&a->metrics);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	int status = app_clients(a) ? 1 : -1;
+	char export_url[1024] = "";
+	if (status < 0 && o->export_bucket) {
+		snprintf(export_url, sizeof(export_url), "s3://%s/%s", o->export_bucket,
+			 o->export_prefix ? o->export_prefix : "");
+		struct s3_client_opts s3o = { .aws = &a->aws, .endpoint = a->settings.s3_endpoint,
+					      .bucket = o->export_bucket,
+					      .path_style = o->s3_path_style };
+		if (s3_client_new(&s3o, &a->s3))
+			status = fail(&a->lg, "%s", "cannot set up the S3 client");
+	}
+	if (status < 0) {
+		struct check_setup cs = {
+			.aws = &a->aws, .kvs = a->kvs, .s3 = a->s3, .region = a->settings.region,
+			.kvs_endpoint = a->settings.kvs_endpoint ? a->settings.kvs_endpoint : "(default)",
+			.s3_endpoint = a->settings.s3_endpoint ? a->settings.s3_endpoint : "(default)",
+			.creds_source = creds_provider_describe(a->creds),
+			.stream = o->streams ? o->streams[0] : NULL, .stream_prefix = o->stream_prefix,
+			.export_url = export_url, .export_prefix = o->export_prefix,
+		};
+		status = check_run(&cs);
+	}
+	app_close(a);
+	options_free(o);
+	curl_global_cleanup();
+	log_destroy(&a->lg);
+	metrics_destroy(&a->metrics);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	struct app app;
 	memset(&app, 0, sizeof(app)); /* every pointer NULL: app_close() frees what exists */
 	struct app *a = &app;
 	a->fargs = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
+	if (argc > 1 && !strcmp(argv[1], "check")) {
+		argv[1] = argv[0];
+		return app_check(a, argc - 1, argv + 1);
+	}
 	int status = app_start(a, argc, argv);
 	if (status >= 0) {
 		if (a->log_fp)
