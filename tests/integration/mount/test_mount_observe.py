@@ -229,3 +229,43 @@ def test_sigusr1_logs_status_and_sigusr2_toggles_debug(obsrv, mount):
     m.signal(signal.SIGUSR1)
     wait_log(m, r"kvsfs\[info\] status: Options: ", 2)
     assert m.log().count("kvsfs[debug]") == n_debug
+
+
+def test_a_mount_serving_100_streams(tmp_path_factory, mount, tmp_path):
+    """docs/SCALE.md: one mount, 100 streams of three 2-second fragments each (one template
+    ingested by real PutMedia into every stream): every stream listed, one fragment of each
+    read; the daemon's peak RSS is printed (pytest -s) from .kvsfs/metrics and /proc."""
+    from kvs_local import seed
+    srv = start_server(tmp_path_factory.mktemp("scale"))
+    try:
+        tpl = seed.make_testsrc_mkv(str(tmp_path / "tpl.mkv"), 6.0, "h264", False, gop_seconds=2.0)
+        names = [f"cam{i:03d}" for i in range(100)]
+        start = time.time() - 600
+        for n in names:
+            seed.ensure_stream(srv.url, n, 24, srv.access_key, srv.secret_key, srv.region)
+            r = seed.put_media(srv.url, n, seed.file_chunks(tpl), srv.access_key, srv.secret_key,
+                               srv.region, "RELATIVE", start)
+            assert sum(a["EventType"] == "RECEIVED" for a in r.acks) == 3
+        srv.reset_counters()
+        m = mount(srv)
+        assert sorted(os.listdir(m.dir)) == names
+        read_bytes = 0
+        for n in names:
+            frags = [os.path.join(d, f) for d, _, fs in os.walk(m.path(n, "fragments"))
+                     for f in fs if f.endswith(".mkv")]
+            assert len(frags) == 3, (n, frags)
+            read_bytes += len(open(sorted(frags)[0], "rb").read())
+        mt = settled(m)
+        peak = mt[("kvsfs_resident_memory_peak_bytes", None)]
+        with open(f"/proc/{m.pid}/status") as f:
+            hwm = [int(x.split()[1]) * 1024 for x in f if x.startswith("VmHWM:")][0]
+        assert abs(peak - hwm) <= hwm // 10  # the metric agrees with the kernel's count
+        c = srv.counters()
+        print(f"\nSCALE 100 streams: {len(names)} listed, {read_bytes} bytes read, peak RSS "
+              f"{hwm / 2**20:.1f} MiB, now {mt[('kvsfs_resident_memory_bytes', None)] / 2**20:.1f}"
+              f" MiB; requests {sum(v['total'] for v in c.values())}, ListStreams "
+              f"{c['ListStreams']['total']}, throttled "
+              f"{sum(v['throttled'] for v in c.values())}")
+        assert api_counts(mt) == server_counts(srv)
+    finally:
+        srv.stop()
