@@ -147,6 +147,8 @@ void metrics_process_gauges(struct metrics_gauges *g)
 			g->rss_bytes = resident * (uint64_t)sysconf(_SC_PAGESIZE);
 		fclose(f);
 	}
+	if (g->rss_peak_bytes < g->rss_bytes) /* two sources, a few pages apart */
+		g->rss_peak_bytes = g->rss_bytes;
 }
 
 /* One metric family: HELP and TYPE lines. */

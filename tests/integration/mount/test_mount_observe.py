@@ -250,9 +250,11 @@ def test_a_mount_serving_100_streams(tmp_path_factory, mount, tmp_path):
         m = mount(srv)
         assert sorted(os.listdir(m.dir)) == names
         read_bytes = 0
+        hours = {dt.datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d/%H")
+                 for t in (start, start + 5)}
         for n in names:
-            frags = [os.path.join(d, f) for d, _, fs in os.walk(m.path(n, "fragments"))
-                     for f in fs if f.endswith(".mkv")]
+            frags = [os.path.join(m.path(n, "fragments", h), f) for h in sorted(hours)
+                     for f in os.listdir(m.path(n, "fragments", h))]
             assert len(frags) == 3, (n, frags)
             read_bytes += len(open(sorted(frags)[0], "rb").read())
         mt = settled(m)
