@@ -137,7 +137,7 @@ static void count_request(const struct awsreq_ctx *ctx, const struct awsreq *req
 		METRICS_ADD(m, kvs_bytes_read, resp->body_bytes);
 	else
 		METRICS_ADD(m, s3_bytes_read, resp->body_bytes);
-	if (req->s3 && rc == 0)
+	if (req->s3 && rc == 0 && !strcmp(req->method, "PUT")) /* object data, not XML requests */
 		METRICS_ADD(m, s3_bytes_written,
 			    req->read_fn ? (req->body_size > 0 ? (uint64_t)req->body_size : 0)
 					 : (uint64_t)req->body_len);

@@ -189,7 +189,7 @@ int metrics_render(struct metrics *m, const struct metrics_gauges *g, struct buf
 		  (int64_t)LOAD(m->kvs_bytes_read) },
 		{ "kvsfs_s3_read_bytes_total", "counter", "bytes read from S3",
 		  (int64_t)LOAD(m->s3_bytes_read) },
-		{ "kvsfs_s3_written_bytes_total", "counter", "bytes written to S3 (requests that succeeded)",
+		{ "kvsfs_s3_written_bytes_total", "counter", "object bytes stored in S3 (PUTs that succeeded)",
 		  (int64_t)LOAD(m->s3_bytes_written) },
 		{ "kvsfs_fragments_listed_total", "counter", "fragments in ListFragments replies",
 		  (int64_t)LOAD(m->fragments_listed) },

@@ -153,11 +153,13 @@ static int send_part(struct export *ex, struct job *j)
 	char *key = strdup(n->mpu_key), *id = strdup(n->upload_id);
 	int fd = n->st ? n->st->fd : -1;
 	pthread_mutex_unlock(&ex->mu);
+	int slot = metrics_work_begin(ex->metrics, "upload part", key, 0, j->len);
 	struct s3_part part;
 	struct awserr e;
 	rc = !key || !id ? -ENOMEM : fd < 0 ? -EIO :
 	     s3_mpu_upload_part(ex->s3, key, id, j->part, fd, (off_t)j->off, (off_t)j->len, &part,
 				&e);
+	metrics_work_end(ex->metrics, slot);
 	free(key);
 	free(id);
 	pthread_mutex_lock(&ex->mu);

@@ -271,3 +271,44 @@ def test_a_mount_serving_100_streams(tmp_path_factory, mount, tmp_path):
         assert api_counts(mt) == server_counts(srv)
     finally:
         srv.stop()
+
+
+def test_export_bytes_and_s3_requests_are_counted(tmp_path_factory, mount, tmp_path):
+    """A 20 MiB file copied into export/ (Ceph RGW): 3 parts of 8 MiB, its bytes written to S3,
+    the queue empty afterwards; reading it back counts S3 bytes read. boto3 judges the object."""
+    s3_testing = pytest.importorskip("s3_local.testing")
+    root = tmp_path_factory.mktemp("obs-export")
+    rgw = s3_testing.start_rgw(str(root / "rgw"))
+    srv = None
+    try:
+        rgw.make_bucket("exports")
+        srv = start_server(root / "kvs", access_key=rgw.access_key, secret_key=rgw.secret_key)
+        srv.create_stream("cam", retention_hours=24)
+        m = mount(srv, export="s3://exports/kvs", s3_endpoint=rgw.endpoint, s3_path_style=True)
+        before = metrics(m)
+        data = os.urandom(20 << 20)
+        src = tmp_path / "big.bin"
+        src.write_bytes(data)
+        with open(src, "rb") as f, open(m.path("export", "big.bin"), "wb") as out:
+            while True:
+                b = f.read(1 << 20)
+                if not b:
+                    break
+                out.write(b)
+        mt = settled(m)
+        head = rgw.s3().head_object(Bucket="exports", Key="kvs/big.bin")
+        assert head["ContentLength"] == len(data)
+
+        def d(name, api=None):
+            return mt[(name, api)] - before[(name, api)]
+        assert d("kvsfs_aws_requests_total", "UploadPart") == 3
+        assert d("kvsfs_aws_requests_total", "CreateMultipartUpload") == 1
+        assert d("kvsfs_aws_requests_total", "CompleteMultipartUpload") == 1
+        assert d("kvsfs_s3_written_bytes_total") == len(data)
+        assert mt[("kvsfs_upload_queue_bytes", None)] == 0
+        assert open(m.path("export", "big.bin"), "rb").read() == data
+        assert metrics(m)[("kvsfs_s3_read_bytes_total", None)] >= len(data)
+    finally:
+        if srv:
+            srv.stop()
+        rgw.stop()
