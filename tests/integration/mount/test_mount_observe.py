@@ -242,9 +242,17 @@ def test_a_mount_serving_100_streams(tmp_path_factory, mount, tmp_path):
         names = [f"cam{i:03d}" for i in range(100)]
         start = time.time() - 600
         for n in names:
-            seed.ensure_stream(srv.url, n, 24, srv.access_key, srv.secret_key, srv.region)
-            r = seed.put_media(srv.url, n, seed.file_chunks(tpl), srv.access_key, srv.secret_key,
-                               srv.region, "RELATIVE", start)
+            for attempt in range(20):
+                try:  # CreateStream's 50 TPS for the account throttles a fast loop: back off
+                    seed.ensure_stream(srv.url, n, 24, srv.access_key, srv.secret_key,
+                                       srv.region)
+                    r = seed.put_media(srv.url, n, seed.file_chunks(tpl), srv.access_key,
+                                       srv.secret_key, srv.region, "RELATIVE", start)
+                    break
+                except seed.PutMediaError as e:
+                    if e.type_ != "ClientLimitExceededException" or attempt == 19:
+                        raise
+                    time.sleep(0.2)
             assert sum(a["EventType"] == "RECEIVED" for a in r.acks) == 3
         srv.reset_counters()
         m = mount(srv)
