@@ -31,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "kvsfs/awsconfig.h"
 #include "kvsfs/awsreq.h"
 #include "kvsfs/clips.h"
@@ -42,6 +43,7 @@
 #include "kvsfs/http.h"
 #include "kvsfs/kvs.h"
 #include "kvsfs/log.h"
+#include "kvsfs/metrics.h"
 #include "kvsfs/options.h"
 #include "kvsfs/s3.h"
 #include "kvsfs/sizeidx.h"
@@ -105,6 +107,10 @@ struct app {
 	FILE *log_fp;
 	struct daemon_ctx dm;
 	struct log_ctx lg;
+	int log_level;                    /* the level chosen at start (SIGUSR2 toggles debug) */
+	struct metrics metrics;           /* MNT/.kvsfs/metrics and status */
+	char options_text[2048];          /* the options without secrets, for the status page */
+	struct daemon_signals sigs;       /* SIGUSR1: status to the log; SIGUSR2: debug on/off */
 	struct awsconfig_files files;
 	struct awsconfig_settings settings;
 	struct creds_provider *creds;
@@ -199,7 +205,8 @@ static int app_clients(struct app *a)
 	int rc = http_client_new(&ho, &a->http);
 	if (rc)
 		return fail(&a->lg, "cannot set up HTTPS (%s); check ca_file", strerror(-rc));
-	a->aws = (struct awsreq_ctx){ .http = a->http, .creds = a->creds, .log = &a->lg };
+	a->aws = (struct awsreq_ctx){ .http = a->http, .creds = a->creds, .log = &a->lg,
+				      .metrics = &a->metrics };
 	snprintf(a->aws.region, sizeof(a->aws.region), "%s", a->settings.region);
 	struct kvs_client_opts ko = { .aws = &a->aws, .control_endpoint = a->settings.kvs_endpoint };
 	if (kvs_client_new(&ko, &a->kvs))
@@ -254,6 +261,7 @@ static int app_export(struct app *a)
 		.cache_ttl_ms = o->export_cache_ttl < 0 ? 0 :
 				o->export_cache_ttl ? o->export_cache_ttl * 1000 : -1,
 		.log = &a->lg,
+		.metrics = &a->metrics,
 	};
 	if (export_open(&eo, &a->export, a->err, sizeof(a->err)))
 		return fail(&a->lg, "%s", a->err);
@@ -265,6 +273,7 @@ static int app_tree(struct app *a)
 {
 	struct kvsfs_options *o = &a->opts;
 	struct clips_opts clo = { .kvs = a->kvs, .cache = a->cache, .log = &a->lg,
+				  .metrics = &a->metrics,
 				  .ts = o->timestamps_server ? KVS_TS_SERVER : KVS_TS_PRODUCER };
 	if (clips_new(&clo, &a->clips))
 		return fail(&a->lg, "%s", "out of memory");
@@ -276,6 +285,8 @@ static int app_tree(struct app *a)
 		.export = a->export,
 		.export_dir = o->export_dir ? o->export_dir : "export",
 		.log = &a->lg,
+		.metrics = &a->metrics,
+		.options_text = a->options_text,
 		.streams = o->streams,
 		.stream_prefix = o->stream_prefix,
 		.ts = o->timestamps_server ? KVS_TS_SERVER : KVS_TS_PRODUCER,
@@ -306,6 +317,33 @@ static int app_tree(struct app *a)
 	return 0;
 }
 
+/* SIGUSR1 (from the signal thread, daemon.h): the status page to the log, one line each. */
+static void on_usr1(void *arg)
+{
+	struct app *a = arg;
+	char *text = vfs_status_text(a->vfs);
+	if (!text) {
+		LOG_ERROR(&a->lg, "status", "%s", "out of memory");
+		return;
+	}
+	for (char *save = NULL, *line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save))
+		LOG_INFO(&a->lg, "status", "%s", line);
+	free(text);
+}
+
+/* SIGUSR2: debug logging on, or back to the level of the start. */
+static void on_usr2(void *arg)
+{
+	struct app *a = arg;
+	int on = log_get_level(&a->lg) < LOG_LEVEL_DEBUG;
+	if (on)
+		log_set_level(&a->lg, LOG_LEVEL_DEBUG);
+	LOG_INFO(&a->lg, "main", "debug logging %s (SIGUSR2)", on ? "on" : "off");
+	if (!on)
+		log_set_level(&a->lg, a->log_level > LOG_LEVEL_INFO ? LOG_LEVEL_INFO : a->log_level);
+}
+
 /* The FUSE session: mounted, signal handlers, the invalidation thread. Returns 0 or 1. */
 static int app_mount(struct app *a)
 {
@@ -333,12 +371,16 @@ static int app_mount(struct app *a)
 	a->mounted = 1;
 	if (fuse_ops_start(a->fops, a->se))
 		return fail(&a->lg, "%s", "cannot start the invalidation thread");
+	a->sigs = (struct daemon_signals){ .on_usr1 = on_usr1, .on_usr2 = on_usr2, .arg = a };
+	if (daemon_signals_start(&a->sigs))
+		return fail(&a->lg, "%s", "cannot start the signal thread");
 	return 0;
 }
 
 /* Frees everything app_* made, in reverse order (NULLs are skipped by each free). */
 static void app_close(struct app *a)
 {
+	daemon_signals_stop(&a->sigs);
 	if (a->se) {
 		if (a->mounted)
 			fuse_session_unmount(a->se);
@@ -361,12 +403,59 @@ static void app_close(struct app *a)
 	awsconfig_files_free(&a->files);
 }
 
+/* `kvsfs check [-o OPTIONS]` (check.h): the clients a mount would build, no fork, no mount.
+ * Returns the exit status. */
+static int app_check(struct app *a, int argc, char **argv)
+{
+	struct kvsfs_options *o = &a->opts;
+	if (options_parse(argc, argv, o, a->err, sizeof(a->err)) != 0) {
+		fprintf(stderr, "kvsfs check: %s\n", a->err);
+		return 2;
+	}
+	/* the checks print one line each; the clients' own log lines would repeat them */
+	log_init(&a->lg, o->debug ? LOG_LEVEL_DEBUG : -1, stderr);
+	metrics_init(&a->metrics);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	int status = app_clients(a) ? 1 : -1;
+	char export_url[1024] = "";
+	if (status < 0 && o->export_bucket) {
+		snprintf(export_url, sizeof(export_url), "s3://%s/%s", o->export_bucket,
+			 o->export_prefix ? o->export_prefix : "");
+		struct s3_client_opts s3o = { .aws = &a->aws, .endpoint = a->settings.s3_endpoint,
+					      .bucket = o->export_bucket,
+					      .path_style = o->s3_path_style };
+		if (s3_client_new(&s3o, &a->s3))
+			status = fail(&a->lg, "%s", "cannot set up the S3 client");
+	}
+	if (status < 0) {
+		struct check_setup cs = {
+			.aws = &a->aws, .kvs = a->kvs, .s3 = a->s3, .region = a->settings.region,
+			.kvs_endpoint = a->settings.kvs_endpoint ? a->settings.kvs_endpoint : "(default)",
+			.s3_endpoint = a->settings.s3_endpoint ? a->settings.s3_endpoint : "(default)",
+			.creds_source = creds_provider_describe(a->creds),
+			.stream = o->streams ? o->streams[0] : NULL, .stream_prefix = o->stream_prefix,
+			.export_url = export_url, .export_prefix = o->export_prefix,
+		};
+		status = check_run(&cs);
+	}
+	app_close(a);
+	options_free(o);
+	curl_global_cleanup();
+	log_destroy(&a->lg);
+	metrics_destroy(&a->metrics);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	struct app app;
 	memset(&app, 0, sizeof(app)); /* every pointer NULL: app_close() frees what exists */
 	struct app *a = &app;
 	a->fargs = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
+	if (argc > 1 && !strcmp(argv[1], "check")) {
+		argv[1] = argv[0];
+		return app_check(a, argc - 1, argv + 1);
+	}
 	int status = app_start(a, argc, argv);
 	if (status >= 0) {
 		if (a->log_fp)
@@ -375,8 +464,12 @@ int main(int argc, char **argv)
 		return status;
 	}
 	status = 1;
-	log_init(&a->lg, a->opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
-		 a->log_fp ? a->log_fp : stderr);
+	/* before any thread exists, so that every thread inherits the mask (daemon.h) */
+	daemon_signals_block();
+	a->log_level = a->opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO;
+	log_init(&a->lg, a->log_level, a->log_fp ? a->log_fp : stderr);
+	metrics_init(&a->metrics);
+	options_describe(&a->opts, a->options_text, sizeof(a->options_text));
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (!app_clients(a) && !app_caches(a) && !app_export(a) && !app_tree(a) && !app_mount(a)) {
 		LOG_INFO(&a->lg, "main", "mounted Kinesis Video Streams of %s on %s (%s)",
@@ -397,6 +490,7 @@ int main(int argc, char **argv)
 	curl_global_cleanup();
 	LOG_DEBUG(&a->lg, "main", "exiting with status %d", status);
 	log_destroy(&a->lg);
+	metrics_destroy(&a->metrics);
 	if (a->log_fp)
 		fclose(a->log_fp);
 	/* a failure before daemon_ready: the parent takes this exit status (the sentence is on

@@ -12,6 +12,7 @@ KVSFS_TEST_PACKAGES=(
   clang libclang-rt-14-dev
   python3-pytest python3-botocore python3-boto3 awscli
   mpv rsync attr openssl procps psmisc
+  python3-prometheus-client debhelper lintian dpkg-dev fakeroot
   radosgw ceph-mon ceph-osd ceph-common
   chromium
   mkvtoolnix

@@ -23,6 +23,7 @@
 #include "kvsfs/creds.h"
 #include "kvsfs/json.h"
 #include "kvsfs/log.h"
+#include "kvsfs/metrics.h"
 #include "kvsfs/sigv4.h"
 
 struct sign_state {
@@ -68,6 +69,96 @@ static int split_url(const char *url, char *host, size_t hostn, const char **pat
 	const char *q = strchr(p, '?');
 	*query = q ? q + 1 : NULL;
 	return 0;
+}
+
+/* 1 when the query string has the parameter name (with or without a value). */
+static int query_has(const char *query, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *q = query; q && *q;) {
+		if (!strncmp(q, name, n) && (q[n] == '=' || q[n] == '&' || q[n] == '\0' || q[n] == '#'))
+			return 1;
+		q = strchr(q, '&');
+		q = q ? q + 1 : NULL;
+	}
+	return 0;
+}
+
+/* The API a request calls, for the metrics: KVS names it in its path ("/listFragments"), S3 in
+ * its method, query and path (a bucket-only path is a bucket call). */
+static int request_api(const struct awsreq *req, const struct sign_state *st)
+{
+	int named = metrics_api_find(req->api);
+	if (named != METRICS_API_Other)
+		return named;
+	if (!req->s3) {
+		char name[64];
+		size_t n = st->path_len > 1 ? st->path_len - 1 : 0;
+		if (n == 0 || n >= sizeof(name))
+			return METRICS_API_Other;
+		memcpy(name, st->path + 1, n);
+		name[n] = '\0';
+		return metrics_api_find(name);
+	}
+	const char *m = req->method, *q = st->query;
+	if (!strcmp(m, "POST"))
+		return query_has(q, "uploads") ? METRICS_API_CreateMultipartUpload
+					       : METRICS_API_CompleteMultipartUpload;
+	if (!strcmp(m, "PUT")) {
+		if (query_has(q, "partNumber"))
+			return METRICS_API_UploadPart;
+		return req->headers && http_headers_get(req->headers, "x-amz-copy-source")
+			       ? METRICS_API_CopyObject : METRICS_API_PutObject;
+	}
+	if (!strcmp(m, "DELETE"))
+		return query_has(q, "uploadId") ? METRICS_API_AbortMultipartUpload
+						: METRICS_API_DeleteObject;
+	if (!strcmp(m, "HEAD"))
+		return st->path_len <= 1 ? METRICS_API_HeadBucket : METRICS_API_HeadObject;
+	if (query_has(q, "list-type"))
+		return METRICS_API_ListObjectsV2;
+	if (query_has(q, "uploads"))
+		return METRICS_API_ListMultipartUploads;
+	if (query_has(q, "uploadId"))
+		return METRICS_API_ListParts;
+	return METRICS_API_GetObject;
+}
+
+/* Counts a finished request in the metrics (attempts, failures, throttles, bytes). */
+static void count_request(const struct awsreq_ctx *ctx, const struct awsreq *req,
+			  const struct sign_state *st, const struct http_response *resp, int rc)
+{
+	struct metrics *m = ctx->metrics;
+	if (!m || resp->attempts == 0)
+		return;
+	metrics_count_api(m, request_api(req, st), resp->attempts, resp->failed_attempts,
+			  resp->throttled_attempts);
+	if (!req->s3)
+		METRICS_ADD(m, kvs_bytes_read, resp->body_bytes);
+	else
+		METRICS_ADD(m, s3_bytes_read, resp->body_bytes);
+	if (req->s3 && rc == 0 && !strcmp(req->method, "PUT")) /* object data, not XML requests */
+		METRICS_ADD(m, s3_bytes_written,
+			    req->read_fn ? (req->body_size > 0 ? (uint64_t)req->body_size : 0)
+					 : (uint64_t)req->body_len);
+}
+
+void awsreq_count_plain(const struct awsreq_ctx *ctx, const char *url,
+			const struct http_response *resp)
+{
+	if (!ctx->metrics || resp->attempts == 0)
+		return;
+	size_t n = strcspn(url, "?#");
+	const char *seg = url;
+	for (size_t i = 0; i < n; i++)
+		if (url[i] == '/')
+			seg = url + i + 1;
+	char name[64];
+	size_t len = strcspn(seg, ".?#");
+	snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : 0), seg);
+	metrics_count_api(ctx->metrics, metrics_api_find(name), resp->attempts,
+			  resp->failed_attempts, resp->throttled_attempts);
+	METRICS_ADD(ctx->metrics, kvs_bytes_read, resp->body_bytes);
 }
 
 static int sign_attempt(void *arg, const struct http_request *hreq, struct http_headers *headers,
@@ -209,6 +300,7 @@ int awsreq_perform(const struct awsreq_ctx *ctx, const struct awsreq *req,
 		.max_total_ms = req->max_total_ms,
 	};
 	rc = http_perform(ctx->http, &hr, resp);
+	count_request(ctx, req, &st, resp, rc);
 	sigv4_key_cache_clear(&st.cache);
 	return rc;
 }

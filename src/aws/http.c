@@ -567,6 +567,7 @@ int http_perform(struct http_client *c, const struct http_request *req,
 				  where, n, max_attempts, what, clk_mono_ms() - t0);
 			break;
 		}
+		resp->failed_attempts++, resp->throttled_attempts += resp->err.throttled ? 1 : 0;
 		const char *why_not = no_retry_reason(req, &a, n, max_attempts);
 		unsigned delay = 0;
 		if (!why_not) {

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -82,4 +83,57 @@ void daemon_ready(struct daemon_ctx *d, int status, int log_fd)
 	while (n < 0 && errno == EINTR);
 	close(d->fd);
 	d->fd = -1;
+}
+
+static void usr_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGUSR1);
+	sigaddset(set, SIGUSR2);
+}
+
+int daemon_signals_block(void)
+{
+	sigset_t set;
+	usr_set(&set);
+	return -pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+static void *signals_main(void *arg)
+{
+	struct daemon_signals *s = arg;
+	sigset_t set;
+	usr_set(&set);
+	for (;;) {
+		int sig = 0;
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE))
+			break;
+		if (sig == SIGUSR1 && s->on_usr1)
+			s->on_usr1(s->arg);
+		else if (sig == SIGUSR2 && s->on_usr2)
+			s->on_usr2(s->arg);
+	}
+	return NULL;
+}
+
+int daemon_signals_start(struct daemon_signals *s)
+{
+	s->stopping = 0;
+	int rc = pthread_create(&s->thread, NULL, signals_main, s);
+	if (rc)
+		return -rc;
+	s->started = 1;
+	return 0;
+}
+
+void daemon_signals_stop(struct daemon_signals *s)
+{
+	if (!s->started)
+		return;
+	__atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
+	pthread_kill(s->thread, SIGUSR1); /* wakes sigwait; the flag makes it leave */
+	pthread_join(s->thread, NULL);
+	s->started = 0;
 }

@@ -549,3 +549,51 @@ void options_print_help(const char *prog)
 	       "the command line. See kvsfs(1).\n",
 	       prog);
 }
+
+/* Appends ",name=value" to out (n bytes) when value is set, dropping any "user:pass@" of a URL. */
+static void describe_add(char *out, size_t n, const char *name, const char *value)
+{
+	size_t len = strlen(out);
+	if (!value || len + 1 >= n)
+		return;
+	const char *at = strchr(value, '@'), *scheme = strstr(value, "://");
+	if (scheme && at && at > scheme && !memchr(scheme + 3, '/', (size_t)(at - scheme - 3)))
+		snprintf(out + len, n - len, "%s%s=%.*s%s", len ? "," : "", name,
+			 (int)(scheme + 3 - value), value, at + 1);
+	else
+		snprintf(out + len, n - len, "%s%s=%s", len ? "," : "", name, value);
+}
+
+void options_describe(const struct kvsfs_options *o, char *out, size_t n)
+{
+	char num[32], streams[512] = "";
+	if (n == 0)
+		return;
+	out[0] = '\0';
+	for (size_t i = 0; o->streams && o->streams[i]; i++)
+		snprintf(streams + strlen(streams), sizeof(streams) - strlen(streams), "%s%s",
+			 i ? ":" : "", o->streams[i]);
+	describe_add(out, n, "mountpoint", o->mountpoint);
+	describe_add(out, n, "region", o->region);
+	describe_add(out, n, "profile", o->profile);
+	describe_add(out, n, "endpoint", o->endpoint);
+	describe_add(out, n, "ca_file", o->ca_file);
+	describe_add(out, n, "no_verify_ssl", o->no_verify_ssl ? "1" : NULL);
+	describe_add(out, n, "streams", o->streams ? streams : NULL);
+	describe_add(out, n, "stream_prefix", o->stream_prefix);
+	describe_add(out, n, "timestamps", o->timestamps_server ? "server" : "producer");
+	describe_add(out, n, "cache_dir", o->cache_dir);
+	snprintf(num, sizeof(num), "%llu", o->cache_size);
+	describe_add(out, n, "cache_size", o->cache_size ? num : NULL);
+	snprintf(num, sizeof(num), "%d", o->meta_ttl);
+	describe_add(out, n, "meta_ttl", o->meta_ttl >= 0 ? num : NULL);
+	snprintf(num, sizeof(num), "%d", o->readahead);
+	describe_add(out, n, "readahead", o->readahead ? num : NULL);
+	describe_add(out, n, "allow_other", o->allow_other ? "1" : NULL);
+	describe_add(out, n, "ro", o->read_only ? "1" : NULL);
+	describe_add(out, n, "export_bucket", o->export_bucket);
+	describe_add(out, n, "export_prefix", o->export_bucket ? o->export_prefix : NULL);
+	describe_add(out, n, "export_dir", o->export_dir);
+	describe_add(out, n, "s3_endpoint", o->s3_endpoint);
+	describe_add(out, n, "log_file", o->log_file);
+}

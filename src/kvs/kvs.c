@@ -26,6 +26,7 @@
 #include "kvsfs/clk.h"
 #include "kvsfs/json.h"
 #include "kvsfs/log.h"
+#include "kvsfs/metrics.h"
 #include "kvsfs/ratelimit.h"
 #include "kvs_int.h"
 
@@ -483,7 +484,6 @@ static int fragments_request(struct kvs_client *c, void *arg, const char *token,
 
 static int fragments_item(struct kvs_client *c, void *arg, json_t *it)
 {
-	(void)c;
 	struct kvs_fragment_list *out = ((struct fragments_page *)arg)->out;
 	struct kvs_fragment *nv = array_grow(out->v, out->n, &out->cap, sizeof(*nv), 256);
 	if (!nv)
@@ -492,6 +492,7 @@ static int fragments_item(struct kvs_client *c, void *arg, json_t *it)
 	if (parse_fragment(it, &out->v[out->n]))
 		return 1;
 	out->n++;
+	METRICS_ADD(c->aws->metrics, fragments_listed, 1);
 	return 0;
 }
 
@@ -629,6 +630,7 @@ static int session_document(struct kvs_client *c, const char *url, int64_t deadl
 	};
 	struct http_response resp;
 	rc = http_perform(c->aws->http, &r, &resp);
+	awsreq_count_plain(c->aws, url, &resp);
 	if (rc && err)
 		*err = resp.err;
 	http_response_free(&resp);

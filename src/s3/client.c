@@ -78,6 +78,7 @@ int s3i_run(struct s3_client *c, const char *op, const char *key, struct awsreq 
 {
 	r->service = "s3";
 	r->s3 = 1;
+	r->api = r->api ? r->api : op;
 	int rc = awsreq_perform(c->aws, r, resp);
 	if (rc == 0) {
 		if (err)

@@ -10,6 +10,8 @@
 #include <strings.h>
 #include <syslog.h>
 
+#include "kvsfs/clk.h"
+
 static const char *const level_names[] = { "error", "warning", "info", "debug" };
 
 void log_init(struct log_ctx *lg, int level, FILE *fp)
@@ -17,6 +19,8 @@ void log_init(struct log_ctx *lg, int level, FILE *fp)
 	lg->level = level;
 	lg->use_syslog = 0;
 	lg->fp = fp;
+	memset(lg->recent, 0, sizeof(lg->recent));
+	lg->recent_next = 0;
 	pthread_mutex_init(&lg->lock, NULL);
 }
 
@@ -38,7 +42,30 @@ void log_destroy(struct log_ctx *lg)
 
 int log_enabled(const struct log_ctx *lg, int level)
 {
-	return lg && level <= lg->level;
+	return lg && level <= __atomic_load_n(&lg->level, __ATOMIC_RELAXED);
+}
+
+void log_set_level(struct log_ctx *lg, int level)
+{
+	__atomic_store_n(&lg->level, level, __ATOMIC_RELAXED);
+}
+
+int log_get_level(const struct log_ctx *lg)
+{
+	return __atomic_load_n(&lg->level, __ATOMIC_RELAXED);
+}
+
+size_t log_recent_list(struct log_ctx *lg, struct log_recent *out, size_t n)
+{
+	size_t k = 0;
+	pthread_mutex_lock(&lg->lock);
+	for (unsigned i = 0; i < LOG_RECENT && k < n; i++) {
+		const struct log_recent *r = &lg->recent[(lg->recent_next + i) % LOG_RECENT];
+		if (r->t_ms)
+			out[k++] = *r;
+	}
+	pthread_mutex_unlock(&lg->lock);
+	return k;
 }
 
 void log_msg(struct log_ctx *lg, int level, const char *module, const char *fmt, ...)
@@ -58,7 +85,21 @@ void log_msg(struct log_ctx *lg, int level, const char *module, const char *fmt,
 		level = 0;
 	if (level > LOG_LEVEL_DEBUG)
 		level = LOG_LEVEL_DEBUG;
+	int64_t now = level <= LOG_LEVEL_WARN ? clk_wall_ms() : 0;
 	pthread_mutex_lock(&lg->lock);
+	if (now) {
+		struct log_recent *r = &lg->recent[lg->recent_next++ % LOG_RECENT];
+		r->t_ms = now;
+		r->level = level;
+		size_t ml = strlen(module ? module : "-");
+		if (ml > sizeof(r->text) / 2)
+			ml = sizeof(r->text) / 2;
+		memcpy(r->text, module ? module : "-", ml);
+		memcpy(r->text + ml, ": ", 2);
+		size_t room = sizeof(r->text) - ml - 3, ll = strlen(line);
+		memcpy(r->text + ml + 2, line, ll < room ? ll : room);
+		r->text[ml + 2 + (ll < room ? ll : room)] = '\0';
+	}
 	if (lg->use_syslog) {
 		static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 		syslog(prio[level], "%s: %s", module ? module : "-", line);

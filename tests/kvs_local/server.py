@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import struct
 import threading
@@ -80,6 +81,10 @@ class Config:
         # documented 25 MB/s per response); 0 = unlimited
         mb = kw.get("media_bandwidth")
         self.media_bandwidth = MEDIA_BANDWIDTH if mb is None else mb
+        # IAM-like deny rules: {(access key or "*", API)}; a denied call gets AccessDeniedException
+        self.deny = set()
+        for rule in kw.get("deny") or []:
+            self.deny.add(parse_deny_rule(rule))
 
 
 class Ctx:
@@ -100,6 +105,15 @@ class Ctx:
     @staticmethod
     def now() -> float:
         return time.time()
+
+
+def parse_deny_rule(rule: str) -> tuple[str, str]:
+    """'AKID:ListFragments', '*:GetClip' or 'AKID:kinesisvideo:GetClip' -> (key, API)."""
+    key, _, action = rule.partition(":")
+    action = action.split(":")[-1]
+    if not key or not action:
+        raise ValueError(f"deny rule {rule!r}: expected ACCESSKEY:Action")
+    return key, action
 
 
 def parse_fault_spec(spec: str) -> tuple[str, dict]:
@@ -450,7 +464,20 @@ class Handler(BaseHTTPRequestHandler):
         sigv4.verify(self.command, u.path, u.query, list(self.headers.items()), body,
                      {cfg.access_key: cfg.secret_key}, cfg.region, session_token=cfg.session_token, log=log)
 
+    def _access_key(self) -> str:
+        m = re.search(r"Credential=([^/,\s]+)/", self.headers.get("Authorization") or "")
+        return m.group(1) if m else ""
+
+    def _check_deny(self, api: str):
+        deny = self.server.config.deny
+        if deny and ((self._access_key(), api) in deny or ("*", api) in deny):
+            res = self.stream_key or "*"
+            raise KvsError(403, "AccessDeniedException",
+                           f"User: arn:aws:iam::123456789012:user/kvs-local is not authorized to perform: "
+                           f"kinesisvideo:{api} on resource: {res} with an explicit deny")
+
     def _faults_before(self, api: str) -> dict:
+        self._check_deny(api)
         f = self.server.fault_for(api)
         if f.get("latency_ms"):
             time.sleep(f["latency_ms"] / 1000.0)
@@ -671,6 +698,11 @@ class Handler(BaseHTTPRequestHandler):
                             raise KvsError(400, "InvalidArgumentException",
                                            "admin: data_endpoints must be an object")
                         setattr(srv.config, attr, (req[k] or {}) if k == "data_endpoints" else req[k])
+                if "deny" in req:
+                    try:
+                        srv.config.deny = {parse_deny_rule(r) for r in (req["deny"] or [])}
+                    except (ValueError, TypeError, AttributeError) as e:
+                        raise KvsError(400, "InvalidArgumentException", f"admin: {e}")
                 with srv.lock:
                     srv.windows.clear()
             c = srv.config
@@ -680,6 +712,7 @@ class Handler(BaseHTTPRequestHandler):
                                         "fragment_size_skew": c.fragment_size_skew,
                                         "data_endpoints": c.data_endpoints,
                                         "media_bandwidth": c.media_bandwidth,
+                                        "deny": sorted(f"{k}:{a}" for k, a in c.deny),
                                         "region": c.region, "url": srv.base_url})
         if sub == "seed" and method == "POST":
             from . import seed
@@ -723,6 +756,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-streams", type=int, default=10000,
                    help="CreateStream answers AccountStreamLimitExceededException beyond this many streams")
     p.add_argument("--no-auth", action="store_true", help="skip SigV4 verification (debug)")
+    p.add_argument("--deny", action="append", default=[], metavar="ACCESSKEY:Action",
+                   help="answer AccessDeniedException to this key's calls of this API ('*' for any key)")
     p.add_argument("--log-level", default="INFO")
     return p
 

@@ -23,11 +23,13 @@
 
 struct creds_provider;
 struct log_ctx;
+struct metrics;
 
 struct awsreq_ctx {
 	struct http_client *http;       /* borrowed; thread-safe */
 	struct creds_provider *creds;   /* borrowed; thread-safe */
 	struct log_ctx *log;            /* borrowed; may be NULL */
+	struct metrics *metrics;        /* borrowed; may be NULL: requests, errors, bytes by API */
 	char region[64];
 };
 
@@ -40,6 +42,8 @@ enum awsreq_payload {
 
 struct awsreq {
 	const char *service;          /* SigV4 service: "kinesisvideo", "s3" */
+	const char *api;              /* API name for the metrics ("HeadBucket"); NULL: taken from
+	                               * the path (KVS) or the method and query (S3) */
 	const char *method;
 	const char *url;              /* absolute URL; path and query already percent-encoded */
 	const struct http_headers *headers; /* extra fixed headers (Content-Type, ...); may be NULL */
@@ -70,6 +74,14 @@ struct awsreq {
  */
 int awsreq_perform(const struct awsreq_ctx *ctx, const struct awsreq *req,
 		   struct http_response *resp);
+
+/*
+ * Counts in ctx->metrics a request sent without awsreq_perform (a presigned or session URL such
+ * as HLS's getHLSMasterPlaylist.m3u8): the API is the URL's last path segment without its
+ * extension. A no-op without metrics.
+ */
+void awsreq_count_plain(const struct awsreq_ctx *ctx, const char *url,
+			const struct http_response *resp);
 
 /*
  * POSTs a JSON document to base_url + path (rest-json style, service "kinesisvideo" unless given)

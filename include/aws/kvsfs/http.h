@@ -163,6 +163,8 @@ struct http_response {
 	struct http_headers headers;  /* headers of the final attempt (owned; freed by _free) */
 	uint64_t body_bytes;          /* body bytes passed to body_fn by the final attempt */
 	int attempts;                 /* attempts made */
+	int failed_attempts;          /* attempts that failed (metrics) */
+	int throttled_attempts;       /* attempts refused by throttling (metrics) */
 	struct awserr err;            /* the error when http_perform() returned < 0, else cleared */
 };
 

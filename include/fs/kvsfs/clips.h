@@ -29,6 +29,7 @@
 struct fcache;
 struct fcache_pin;
 struct log_ctx;
+struct metrics;
 struct clips;
 struct fetcher;
 
@@ -44,6 +45,7 @@ struct clips_opts {
 	struct kvs_client *kvs;   /* borrowed, must outlive the clips object */
 	struct fcache *cache;     /* borrowed, must outlive the clips object */
 	struct log_ctx *log;      /* may be NULL */
+	struct metrics *metrics;  /* may be NULL: clips in progress, parts done */
 	enum kvs_ts_type ts;      /* the mount's timestamp basis */
 	int max_fragments;        /* per GetClip, 0: 200 */
 	uint64_t max_bytes;       /* per GetClip by FragmentSizeInBytes, 0: 90 MiB */

@@ -39,6 +39,7 @@
 
 struct s3_client;
 struct log_ctx;
+struct metrics;
 
 /* Defaults. part_size below S3's 5 MiB minimum is raised to it. */
 #define EXPORT_DEFAULT_PART_SIZE (8u << 20)
@@ -58,6 +59,7 @@ struct export_opts {
 	gid_t gid;
 	mode_t umask;                  /* applied to the default modes */
 	struct log_ctx *log;           /* borrowed, may be NULL */
+	struct metrics *metrics;       /* borrowed, may be NULL: the upload queue */
 };
 
 struct export;

@@ -29,6 +29,7 @@ struct kvs_client;
 struct fcache;
 struct fcache_pin;
 struct log_ctx;
+struct metrics;
 struct fetcher;
 
 /* Called after each fragment is committed to the cache, with its exact size (any thread). */
@@ -39,6 +40,7 @@ struct fetch_opts {
 	struct kvs_client *kvs;     /* borrowed */
 	struct fcache *cache;       /* borrowed */
 	struct log_ctx *log;        /* borrowed, may be NULL */
+	struct metrics *metrics;    /* borrowed, may be NULL: batches in flight */
 	int batch_max;              /* fragments per GetMediaForFragmentList; 0: 8 */
 	uint64_t batch_bytes;       /* byte budget per batch (by KVS sizes); 0: 64 MiB */
 	int max_parallel;           /* concurrent batches per stream; 0: 3 */

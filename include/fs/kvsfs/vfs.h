@@ -26,6 +26,7 @@ struct sizeidx;
 struct clips;
 struct export;
 struct log_ctx;
+struct metrics;
 struct vfs;
 struct vfs_file;
 
@@ -39,6 +40,8 @@ struct vfs_config {
 	struct export *export;       /* borrowed: the S3-backed folder, NULL when off */
 	const char *export_dir;      /* its name in the root */
 	struct log_ctx *log;         /* borrowed */
+	struct metrics *metrics;     /* borrowed, may be NULL: MNT/.kvsfs/metrics and status */
+	const char *options_text;    /* borrowed: the mount's options without secrets (status) */
 	char *const *streams;        /* NULL-terminated allow-list, or NULL for all */
 	const char *stream_prefix;   /* NULL for all */
 	int ts;                      /* enum kvs_ts_type (kvs.h): names, dates and selection by
@@ -168,6 +171,10 @@ ssize_t vfs_write(struct vfs *v, struct vfs_file *f, const char *buf, size_t siz
 int vfs_flush(struct vfs *v, struct vfs_file *f);
 /* fsync(2): same guarantee. */
 int vfs_fsync(struct vfs *v, struct vfs_file *f);
+
+/* The status page of MNT/.kvsfs/status (work in progress, last errors, options) as a malloc'd
+ * string the caller frees; NULL when out of memory. For SIGUSR1. */
+char *vfs_status_text(struct vfs *v);
 
 /* Extended attributes: value of name into buf (size 0: just the length); returns the length or
  * a negative errno (ENODATA when absent, ERANGE when buf is too small). */

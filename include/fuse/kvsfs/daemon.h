@@ -14,9 +14,33 @@
 #ifndef KVSFS_DAEMON_H
 #define KVSFS_DAEMON_H
 
+#include <pthread.h>
+
 struct daemon_ctx {
 	int fd;       /* write end of the status pipe in the child; -1 when not daemonized */
 };
+
+/*
+ * SIGUSR1 and SIGUSR2 (docs/OBSERVE.md): no signal handler runs kvsfs code. Both signals are
+ * blocked in the first thread before any other exists (daemon_signals_block), so every thread
+ * inherits the mask, and one thread takes them with sigwait() and calls the callbacks in plain
+ * thread context, where logging and locking are allowed.
+ */
+struct daemon_signals {
+	void (*on_usr1)(void *arg);   /* status to the log */
+	void (*on_usr2)(void *arg);   /* debug logging on/off */
+	void *arg;
+	pthread_t thread;
+	int started;
+	int stopping;                 /* atomic */
+};
+
+/* Blocks SIGUSR1 and SIGUSR2 in the calling thread. Call before any thread is created. */
+int daemon_signals_block(void);
+/* Starts the thread that serves them. Returns 0 or a negative errno. */
+int daemon_signals_start(struct daemon_signals *s);
+/* Stops and joins that thread (a no-op when it never started). */
+void daemon_signals_stop(struct daemon_signals *s);
 
 /* Forks. In the parent it never returns: it waits for the child's status and exits with it
  * (1 with one sentence on stderr when the child died without one). In the child it returns 0

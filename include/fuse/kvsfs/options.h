@@ -56,6 +56,9 @@ struct kvsfs_options {
 int options_parse(int argc, char **argv, struct kvsfs_options *opts, char *err, size_t errlen);
 /* Frees the strings owned by opts. */
 void options_free(struct kvsfs_options *opts);
+/* Writes the options in effect as "name=value,..." into out (n bytes, always NUL-terminated):
+ * for the status page; no secret (the command line holds none; userinfo of URLs is dropped). */
+void options_describe(const struct kvsfs_options *opts, char *out, size_t n);
 /* Prints usage and the list of options to stdout. */
 void options_print_help(const char *progname);
 

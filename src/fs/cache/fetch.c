@@ -32,6 +32,7 @@
 #include "kvsfs/hashmap.h"
 #include "kvsfs/kvs.h"
 #include "kvsfs/log.h"
+#include "kvsfs/metrics.h"
 #include "kvsfs/mkv.h"
 #include "kvsfs/sflight.h"
 
@@ -296,6 +297,8 @@ static void *batch_worker(void *arg)
 	if (s)
 		s->running++;
 	pthread_mutex_unlock(&f->lock);
+	int slot = metrics_work_begin(f->o.metrics, "readahead", b->stream, b->n, 0);
+	METRICS_ADD(f->o.metrics, readahead_batches, 1);
 
 	awserr_clear(&err);
 	rc = batch_reader_reset(b);
@@ -330,6 +333,8 @@ static void *batch_worker(void *arg)
 		}
 	}
 
+	metrics_work_end(f->o.metrics, slot);
+	METRICS_ADD(f->o.metrics, readahead_batches, -1);
 	pthread_mutex_lock(&f->lock);
 	if (s)
 		s->running--;

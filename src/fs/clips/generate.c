@@ -34,6 +34,7 @@
 #include "kvsfs/awserr.h"
 #include "kvsfs/fcache.h"
 #include "kvsfs/log.h"
+#include "kvsfs/metrics.h"
 #include "kvsfs/mp4.h"
 
 #define PART_ATTEMPTS 4          /* GetClip attempts per part at this level */
@@ -208,6 +209,8 @@ struct gen {
 	struct mp4_input *in;
 	size_t got;
 	struct mp4_join *j;
+	int slot;                         /* metrics work slot (-1: none) */
+	uint64_t bytes;                   /* MP4 bytes of the parts fetched */
 };
 
 int cl_list_range(struct clips *c, const char *stream, const char *name, int64_t start_ms,
@@ -279,6 +282,7 @@ static int fetch_parts(struct gen *g)
 		if (rc)
 			return rc;
 		g->got = i + 1;
+		metrics_work_progress(c->o.metrics, g->slot, i + 1, g->ng, g->bytes += p->size);
 		char reason[MP4_REASON_MAX];
 		g->in[i] = (struct mp4_input){ .fd = p->fd, .name = p->key };
 		rc = mp4_info_read(&g->in[i], &p->info, NULL, reason, sizeof(reason));
@@ -448,9 +452,15 @@ int cl_make_one(struct clips *c, const char *stream, const char *name, int64_t s
 	rc = cl_lookup(c, g.key, size, fd, pin);
 	if (rc != -ENOENT)
 		return rc; /* made meanwhile */
+	char what[200];
+	snprintf(what, sizeof(what), "%s/clips/%s", stream, name);
+	METRICS_ADD(c->o.metrics, clips_in_progress, 1);
+	g.slot = metrics_work_begin(c->o.metrics, "clip", what, 0, 0);
 	rc = list_range(&g, start_ms, end_ms);
 	if (rc == 0)
 		rc = plan_parts(&g);
+	if (rc == 0)
+		metrics_work_progress(c->o.metrics, g.slot, 0, g.ng, 0);
 	if (rc == 0)
 		rc = fetch_parts(&g);
 	if (rc == 0)
@@ -458,5 +468,7 @@ int cl_make_one(struct clips *c, const char *stream, const char *name, int64_t s
 	if (rc == 0)
 		rc = store_clip(&g, size, fd, pin);
 	gen_release(&g);
+	metrics_work_end(c->o.metrics, g.slot);
+	METRICS_ADD(c->o.metrics, clips_in_progress, -1);
 	return rc;
 }

@@ -506,7 +506,7 @@ static int parts_new(struct vfs *v)
 		.dropped = on_hour_dropped, .dropped_arg = v,
 	};
 	struct fetch_opts fo = {
-		.kvs = c->kvs, .cache = c->cache, .log = c->log,
+		.kvs = c->kvs, .cache = c->cache, .log = c->log, .metrics = c->metrics,
 		.batch_max = VFS_READAHEAD_MAX,
 		.batch_bytes = 256ull << 20,
 		.learned = on_learned, .learned_arg = v,

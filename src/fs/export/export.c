@@ -103,6 +103,7 @@ static struct export *export_new(const struct export_opts *o)
 	ex->umask = o->umask & 0777;
 	ex->log = o->log;
 	ex->ttl_ms = o->cache_ttl_ms < 0 ? 0 : o->cache_ttl_ms ? o->cache_ttl_ms : 1000;
+	ex->metrics = o->metrics;
 	ex->start_ms = ex_now_ms();
 	ex->dfd = ex->lockfd = -1;
 	pthread_mutex_init(&ex->mu, NULL);

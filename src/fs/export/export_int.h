@@ -120,6 +120,7 @@ struct export {
 	gid_t gid;
 	mode_t umask;
 	struct log_ctx *log;
+	struct metrics *metrics;    /* may be NULL: parts and bytes queued */
 	int64_t start_ms;
 	pthread_mutex_t mu;
 	pthread_cond_t job_cv, done_cv;

@@ -34,6 +34,7 @@
 #include "export_int.h"
 #include "kvsfs/awserr.h"
 #include "kvsfs/log.h"
+#include "kvsfs/metrics.h"
 
 void ex_mpu_reset(struct xnode *n)
 {
@@ -78,6 +79,8 @@ static int queue_part(struct export *ex, struct xnode *n, uint64_t off, uint64_t
 	j->part = ++n->n_parts;
 	j->off = off;
 	j->len = len;
+	METRICS_ADD(ex->metrics, upload_parts_queued, 1);
+	METRICS_ADD(ex->metrics, upload_bytes_queued, len);
 	n->queued_end = off + len;
 	n->refs++;
 	n->inflight++;
@@ -151,11 +154,13 @@ static int send_part(struct export *ex, struct job *j)
 	char *key = strdup(n->mpu_key), *id = strdup(n->upload_id);
 	int fd = n->st ? n->st->fd : -1;
 	pthread_mutex_unlock(&ex->mu);
+	int slot = metrics_work_begin(ex->metrics, "upload part", key, 0, j->len);
 	struct s3_part part;
 	struct awserr e;
 	rc = !key || !id ? -ENOMEM : fd < 0 ? -EIO :
 	     s3_mpu_upload_part(ex->s3, key, id, j->part, fd, (off_t)j->off, (off_t)j->len, &part,
 				&e);
+	metrics_work_end(ex->metrics, slot);
 	free(key);
 	free(id);
 	pthread_mutex_lock(&ex->mu);
@@ -205,6 +210,8 @@ static void *worker_main(void *arg)
 		n->inflight--;
 		pthread_cond_broadcast(&ex->done_cv);
 		ex_node_put(ex, n);
+		METRICS_ADD(ex->metrics, upload_parts_queued, -1);
+		METRICS_ADD(ex->metrics, upload_bytes_queued, -(int64_t)j->len);
 		free(j);
 		if (ex->trash) {  /* the last reference: its staging file goes, with the lock free */
 			ex_unlock(ex);

@@ -10,6 +10,7 @@
  *   live_hls, live_dash  /STREAM/live.m3u8, live.mpd  playback sessions (src/fs/live.c)
  *   xdir, xfile          /export/...                the S3-backed folder (include/kvsfs/export.h)
  *   images, img_day, img_hour, image  /STREAM/images/DAY/HH/NAME.jpg  GetImages (src/fs/imgcache.c)
+ *   kvsfs_dir, _file     /.kvsfs/metrics, status    the daemon's own view (hidden in listings)
  *
  * Adding a kind: one file in src/fs/nodes/ defining its table, one line below, and the lookup
  * and list of the folder kind that shows it.
@@ -38,6 +39,8 @@ extern const struct node_ops node_xdir_ops;        /* export.c */
 extern const struct node_ops node_xfile_ops;       /* export.c */
 extern const struct node_ops node_images_ops, node_img_day_ops, node_img_hour_ops,
 	node_image_ops;                                /* images.c: images/DAY/HH/NAME.jpg */
+extern const struct node_ops node_kvsfs_dir_ops;   /* kvsfs_dir.c: MNT/.kvsfs/ */
+extern const struct node_ops node_kvsfs_file_ops;  /* kvsfs_dir.c: .kvsfs/metrics, status */
 
 /* export.c: the lookup of export/ itself in the root (the folder named export_dir). */
 int node_export_top(struct vfs *v, struct lookup_res *r);
@@ -56,6 +59,8 @@ int node_hours_list(const struct node_ref *dir, const struct node_ops *hour_ops,
 		    struct dir_builder *b);
 int node_period_getattr(struct vfs *v, const struct node_ref *n, enum attr_use use,
 			struct vfs_attr *a);
+/* kvsfs_dir.c: the lookup of .kvsfs in the root (never listed there); -ENOENT without metrics. */
+int node_kvsfs_top(struct vfs *v, struct lookup_res *r);
 
 /* stream.c: attributes of a read-only folder of the stream whose mtime is the stream's
  * creation (the stream folder, fragments/, clips/). */

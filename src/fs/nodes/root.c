@@ -19,6 +19,8 @@ static int root_lookup(struct vfs *v, const struct node_ref *dir, const char *na
 	(void)dir;
 	if (v->c.export && !strcmp(name, v->c.export_dir))
 		return node_export_top(v, r);
+	if (!strcmp(name, ".kvsfs"))
+		return node_kvsfs_top(v, r);
 	struct vstream *s;
 	int rc = streams_lookup(v->streams, name, &s);
 	if (rc)

@@ -24,7 +24,7 @@ def test_quick_start_mounts_a_live_camera_and_cleans_up(repo_dir, tmp_path):
         text = "".join(out)
         assert "kvsfs is mounted" in text, text
         assert os.path.ismount(mnt)
-        assert os.listdir(mnt) == ["demo-cam"]
+        assert sorted(os.listdir(mnt)) == ["demo-cam", "export"]
         live = open(os.path.join(mnt, "demo-cam", "live.m3u8")).read()
         assert live.startswith("#EXTM3U")
         days = os.listdir(os.path.join(mnt, "demo-cam", "fragments"))
