@@ -118,6 +118,11 @@ void kvs_client_free(struct kvs_client *c)
 	free(c);
 }
 
+const struct awsreq_ctx *kvs_client_aws(const struct kvs_client *c)
+{
+	return c->aws;
+}
+
 void kvs_stream_free(struct kvs_stream *s)
 {
 	free(s->name);

@@ -51,6 +51,7 @@ struct vfs_config {
 	mode_t umask;
 	int live_public;             /* live.m3u8/live.mpd readable by all (needs allow_other) */
 	int readahead;               /* fragments per GetMediaForFragmentList batch */
+	const char *ingest_dir;      /* ingest/ staging folder (NULL: ingest/ refuses writes) */
 	/* Asks the kernel to drop cached attributes/data of an inode (set by the FUSE adapter):
 	 * queued (safe for the inode of the request being served), or at once (for other inodes,
 	 * so the very next stat sees the change). */

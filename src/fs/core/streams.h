@@ -35,6 +35,8 @@ struct vstream {
 	int64_t seq_hour;                /* nodes/fragment.c: hour and index of the last open */
 	long seq_index;
 	size_t window;                   /* nodes/fragment.c: read-ahead window */
+	int ingest_busy;                 /* nodes/ingest.c: a PutMedia runs (one per stream) */
+	pthread_cond_t ingest_cv;        /* nodes/ingest.c: signalled when ingest_busy drops */
 	struct vstream *link;            /* streams.c: the registry (under its own lock) */
 };
 

@@ -32,6 +32,8 @@ extern const struct node_ops node_live_hls_ops;    /* live.c */
 extern const struct node_ops node_live_dash_ops;   /* live.c */
 extern const struct node_ops node_xdir_ops;        /* export.c */
 extern const struct node_ops node_xfile_ops;       /* export.c */
+extern const struct node_ops node_ingest_ops;      /* ingest.c: /STREAM/ingest/ */
+extern const struct node_ops node_ingest_file_ops; /* ingest.c: a file being written there */
 
 /* export.c: the lookup of export/ itself in the root (the folder named export_dir). */
 int node_export_top(struct vfs *v, struct lookup_res *r);

@@ -20,6 +20,7 @@ static const struct {
 	{ "clips", &node_clips_ops },
 	{ "live.m3u8", &node_live_hls_ops },
 	{ "live.mpd", &node_live_dash_ops },
+	{ "ingest", &node_ingest_ops },
 };
 
 #define N_ENTRIES (sizeof(entries) / sizeof(entries[0]))
