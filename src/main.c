@@ -274,6 +274,9 @@ static int app_tree(struct app *a)
 	struct vfs_config vc = {
 		.kvs = a->kvs,
 		.ingest_dir = a->ingest_dir,
+		.manage_streams = o->manage_streams,
+		.default_retention_hours = o->default_retention_hours >= 0
+					   ? o->default_retention_hours : 24,
 		.cache = a->cache,
 		.sizes = a->sizes,
 		.clips = a->clips,

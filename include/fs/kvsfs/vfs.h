@@ -52,6 +52,8 @@ struct vfs_config {
 	int live_public;             /* live.m3u8/live.mpd readable by all (needs allow_other) */
 	int readahead;               /* fragments per GetMediaForFragmentList batch */
 	const char *ingest_dir;      /* ingest/ staging folder (NULL: ingest/ refuses writes) */
+	int manage_streams;          /* mkdir/rmdir of streams, retention xattr (else EROFS) */
+	int default_retention_hours; /* retention of streams made by mkdir */
 	/* Asks the kernel to drop cached attributes/data of an inode (set by the FUSE adapter):
 	 * queued (safe for the inode of the request being served), or at once (for other inodes,
 	 * so the very next stat sees the change). */
@@ -166,6 +168,10 @@ int vfs_fsync(struct vfs *v, struct vfs_file *f);
 ssize_t vfs_getxattr(struct vfs *v, uint64_t ino, const char *name, char *buf, size_t size);
 /* Setting or removing an extended attribute: ENOTSUP in export/, EROFS elsewhere. */
 int vfs_setxattr(struct vfs *v, uint64_t ino);
+/* Setting name to value (size bytes): a stream folder's user.kvs.retention_hours and
+ * user.kvs.delete_confirm with manage_streams (SEMANTICS.md); elsewhere as vfs_setxattr. */
+int vfs_setxattr_value(struct vfs *v, uint64_t ino, const char *name, const char *value,
+		       size_t size);
 /* NUL-separated list of names, same conventions. */
 ssize_t vfs_listxattr(struct vfs *v, uint64_t ino, char *buf, size_t size);
 

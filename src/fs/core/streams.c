@@ -236,6 +236,13 @@ int streams_gone(struct streams *st, struct vstream *s)
 	return gone;
 }
 
+void streams_invalidate(struct streams *st)
+{
+	pthread_mutex_lock(&st->lock);
+	st->stale = 1;
+	pthread_mutex_unlock(&st->lock);
+}
+
 int64_t streams_creation_ms(struct vstream *s)
 {
 	pthread_mutex_lock(&s->lock);

@@ -47,4 +47,14 @@ ssize_t node_stream_getxattr(struct vfs *v, const struct node_ref *n, const char
 			     char *buf, size_t size);
 ssize_t node_stream_listxattr(struct vfs *v, const struct node_ref *n, char *buf, size_t size);
 
+/* manage.c: stream management with manage_streams (else EROFS / user.kvs.stream only). */
+int node_manage_mkdir(struct vfs *v, const struct node_ref *dir, const char *name, mode_t mode,
+		      struct vfs_attr *a);
+int node_manage_rmdir(struct vfs *v, const struct node_ref *dir, const char *name);
+ssize_t node_manage_getxattr(struct vfs *v, const struct node_ref *n, const char *name,
+			     char *buf, size_t size);
+ssize_t node_manage_listxattr(struct vfs *v, const struct node_ref *n, char *buf, size_t size);
+int node_manage_setxattr(struct vfs *v, const struct node_ref *n, const char *name,
+			 const char *value, size_t size);
+
 #endif

@@ -80,6 +80,7 @@ const struct node_ops node_stream_ops = {
 	.lookup = stream_lookup,
 	.list = stream_list,
 	.getattr = node_stream_dir_getattr,
-	.getxattr = node_stream_getxattr,
-	.listxattr = node_stream_listxattr,
+	.getxattr = node_manage_getxattr,     /* manage.c: user.kvs.stream without manage_streams */
+	.listxattr = node_manage_listxattr,
+	.setxattr_value = node_manage_setxattr,
 };
