@@ -24,6 +24,7 @@
 
 #define ACK_LINE_MAX 4096
 #define DEFAULT_RATE (12500000u) /* 12.5 MB/s per stream (kvs-api.md 3.1) */
+#define FRAGMENT_RATE 5          /* fragments/s per stream (kvs-api.md 3.1) */
 
 struct put_state {
 	const struct kvs_put_opts *o;
@@ -175,6 +176,11 @@ int kvs_put_media(struct kvs_client *c, const char *stream, const struct kvs_put
 	*st = (struct put_state){ .o = o, .res = res, .log = aws->log, .stream = stream,
 				  .t0_ns = clk_mono_ns(),
 				  .rate = o->max_bytes_per_s ? o->max_bytes_per_s : DEFAULT_RATE };
+	if (o->body_bytes && o->fragments) {
+		uint64_t by_frags = o->body_bytes * FRAGMENT_RATE / o->fragments;
+		if (by_frags > 0 && by_frags < st->rate)
+			st->rate = by_frags;
+	}
 	struct awsreq r = {
 		.service = "kinesisvideo",
 		.method = "POST",

@@ -10,8 +10,9 @@
  * 4 KiB). The request is signed with the empty-payload hash (the streaming form of the Java and
  * C producers). It is retried (throttling, ConnectionLimitExceededException, connection errors)
  * only while no byte of the body was sent: re-sending fragments KVS already took would only draw
- * 4004 errors. The body is paced to the documented ingest rate (12.5 MB/s per stream); the
- * caller serialises requests per stream (one connection per stream).
+ * 4004 errors. The body is paced to the documented ingest limits of a stream: 12.5 MB/s and,
+ * on average over the body, 5 fragments/s; the caller serialises requests per stream (one
+ * connection per stream).
  */
 #ifndef KVSFS_PUTMEDIA_H
 #define KVSFS_PUTMEDIA_H
@@ -30,6 +31,8 @@ struct kvs_put_opts {
 	uint64_t fragments;       /* clusters in the body: the call waits for their ACKs */
 	int need_persisted;       /* 1: PERSISTED ends a fragment; 0: RECEIVED does */
 	uint64_t max_bytes_per_s; /* pacing; 0: 12.5 MB/s */
+	uint64_t body_bytes;      /* size of the body when known (0: unknown), for pacing the
+	                           * fragment rate: 5 fragments/s on average */
 };
 
 struct kvs_put_result {

@@ -280,6 +280,7 @@ static int send_file(struct vfs *v, struct ingest_file *f)
 		.read_fn = body_read,
 		.read_arg = f,
 		.fragments = in.clusters,
+		.body_bytes = f->size,
 		.need_persisted = retention > 0,
 	};
 	struct kvs_put_result res;

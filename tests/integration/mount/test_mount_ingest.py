@@ -156,6 +156,25 @@ def test_fragment_copied_between_streams_keeps_its_producer_timestamp(kvs, mount
     assert len(list_fragments(kvs, "dst", dt.datetime.fromtimestamp(start - 1, UTC),
                               dt.datetime.fromtimestamp(start + 10, UTC))) == 1
 
+    # the next fragment under the same name as the first copy: a new file, sent too
+    shutil.copyfile(srcf[2], m.path("dst", "ingest", "x.mkv"))
+    got = list_fragments(kvs, "dst", dt.datetime.fromtimestamp(start - 1, UTC),
+                         dt.datetime.fromtimestamp(start + 10, UTC))
+    assert [os.path.basename(p) for p in fragment_files(hour_dir(m, "dst", start))] == \
+        [os.path.basename(p) for p in srcf[1:]]
+    assert len(got) == 2
+
+
+def test_stream_without_retention_takes_received_fragments(kvs, mount, rec, tmp_path):
+    kvs.create_stream("noarchive", retention_hours=0)
+    small = make_mkv(tmp_path / "small.mkv", 6)
+    m = mount(kvs)
+    kvs.reset_counters()
+    shutil.copyfile(small, m.path("noarchive", "ingest", "small.mkv"))  # RECEIVED, never PERSISTED
+    assert put_media_total(kvs) == 1
+    assert [s["fragments"] for s in kvs.admin_get("streams")["streams"]
+            if s["name"] == "noarchive"] == [clusters(small)]
+
 
 def test_fragment_longer_than_ten_seconds_gives_efbig(kvs, mount, tmp_path):
     kvs.create_stream("long", retention_hours=24)
