@@ -17,35 +17,18 @@
 #include <string.h>
 
 #include "kvsfs/decsec.h"
+#include "mkv_internal.h"
 
-#define ID_EBML 0x1A45DFA3u
-#define ID_SEGMENT 0x18538067u
-#define ID_SEEKHEAD 0x114D9B74u
-#define ID_INFO 0x1549A966u
-#define ID_TRACKS 0x1654AE6Bu
-#define ID_CLUSTER 0x1F43B675u
-#define ID_CUES 0x1C53BB6Bu
-#define ID_CHAPTERS 0x1043A770u
-#define ID_TAGS 0x1254C367u
-#define ID_ATTACHMENTS 0x1941A469u
-#define ID_TCSCALE 0x2AD7B1u
+/* element IDs of the reader (mkv_internal.h) plus the few this check reads besides */
 #define ID_DATEUTC 0x4461u
-#define ID_TRACKENTRY 0xAEu
 #define ID_TRACKNUMBER 0xD7u
 #define ID_TRACKTYPE 0x83u
-#define ID_TIMECODE 0xE7u
-#define ID_SIMPLEBLOCK 0xA3u
-#define ID_BLOCKGROUP 0xA0u
-#define ID_BLOCK 0xA1u
-#define ID_REFBLOCK 0xFBu
-#define ID_TAG 0x7373u
-#define ID_SIMPLETAG 0x67C8u
 #define ID_TAGNAME 0x45A3u
 #define ID_TAGSTRING 0x4487u
 #define KVS_TAG_PREFIX "AWS_KINESISVIDEO_"
 #define KVS_PRODUCER_TS "AWS_KINESISVIDEO_PRODUCER_TIMESTAMP"
 
-#define UNKNOWN UINT64_MAX
+#define UNKNOWN UNKNOWN_SIZE
 #define EPOCH_2001_MS 978307200000LL
 #define ABSOLUTE_MIN_MS 1000000000000LL
 
@@ -226,7 +209,7 @@ static int scan_info(struct rd *r, const struct el *info, struct mkvin_info *out
 		if (c.end == UNKNOWN)
 			return bad(r, "an unknown-size element inside Info");
 		uint64_t v;
-		if (c.id == ID_TCSCALE) {
+		if (c.id == ID_TIMECODESCALE) {
 			if ((rc = uint_at(r, &c, 0, &v)) != 0)
 				return rc;
 			if (v == 0)
@@ -308,7 +291,7 @@ static int group_head(struct rd *r, const struct el *g, uint64_t *track, int *ke
 			if ((rc = block_head(r, &c, track, key)) != 0)
 				return rc;
 			have = 1;
-		} else if (c.id == ID_REFBLOCK) {
+		} else if (c.id == ID_REFERENCEBLOCK) {
 			ref = 1;
 		}
 	}

@@ -52,26 +52,40 @@ static int valid_name(const char *s)
 	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
 }
 
+/* DescribeStream of name into a new *si (the caller frees it); on failure *si is NULL and e
+ * says why. */
+static int describe(struct vfs *v, const char *name, struct kvs_stream_info **si, struct awserr *e)
+{
+	awserr_clear(e);
+	*si = malloc(sizeof(**si));
+	if (!*si)
+		return -ENOMEM;
+	int rc = kvs_describe_stream_info(v->c.kvs, name, *si, e);
+	if (rc) {
+		free(*si);
+		*si = NULL;
+	}
+	return rc;
+}
+
 /* Waits until the new stream is ACTIVE (CreateStream is asynchronous). */
 static int wait_active(struct vfs *v, const char *name)
 {
 	int64_t deadline = clk_mono_ms() + ACTIVE_WAIT_MS;
-	struct kvs_stream_info *si = malloc(sizeof(*si));
+	struct kvs_stream_info *si;
 	struct awserr e;
-	int rc = si ? 0 : -ENOMEM;
-	while (rc == 0) {
-		awserr_clear(&e);
-		if ((rc = kvs_describe_stream_info(v->c.kvs, name, si, &e)) != 0)
-			rc = fail(v, "DescribeStream of the new stream", name, rc, &e);
-		else if (!strcmp(si->status, "ACTIVE"))
-			break;
-		else if (clk_mono_ms() > deadline)
-			rc = -ETIMEDOUT;
-		else
-			clk_sleep_ms(500);
+	for (;;) {
+		int rc = describe(v, name, &si, &e);
+		if (rc)
+			return fail(v, "DescribeStream of the new stream", name, rc, &e);
+		int active = !strcmp(si->status, "ACTIVE");
+		free(si);
+		if (active)
+			return 0;
+		if (clk_mono_ms() > deadline)
+			return -ETIMEDOUT;
+		clk_sleep_ms(500);
 	}
-	free(si);
-	return rc;
 }
 
 int node_manage_mkdir(struct vfs *v, const struct node_ref *dir, const char *name, mode_t mode,
@@ -127,17 +141,14 @@ int node_manage_rmdir(struct vfs *v, const struct node_ref *dir, const char *nam
 			 name);
 		return -EPERM;
 	}
-	struct kvs_stream_info *si = malloc(sizeof(*si));
+	struct kvs_stream_info *si;
 	struct awserr e;
-	awserr_clear(&e);
-	if (!si)
-		return -ENOMEM;
-	if ((rc = kvs_describe_stream_info(v->c.kvs, name, si, &e)) != 0 ||
-	    (rc = kvs_delete_stream(v->c.kvs, si->arn, si->version, &e)) != 0) {
+	if ((rc = describe(v, name, &si, &e)) == 0) {
+		rc = kvs_delete_stream(v->c.kvs, si->arn, si->version, &e);
 		free(si);
-		return fail(v, "DeleteStream", name, rc, &e);
 	}
-	free(si);
+	if (rc)
+		return fail(v, "DeleteStream", name, rc, &e);
 	LOG_INFO(v->c.log, MOD, "stream %s deleted", name);
 	pthread_mutex_lock(&s->lock);
 	s->delete_confirm[0] = '\0';
@@ -188,18 +199,14 @@ ssize_t node_manage_getxattr(struct vfs *v, const struct node_ref *n, const char
 		;
 	if (i == N_INFO)
 		return -ENODATA;
-	struct kvs_stream_info *si = malloc(sizeof(*si));
+	struct kvs_stream_info *si;
 	struct awserr e;
-	awserr_clear(&e);
-	if (!si)
-		return -ENOMEM;
-	ssize_t rc = kvs_describe_stream_info(v->c.kvs, n->val.stream->name, si, &e);
+	int rc = describe(v, n->val.stream->name, &si, &e);
 	if (rc)
-		rc = fail(v, "DescribeStream", n->val.stream->name, (int)rc, &e);
-	else
-		rc = info_value(si, name, buf, size);
+		return fail(v, "DescribeStream", n->val.stream->name, rc, &e);
+	ssize_t len = info_value(si, name, buf, size);
 	free(si);
-	return rc;
+	return len;
 }
 
 ssize_t node_manage_listxattr(struct vfs *v, const struct node_ref *n, char *buf, size_t size)
@@ -220,16 +227,14 @@ static int set_retention(struct vfs *v, struct vstream *s, const char *value, si
 	long want = strtol(txt, &end, 10);
 	if (end == txt || (*end && *end != '\n') || want < 0 || want > 87600)
 		return -EINVAL;
-	struct kvs_stream_info *si = malloc(sizeof(*si));
+	struct kvs_stream_info *si;
 	struct awserr e;
-	awserr_clear(&e);
-	if (!si)
-		return -ENOMEM;
-	int rc = kvs_describe_stream_info(v->c.kvs, s->name, si, &e);
-	if (rc == 0)
+	int rc = describe(v, s->name, &si, &e);
+	if (rc == 0) {
 		rc = kvs_update_retention(v->c.kvs, s->name, si->version, si->retention_hours, want,
 					  &e);
-	free(si);
+		free(si);
+	}
 	if (rc)
 		return fail(v, "UpdateDataRetention", s->name, rc, &e);
 	pthread_mutex_lock(&s->lock);
