@@ -67,6 +67,23 @@ int kvs_describe_stream_info(struct kvs_client *c, const char *name, struct kvs_
 	return 0;
 }
 
+int kvs_describe_storage_tier(struct kvs_client *c, const char *name, char tier[16],
+			      struct awserr *err)
+{
+	json_t *reply = NULL, *cfg = NULL;
+	int rc = call(c, "/describeStreamStorageConfiguration",
+		      json_pack("{s:s}", "StreamName", name), 1, &reply, err);
+	if (rc)
+		return rc;
+	if (json_get_object(reply, "StreamStorageConfiguration", &cfg)) {
+		json_decref(reply);
+		return err ? awserr_set_errno(err, EIO, "no StreamStorageConfiguration") : -EIO;
+	}
+	copy_str(cfg, "DefaultStorageTier", tier, 16);
+	json_decref(reply);
+	return 0;
+}
+
 int kvs_create_stream(struct kvs_client *c, const char *name, int64_t retention_hours,
 		      struct awserr *err)
 {

@@ -26,6 +26,8 @@ CONTROL_PATHS = {
     "/deleteStream": "DeleteStream", "/updateStream": "UpdateStream",
     "/updateDataRetention": "UpdateDataRetention", "/getDataEndpoint": "GetDataEndpoint",
     "/tagStream": "TagStream", "/untagStream": "UntagStream", "/listTagsForStream": "ListTagsForStream",
+    "/describeStreamStorageConfiguration": "DescribeStreamStorageConfiguration",
+    "/updateStreamStorageConfiguration": "UpdateStreamStorageConfiguration",
 }
 ARCHIVE_PATHS = {"/listFragments": "ListFragments", "/getMediaForFragmentList": "GetMediaForFragmentList",
                  "/getMedia": "GetMedia"}

@@ -36,7 +36,10 @@ struct kvs_stream_info {
 /* DescribeStream by name, every field ("" for absent ones). */
 int kvs_describe_stream_info(struct kvs_client *c, const char *name, struct kvs_stream_info *out,
 			     struct awserr *err);
-/* CreateStream with DataRetentionInHours (media_type may be NULL). */
+/* DescribeStreamStorageConfiguration: DefaultStorageTier ("HOT", "WARM") into tier. */
+int kvs_describe_storage_tier(struct kvs_client *c, const char *name, char tier[16],
+			      struct awserr *err);
+/* CreateStream with DataRetentionInHours. */
 int kvs_create_stream(struct kvs_client *c, const char *name, int64_t retention_hours,
 		      struct awserr *err);
 /* DeleteStream by ARN with the CurrentVersion guard. */

@@ -29,10 +29,12 @@
 #define ACTIVE_WAIT_MS 60000
 #define X_CONFIRM "user.kvs.delete_confirm"
 #define X_RETENTION "user.kvs.retention_hours"
+#define X_TIER "user.kvs.storage_tier"
 
 static const char *const info_xattrs[] = {
 	"user.kvs.stream", "user.kvs.status", "user.kvs.media_type", "user.kvs.device_name",
 	"user.kvs.kms_key_id", "user.kvs.creation_time", X_RETENTION, "user.kvs.version",
+	X_TIER,
 };
 
 #define N_INFO (sizeof(info_xattrs) / sizeof(info_xattrs[0]))
@@ -182,6 +184,23 @@ static ssize_t info_value(const struct kvs_stream_info *si, const char *name, ch
 	return vfs_xattr_value(val, buf, size);
 }
 
+/* user.kvs.storage_tier: ENODATA where the service has no DescribeStreamStorageConfiguration. */
+static ssize_t storage_tier(struct vfs *v, const char *stream, char *buf, size_t size)
+{
+	char tier[16];
+	struct awserr e;
+	awserr_clear(&e);
+	int rc = kvs_describe_storage_tier(v->c.kvs, stream, tier, &e);
+	if (rc == -EACCES || rc == -EAGAIN || rc == -EIO || rc == -ETIMEDOUT)
+		return fail(v, "DescribeStreamStorageConfiguration", stream, rc, &e);
+	if (rc || !tier[0]) {
+		LOG_INFO(v->c.log, MOD, "%s: no storage tier (%s)", stream,
+			 e.type[0] ? e.type : "absent");
+		return -ENODATA;
+	}
+	return vfs_xattr_value(tier, buf, size);
+}
+
 ssize_t node_manage_getxattr(struct vfs *v, const struct node_ref *n, const char *name,
 			     char *buf, size_t size)
 {
@@ -199,6 +218,8 @@ ssize_t node_manage_getxattr(struct vfs *v, const struct node_ref *n, const char
 		;
 	if (i == N_INFO)
 		return -ENODATA;
+	if (!strcmp(name, X_TIER))
+		return storage_tier(v, n->val.stream->name, buf, size);
 	struct kvs_stream_info *si;
 	struct awserr e;
 	int rc = describe(v, n->val.stream->name, &si, &e);

@@ -55,6 +55,7 @@ def test_mkdir_setfattr_rmdir_round_trip(kvs, mount):
     assert os.getxattr(p, "user.kvs.retention_hours") == b"12"
     assert os.getxattr(p, "user.kvs.version").decode() == info["Version"]
     assert "user.kvs.creation_time" in os.listxattr(p)
+    assert os.getxattr(p, "user.kvs.storage_tier") == b"HOT"  # DescribeStreamStorageConfiguration
     with pytest.raises(OSError) as e:
         os.setxattr(p, "user.kvs.status", b"DELETING")
     assert e.value.errno == errno.EPERM
