@@ -23,7 +23,7 @@ def ffmpeg(*args):
                    check=True, timeout=600)
 
 
-def make_mkv(path, seconds, gop_frames=50, cluster_ms=10000):
+def make_mkv(path, seconds, gop_frames=50, cluster_ms=10000, date=None):
     """H.264 (25 fps, fixed GOP of gop_frames) + AAC in Matroska. ffmpeg's matroska muxer starts
     a Cluster at every video keyframe (once the cluster holds 4 KiB) or when -cluster_time_limit /
     -cluster_size_limit are reached: with limits above the GOP, clusters start at keyframes; with
@@ -34,6 +34,7 @@ def make_mkv(path, seconds, gop_frames=50, cluster_ms=10000):
            "-g", str(gop_frames), "-keyint_min", str(gop_frames), "-sc_threshold", "0",
            "-c:a", "aac", "-b:a", "64k",
            "-cluster_time_limit", str(cluster_ms), "-cluster_size_limit", "50000000",
+           *(["-metadata", f"creation_time={date}"] if date else []),
            "-f", "matroska", str(path))
     return str(path)
 
@@ -163,6 +164,23 @@ def test_fragment_copied_between_streams_keeps_its_producer_timestamp(kvs, mount
     assert [os.path.basename(p) for p in fragment_files(hour_dir(m, "dst", start))] == \
         [os.path.basename(p) for p in srcf[1:]]
     assert len(got) == 2
+
+
+def test_relative_file_starts_at_its_name_stamp_else_its_dateutc(kvs, mount, tmp_path):
+    kvs.create_stream("dated", retention_hours=24)
+    t_name = past_hour_start(6) + 300
+    t_date = past_hour_start(5) + 900
+    iso = dt.datetime.fromtimestamp(t_date, UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+    p = make_mkv(tmp_path / "d.mkv", 4, date=iso)
+    m = mount(kvs)
+    shutil.copyfile(p, m.path("dated", "ingest", stamp(t_name) + ".mkv"))  # the name wins
+    shutil.copyfile(p, m.path("dated", "ingest", "holiday.mkv"))           # then DateUTC
+    got = list_fragments(kvs, "dated", dt.datetime.fromtimestamp(t_name - 60, UTC),
+                         dt.datetime.fromtimestamp(t_date + 60, UTC))
+    starts = sorted({round(f["ProducerTimestamp"].timestamp(), 3) for f in got})
+    assert len(got) == 4
+    assert starts[0] == pytest.approx(t_name, abs=0.001)
+    assert starts[2] == pytest.approx(t_date, abs=0.001)
 
 
 def test_stream_without_retention_takes_received_fragments(kvs, mount, rec, tmp_path):
