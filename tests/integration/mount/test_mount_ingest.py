@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import archived_media, fragment_files, gmffl, retry_throttled
+from kvs_local.testing import start_server
 
 UTC = dt.timezone.utc
 
@@ -253,3 +254,24 @@ def test_ingest_is_write_only_and_lists_empty(kvs, mount):
     with pytest.raises(OSError) as e:
         os.mkdir(os.path.join(d, "sub"))
     assert e.value.errno == errno.EROFS
+
+
+def test_documented_ingest_limits_never_fail_a_copy(mount, tmp_path):
+    """kvs-local enforcing PutMedia's 12.5 MB/s and 5 fragments/s per stream (back-pressure):
+    its own producer, which does not pace, gets paced; a copy into ingest/ still succeeds whole."""
+    srv = start_server(tmp_path / "limits", putmedia_rate_limits=True)
+    try:
+        srv.create_stream("fast", retention_hours=24)
+        srv.create_stream("cam", retention_hours=24)
+        srv.seed_testsrc("fast", duration=20, start_ts=past_hour_start(2))  # 10 fragments at once
+        assert srv.counters()["PutMedia"]["paced"] >= 1
+        p = make_mkv(tmp_path / "twenty.mkv", 20)
+        n = clusters(p)
+        srv.reset_counters()
+        m = mount(srv)
+        shutil.copyfile(p, m.path("cam", "ingest", stamp(past_hour_start(2)) + ".mkv"))
+        c = srv.counters()["PutMedia"]
+        assert c["total"] == 1 and c["errors"] == 0 and c["throttled"] == 0
+        assert [s["fragments"] for s in srv.admin_get("streams")["streams"] if s["name"] == "cam"] == [n]
+    finally:
+        srv.stop()
