@@ -118,6 +118,7 @@ struct app {
 	struct awsreq_ctx aws;            /* borrowed by the KVS and S3 clients: lives as long */
 	struct kvs_client *kvs;
 	char cache_dir[PATH_MAX];
+	char ingest_dir[PATH_MAX + 16];   /* ingest/ staging files (vfs_config borrows it) */
 	struct fcache *cache;
 	struct sizeidx *sizes;
 	struct clips *clips;
@@ -277,8 +278,16 @@ static int app_tree(struct app *a)
 				  .ts = o->timestamps_server ? KVS_TS_SERVER : KVS_TS_PRODUCER };
 	if (clips_new(&clo, &a->clips))
 		return fail(&a->lg, "%s", "out of memory");
+	snprintf(a->ingest_dir, sizeof(a->ingest_dir), "%s/ingest", a->cache_dir);
+	if (mkdir(a->ingest_dir, 0700) != 0 && errno != EEXIST)
+		return fail(&a->lg, "cannot create the ingest folder %s: %s", a->ingest_dir,
+			    strerror(errno));
 	struct vfs_config vc = {
 		.kvs = a->kvs,
+		.ingest_dir = a->ingest_dir,
+		.manage_streams = o->manage_streams,
+		.default_retention_hours = o->default_retention_hours >= 0
+					   ? o->default_retention_hours : 24,
 		.cache = a->cache,
 		.sizes = a->sizes,
 		.clips = a->clips,

@@ -528,11 +528,8 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
-	(void)name;
-	(void)value;
-	(void)size;
 	(void)flags;
-	fuse_reply_err(req, -vfs_setxattr(CTX(req)->vfs, ino));
+	fuse_reply_err(req, -vfs_setxattr_value(CTX(req)->vfs, ino, name, value, size));
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)

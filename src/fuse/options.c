@@ -32,6 +32,7 @@ enum {
 	KEY_RO, KEY_HLS_EXPIRES, KEY_UID, KEY_GID, KEY_UMASK, KEY_ALLOW_OTHER, KEY_LIVE_PUBLIC, KEY_READAHEAD,
 	KEY_LOG_FILE, KEY_IMAGE_INTERVAL, KEY_IMAGE_WIDTH,
 	KEY_META_CACHE,
+	KEY_MANAGE_STREAMS, KEY_DEFAULT_RETENTION,
 };
 
 static const struct fuse_opt option_table[] = {
@@ -70,6 +71,8 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_KEY("s3_endpoint=%s", KEY_S3_ENDPOINT),
 	FUSE_OPT_KEY("s3_path_style", KEY_S3_PATH_STYLE),
 	FUSE_OPT_KEY("log_file=%s", KEY_LOG_FILE),
+	FUSE_OPT_KEY("manage_streams", KEY_MANAGE_STREAMS),
+	FUSE_OPT_KEY("default_retention_hours=%s", KEY_DEFAULT_RETENTION),
 	/* fstab-only options: accepted and dropped */
 	FUSE_OPT_KEY("_netdev", KEY_DROP),
 	FUSE_OPT_KEY("noauto", KEY_DROP),
@@ -414,6 +417,14 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 			return -1;
 		o->meta_cache_mb = (int)x;
 		return 0;
+	case KEY_MANAGE_STREAMS:
+		o->manage_streams = 1;
+		return 0;
+	case KEY_DEFAULT_RETENTION:
+		if (parse_long(st, arg, 0, 87600, 10, &x))
+			return -1;
+		o->default_retention_hours = (int)x;
+		return 0;
 	case FUSE_OPT_KEY_NONOPT:
 		/* mount.fuse3 passes "kvsfs MOUNTPOINT": the first of two is the source */
 		if (o->mountpoint && !o->source_seen) {
@@ -450,6 +461,7 @@ int options_parse(int argc, char **argv, struct kvsfs_options *opts, char *err, 
 	opts->umask = -1;
 	opts->export_cache_ttl = -1;
 	opts->meta_ttl = -1;
+	opts->default_retention_hours = -1;
 	int rc = fuse_opt_parse(&args, &st, option_table, on_option);
 	if (rc == 0 && !st.failed && opts->live_public && !opts->allow_other)
 		fail(&st, "live_public needs allow_other (the playlists carry session URLs)");
@@ -524,6 +536,8 @@ void options_print_help(const char *prog)
 	       "    -o image_interval=SECONDS  one images/ thumbnail per SECONDS, 1..3600 (default 60)\n"
 	       "    -o image_width=PIXELS  width of images/ thumbnails, 1..3840 (default 320)\n"
 	       "    -o meta_cache=MIB      memory of the cached hour listings (default 16)\n"
+	       "    -o manage_streams      mkdir/rmdir streams, user.kvs.retention_hours (see the man page)\n"
+	       "    -o default_retention_hours=N  retention of streams made by mkdir (default 24)\n"
 	       "    -o max_retry_time=SECONDS  how long throttling, 5xx and broken connections are\n"
 	       "                           retried before an operation fails (default 60)\n"
 	       "\n"

@@ -118,6 +118,16 @@ void kvs_client_free(struct kvs_client *c)
 	free(c);
 }
 
+const struct awsreq_ctx *kvs_client_aws(const struct kvs_client *c)
+{
+	return c->aws;
+}
+
+const char *kvs_client_control(const struct kvs_client *c)
+{
+	return c->control;
+}
+
 void kvs_stream_free(struct kvs_stream *s)
 {
 	free(s->name);

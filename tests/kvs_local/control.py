@@ -87,7 +87,9 @@ def create_stream(ctx, body):
     if ctx.config.max_streams and len(ctx.store.list_streams()) >= ctx.config.max_streams:
         raise KvsError(400, "AccountStreamLimitExceededException",
                        "The number of streams created for the account is too high.")
+    tier = _storage_tier(body.get("StreamStorageConfiguration"), required=False)
     s = ctx.store.create_stream(name, device_name=dev, media_type=mt, kms_key_id=kms, retention_hours=ret, tags=tags)
+    _TIERS[s.arn] = tier or "HOT"
     return {"StreamARN": s.arn}
 
 
@@ -208,9 +210,43 @@ def list_tags_for_stream(ctx, body):
     return {"Tags": s.tags, "NextToken": None}
 
 
+# DefaultStorageTier per stream ARN (an ARN names one creation of a stream); HOT when never set.
+# Kept in memory: a restarted kvs-local reports HOT again.
+_TIERS: dict[str, str] = {}
+STORAGE_TIERS = ("HOT", "WARM")
+
+
+def _storage_tier(cfg, required=True):
+    if cfg is None and not required:
+        return None
+    if not isinstance(cfg, dict) or cfg.get("DefaultStorageTier") not in STORAGE_TIERS:
+        raise invalid_argument("1 validation error detected: Value at 'streamStorageConfiguration."
+                               "defaultStorageTier' failed to satisfy constraint: Member must satisfy "
+                               "enum value set: [HOT, WARM]")
+    return cfg["DefaultStorageTier"]
+
+
+def describe_stream_storage_configuration(ctx, body):
+    s = resolve(ctx, body)
+    return {"StreamName": s.name, "StreamARN": s.arn,
+            "StreamStorageConfiguration": {"DefaultStorageTier": _TIERS.get(s.arn, "HOT")}}
+
+
+def update_stream_storage_configuration(ctx, body):
+    s = resolve(ctx, body)
+    tier = _storage_tier(body.get("StreamStorageConfiguration"))
+    _version_guard(s, body, True)
+    _active(s)
+    ctx.store.update_stream(s, status="ACTIVE")  # a new Version, as every metadata change
+    _TIERS[s.arn] = tier
+    return {}
+
+
 HANDLERS = {
     "CreateStream": create_stream, "DescribeStream": describe_stream, "ListStreams": list_streams,
     "DeleteStream": delete_stream, "UpdateStream": update_stream, "UpdateDataRetention": update_data_retention,
     "GetDataEndpoint": get_data_endpoint, "TagStream": tag_stream, "UntagStream": untag_stream,
     "ListTagsForStream": list_tags_for_stream,
+    "DescribeStreamStorageConfiguration": describe_stream_storage_configuration,
+    "UpdateStreamStorageConfiguration": update_stream_storage_configuration,
 }

@@ -11,6 +11,8 @@ from .mkv import MkvError
 MAX_FRAGMENT_BYTES = 50 * 1024 * 1024
 MAX_FRAGMENT_NS = 10_000_000_000
 MAX_TRACKS = 3
+MAX_BYTES_PER_S = 12_500_000   # documented ingest limits of one stream (kvs-api.md 3.1)
+MAX_FRAGMENTS_PER_S = 5
 
 ERROR_CODES = {
     4001: "MAX_FRAGMENT_SIZE",
@@ -84,13 +86,14 @@ class LimitedReader:
 
 
 class Ingest:
-    def __init__(self, ctx, stream, tc_type: str, start_ts: float, send_ack):
+    def __init__(self, ctx, stream, tc_type: str, start_ts: float, send_ack, pace_fragment=None):
         self.ctx = ctx
         self.store = ctx.store
         self.stream = stream
         self.tc_type = tc_type
         self.start_ts = start_ts
         self.send = send_ack
+        self.pace_fragment = pace_fragment or (lambda: None)
         self.header_id = None
         self.ebml = b""
         self.header_children = b""
@@ -178,6 +181,7 @@ class Ingest:
         self.header_id = self.store.add_header(self.stream, self.ebml, children, self.scale, self.tracks)
 
     def read_cluster(self, reader, size, hl, number) -> dict:
+        self.pace_fragment()
         server_ts = self.ctx.now()
         raw = bytearray(reader.read(hl))
         start = reader.consumed

@@ -27,6 +27,8 @@ CONTROL_PATHS = {
     "/deleteStream": "DeleteStream", "/updateStream": "UpdateStream",
     "/updateDataRetention": "UpdateDataRetention", "/getDataEndpoint": "GetDataEndpoint",
     "/tagStream": "TagStream", "/untagStream": "UntagStream", "/listTagsForStream": "ListTagsForStream",
+    "/describeStreamStorageConfiguration": "DescribeStreamStorageConfiguration",
+    "/updateStreamStorageConfiguration": "UpdateStreamStorageConfiguration",
 }
 ARCHIVE_PATHS = {"/listFragments": "ListFragments", "/getMediaForFragmentList": "GetMediaForFragmentList",
                  "/getMedia": "GetMedia"}
@@ -70,6 +72,10 @@ class Config:
         self.getmedia_idle_seconds = kw.get("getmedia_idle_seconds", 3.0)
         self.idle_ack_seconds = kw.get("idle_ack_seconds", 3.0)
         self.putmedia_timeout_seconds = kw.get("putmedia_timeout_seconds", 30.0)
+        # PutMedia's documented per-stream ingest limits (12.5 MB/s, 5 fragments/s), enforced by
+        # back-pressure (the body is read no faster; counted as "paced"): off by default, so that
+        # seeding large archives stays fast
+        self.putmedia_rate_limits = kw.get("putmedia_rate_limits", False)
         self.max_streams = kw.get("max_streams", 10000)
         # test switch: add this many bytes to every FragmentSizeInBytes (clients must not rely on it)
         self.fragment_size_skew = kw.get("fragment_size_skew", 0)
@@ -156,7 +162,8 @@ class KvsServer(ThreadingHTTPServer):
 
     # ---------------------------------------------------------- counters
     def _counter(self, api: str) -> dict:
-        return self.counters.setdefault(api, {"total": 0, "errors": 0, "throttled": 0, "streams": {}})
+        return self.counters.setdefault(api, {"total": 0, "errors": 0, "throttled": 0, "paced": 0,
+                                              "streams": {}})
 
     def record_batch(self, n: int):
         """Keeps the fragment count of a GetMediaForFragmentList call (counters' "batches")."""
@@ -182,6 +189,11 @@ class KvsServer(ThreadingHTTPServer):
                 c["throttled"] += 1
             if stream:
                 c["streams"][stream] = c["streams"].get(stream, 0) + 1
+
+    def count_paced(self, api: str):
+        with self.lock:
+            c = self._counter(api)
+            c["paced"] += 1
 
     # ---------------------------------------------------------- quotas
     def check_tps(self, api: str, stream: str | None, now: float | None = None):
@@ -603,10 +615,20 @@ class Handler(BaseHTTPRequestHandler):
                 except OSError:
                     closed.set()
 
-        def on_data(n):
-            state["last"] = time.monotonic()
-
         cfg = self.server.config
+        srv = self.server
+
+        def on_data(n):
+            state["last"] = now = time.monotonic()
+            if not cfg.putmedia_rate_limits:
+                return
+            if now - state.get("win", 0.0) >= 1.0:
+                state["win"], state["win_bytes"] = now, 0
+            state["win_bytes"] += n
+            if state["win_bytes"] > putmedia.MAX_BYTES_PER_S:  # over 12.5 MB in this second
+                srv.count_paced("PutMedia")
+                time.sleep(max(0.0, state["win"] + 1.0 - now))
+                state["win"], state["win_bytes"] = time.monotonic(), 0
 
         def idle_loop():
             while not closed.wait(min(cfg.idle_ack_seconds, 1.0)):
@@ -625,7 +647,22 @@ class Handler(BaseHTTPRequestHandler):
 
         idle = threading.Thread(target=idle_loop, daemon=True)
         idle.start()
-        ingest = putmedia.Ingest(Ctx(self.server, "POST", {}, "/putMedia"), stream, tc_type, start_ts, send_ack)
+        starts = collections.deque()
+
+        def pace_fragment():
+            # at most 5 fragments begin in any second: wait for the oldest of the last 5 to age
+            if not cfg.putmedia_rate_limits:
+                return
+            now = time.monotonic()
+            if len(starts) >= putmedia.MAX_FRAGMENTS_PER_S and now - starts[0] < 1.0:
+                srv.count_paced("PutMedia")
+                time.sleep(1.0 - (now - starts[0]))
+            starts.append(time.monotonic())
+            while len(starts) > putmedia.MAX_FRAGMENTS_PER_S:
+                starts.popleft()
+
+        ingest = putmedia.Ingest(Ctx(self.server, "POST", {}, "/putMedia"), stream, tc_type, start_ts, send_ack,
+                                 pace_fragment)
         ok = True
         try:
             ingest.run(mkv.StreamReader(raw, on_data))
@@ -688,6 +725,7 @@ class Handler(BaseHTTPRequestHandler):
         if sub == "config":
             if method == "POST":
                 for k, attr in (("quotas", "quotas"), ("sort_fragments", "sort_fragments"),
+                                ("putmedia_rate_limits", "putmedia_rate_limits"),
                                 ("retention_semantics", "retention_semantics"),
                                 ("getmedia_idle_seconds", "getmedia_idle_seconds"),
                                 ("fragment_size_skew", "fragment_size_skew"),
@@ -753,6 +791,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GetMedia ends the body after this long without new fragments")
     p.add_argument("--idle-ack-seconds", type=float, default=3.0)
     p.add_argument("--putmedia-timeout-seconds", type=float, default=30.0)
+    p.add_argument("--putmedia-rate-limits", action="store_true",
+                   help="enforce PutMedia's 12.5 MB/s and 5 fragments/s per stream by back-pressure")
     p.add_argument("--max-streams", type=int, default=10000,
                    help="CreateStream answers AccountStreamLimitExceededException beyond this many streams")
     p.add_argument("--no-auth", action="store_true", help="skip SigV4 verification (debug)")

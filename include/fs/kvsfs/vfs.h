@@ -57,6 +57,9 @@ struct vfs_config {
 	int image_interval_s;        /* images/: one image per this many seconds (0: 60) */
 	int image_width;             /* images/: width in pixels (0: 320) */
 	int meta_cache_mb;           /* memory of the cached hour listings, MiB (0: 16) */
+	const char *ingest_dir;      /* ingest/ staging folder (NULL: ingest/ refuses writes) */
+	int manage_streams;          /* mkdir/rmdir of streams, retention xattr (else EROFS) */
+	int default_retention_hours; /* retention of streams made by mkdir */
 	/* Asks the kernel to drop cached attributes/data of an inode (set by the FUSE adapter):
 	 * queued (safe for the inode of the request being served), or at once (for other inodes,
 	 * so the very next stat sees the change). */
@@ -181,6 +184,10 @@ char *vfs_status_text(struct vfs *v);
 ssize_t vfs_getxattr(struct vfs *v, uint64_t ino, const char *name, char *buf, size_t size);
 /* Setting or removing an extended attribute: ENOTSUP in export/, EROFS elsewhere. */
 int vfs_setxattr(struct vfs *v, uint64_t ino);
+/* Setting name to value (size bytes): a stream folder's user.kvs.retention_hours and
+ * user.kvs.delete_confirm with manage_streams (SEMANTICS.md); elsewhere as vfs_setxattr. */
+int vfs_setxattr_value(struct vfs *v, uint64_t ino, const char *name, const char *value,
+		       size_t size);
 /* NUL-separated list of names, same conventions. */
 ssize_t vfs_listxattr(struct vfs *v, uint64_t ino, char *buf, size_t size);
 

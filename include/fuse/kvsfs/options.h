@@ -43,6 +43,8 @@ struct kvsfs_options {
 	int export_cache_ttl;  /* export_cache_ttl=SECONDS (-1: default 1 s; 0: off) */
 	char *s3_endpoint;     /* s3_endpoint=URL */
 	int s3_path_style;     /* s3_path_style */
+	int manage_streams;    /* manage_streams: mkdir/rmdir streams, retention xattr */
+	int default_retention_hours; /* default_retention_hours=N, 0..87600 (-1: 24) */
 	char *log_file;        /* log_file=PATH: log lines appended here instead of stderr/syslog */
 	int foreground;        /* -f */
 	int debug;             /* -d or -o debug: debug log (-d also implies -f) */

@@ -64,6 +64,11 @@ struct kvs_fragment_list {
 /* Creates a client. Returns 0 and *out, -EINVAL (no endpoint), -ENOMEM. */
 int kvs_client_new(const struct kvs_client_opts *opts, struct kvs_client **out);
 void kvs_client_free(struct kvs_client *c);
+/* The AWS request context the client was made with (borrowed), for calls in other files of
+ * the KVS layer (putmedia.c, manage.c). */
+const struct awsreq_ctx *kvs_client_aws(const struct kvs_client *c);
+/* The control-plane endpoint URL (no trailing '/'), owned by the client. */
+const char *kvs_client_control(const struct kvs_client *c);
 
 void kvs_stream_free(struct kvs_stream *s);
 void kvs_stream_list_free(struct kvs_stream_list *l);

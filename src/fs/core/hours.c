@@ -117,6 +117,21 @@ static struct stream_hours *head_of(struct hours *h, const struct vstream *s, in
 	return sh;
 }
 
+void hours_drop(struct hours *h, const struct vstream *s)
+{
+	pthread_mutex_lock(&h->lock);
+	struct stream_hours *sh = head_of(h, s, 0);
+	struct hour_listing *l = sh ? sh->list : NULL;
+	if (sh)
+		sh->list = NULL;
+	pthread_mutex_unlock(&h->lock);
+	while (l) {
+		struct hour_listing *n = l->link;
+		hours_unref(l);
+		l = n;
+	}
+}
+
 /* A cached listing of s's hour_ms younger than ttl_ms (with a new reference), or NULL. */
 static struct hour_listing *cached(struct hours *h, const struct vstream *s, int64_t hour_ms,
 				   int64_t ttl_ms)

@@ -76,6 +76,9 @@ void hours_free(struct hours *h);
 int hours_get(struct hours *h, struct vstream *s, int64_t hour_ms, struct hour_listing **out);
 /* Drops a reference; NULL is a no-op. */
 void hours_unref(struct hour_listing *l);
+/* Drops every cached listing of s (after fragments were added to it: ingest/), so the next
+ * use lists again. Listings still referenced stay valid until released. */
+void hours_drop(struct hours *h, const struct vstream *s);
 /* Index of the entry called name in l, or -1. */
 long hours_find(const struct hour_listing *l, const char *name);
 /* Index of the entry starting at ts with fragment number number in l, or -1 (binary search). */

@@ -56,6 +56,7 @@ void streams_free(struct streams *st)
 		struct vstream *s = st->all;
 		st->all = s->link;
 		pthread_mutex_destroy(&s->lock);
+		pthread_cond_destroy(&s->ingest_cv);
 		free(s->name);
 		free(s);
 	}
@@ -111,6 +112,7 @@ static struct vstream *upsert(struct streams *st, const struct kvs_stream *ks)
 			return NULL;
 		}
 		pthread_mutex_init(&s->lock, NULL);
+		pthread_cond_init(&s->ingest_cv, NULL);
 		s->link = st->all;
 		st->all = s;
 	}
@@ -232,6 +234,13 @@ int streams_gone(struct streams *st, struct vstream *s)
 		pthread_mutex_unlock(&st->lock);
 	}
 	return gone;
+}
+
+void streams_invalidate(struct streams *st)
+{
+	pthread_mutex_lock(&st->lock);
+	st->stale = 1;
+	pthread_mutex_unlock(&st->lock);
 }
 
 int64_t streams_creation_ms(struct vstream *s)

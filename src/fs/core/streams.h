@@ -47,6 +47,9 @@ struct vstream {
 	int64_t correction;
 	struct vstream_ra ra[VSTREAM_RA_SLOTS]; /* nodes/fragment.c: read-ahead of recent hours */
 	uint64_t ra_tick;                /* nodes/fragment.c: LRU clock of ra */
+	int ingest_busy;                 /* nodes/ingest.c: a PutMedia runs (one per stream) */
+	pthread_cond_t ingest_cv;        /* nodes/ingest.c: signalled when ingest_busy drops */
+	char delete_confirm[257];        /* nodes/manage.c: user.kvs.delete_confirm as set */
 	struct vstream *link;            /* streams.c: the registry (under its own lock) */
 };
 
@@ -81,6 +84,10 @@ int streams_shown(struct streams *st, struct vstream ***out);
  * the listing refreshes it (the stream's folder goes too); 0 when it exists or the call failed.
  */
 int streams_gone(struct streams *st, struct vstream *s);
+
+/* Marks the listing stale: the next use lists the streams again (after mkdir/rmdir of a
+ * stream, nodes/manage.c). */
+void streams_invalidate(struct streams *st);
 
 /* The stream's creation time (wall ms), from the last listing that showed it. */
 int64_t streams_creation_ms(struct vstream *s);

@@ -436,6 +436,18 @@ int vfs_setxattr(struct vfs *v, uint64_t ino)
 	return n.val.ops->setxattr ? n.val.ops->setxattr(v, &n) : -EROFS;
 }
 
+int vfs_setxattr_value(struct vfs *v, uint64_t ino, const char *name, const char *value,
+		       size_t size)
+{
+	struct node_ref n;
+	int rc = vfs_node(v, ino, &n);
+	if (rc)
+		return rc;
+	if (n.val.ops->setxattr_value)
+		return n.val.ops->setxattr_value(v, &n, name, value, size);
+	return n.val.ops->setxattr ? n.val.ops->setxattr(v, &n) : -EROFS;
+}
+
 ssize_t vfs_listxattr(struct vfs *v, uint64_t ino, char *buf, size_t size)
 {
 	struct node_ref n;

@@ -102,6 +102,9 @@ struct node_ops {
 			    size_t size);
 	ssize_t (*listxattr)(struct vfs *v, const struct node_ref *n, char *buf, size_t size);
 	int (*setxattr)(struct vfs *v, const struct node_ref *n);
+	/* setting one with its value (NULL: setxattr above) */
+	int (*setxattr_value)(struct vfs *v, const struct node_ref *n, const char *name,
+			      const char *value, size_t size);
 	/* writes (NULL: -EROFS, the KVS tree is read-only); special files (NULL: -EROFS) */
 	int (*make_special)(struct vfs *v, const struct node_ref *dir);
 	int (*create)(struct vfs *v, const struct node_ref *dir, const char *name, mode_t mode,

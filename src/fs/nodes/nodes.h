@@ -41,6 +41,8 @@ extern const struct node_ops node_images_ops, node_img_day_ops, node_img_hour_op
 	node_image_ops;                                /* images.c: images/DAY/HH/NAME.jpg */
 extern const struct node_ops node_kvsfs_dir_ops;   /* kvsfs_dir.c: MNT/.kvsfs/ */
 extern const struct node_ops node_kvsfs_file_ops;  /* kvsfs_dir.c: .kvsfs/metrics, status */
+extern const struct node_ops node_ingest_ops;      /* ingest.c: /STREAM/ingest/ */
+extern const struct node_ops node_ingest_file_ops; /* ingest.c: a file being written there */
 
 /* export.c: the lookup of export/ itself in the root (the folder named export_dir). */
 int node_export_top(struct vfs *v, struct lookup_res *r);
@@ -70,5 +72,15 @@ int node_stream_dir_getattr(struct vfs *v, const struct node_ref *n, enum attr_u
 ssize_t node_stream_getxattr(struct vfs *v, const struct node_ref *n, const char *name,
 			     char *buf, size_t size);
 ssize_t node_stream_listxattr(struct vfs *v, const struct node_ref *n, char *buf, size_t size);
+
+/* manage.c: stream management with manage_streams (else EROFS / user.kvs.stream only). */
+int node_manage_mkdir(struct vfs *v, const struct node_ref *dir, const char *name, mode_t mode,
+		      struct vfs_attr *a);
+int node_manage_rmdir(struct vfs *v, const struct node_ref *dir, const char *name);
+ssize_t node_manage_getxattr(struct vfs *v, const struct node_ref *n, const char *name,
+			     char *buf, size_t size);
+ssize_t node_manage_listxattr(struct vfs *v, const struct node_ref *n, char *buf, size_t size);
+int node_manage_setxattr(struct vfs *v, const struct node_ref *n, const char *name,
+			 const char *value, size_t size);
 
 #endif

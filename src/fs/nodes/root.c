@@ -62,4 +62,6 @@ const struct node_ops node_root_ops = {
 	.lookup = root_lookup,
 	.list = root_list,
 	.getattr = root_getattr,
+	.mkdir = node_manage_mkdir,   /* manage.c: EROFS without manage_streams */
+	.rmdir = node_manage_rmdir,
 };

@@ -21,6 +21,7 @@ static const struct {
 	{ "live.m3u8", &node_live_hls_ops },
 	{ "live.mpd", &node_live_dash_ops },
 	{ "images", &node_images_ops },
+	{ "ingest", &node_ingest_ops },
 };
 
 #define N_ENTRIES (sizeof(entries) / sizeof(entries[0]))
@@ -80,6 +81,7 @@ const struct node_ops node_stream_ops = {
 	.lookup = stream_lookup,
 	.list = stream_list,
 	.getattr = node_stream_dir_getattr,
-	.getxattr = node_stream_getxattr,
-	.listxattr = node_stream_listxattr,
+	.getxattr = node_manage_getxattr,     /* manage.c: user.kvs.stream without manage_streams */
+	.listxattr = node_manage_listxattr,
+	.setxattr_value = node_manage_setxattr,
 };

@@ -60,7 +60,7 @@ def test_streams_and_their_fixed_entries(kvs, seeded, fs_driver):
     assert all(t == "d" for t, _ in root.values())
     entries = d.ls("cam-av")
     assert {k: t for k, (t, _) in entries.items()} == {
-        "fragments": "d", "clips": "d", "images": "d", "live.m3u8": "f", "live.mpd": "f"}
+        "fragments": "d", "clips": "d", "images": "d", "ingest": "d", "live.m3u8": "f", "live.mpd": "f"}
     st = d.stat("cam-av")
     assert st["type"] == "d" and st["mode"] == 0o555 and st["size"] == 0
     assert d.ls("cam-av/clips") == {}

@@ -118,7 +118,7 @@ def test_ls_la_with_an_unreachable_data_endpoint_returns_fast(kvs, mount, data_e
     names = os.listdir(m.path("far-cam"))
     sts = {n: os.lstat(m.path("far-cam", n)) for n in names}
     elapsed = time.monotonic() - t0
-    assert sorted(names) == ["clips", "fragments", "images", "live.m3u8", "live.mpd"]
+    assert sorted(names) == ["clips", "fragments", "images", "ingest", "live.m3u8", "live.mpd"]
     assert elapsed < 3.0, f"ls -la took {elapsed:.1f} s"
     for n in ("live.m3u8", "live.mpd"):
         st = sts[n]

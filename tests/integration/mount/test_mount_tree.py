@@ -34,7 +34,7 @@ def hour_dir(m, stream, ts):
 def test_streams_listed_and_filtered(kvs, seeded, mount):
     m = mount(kvs)
     assert {"cam-video", "cam-av", "other-1"} <= set(os.listdir(m.dir))
-    assert sorted(os.listdir(m.path("cam-av"))) == ["clips", "fragments", "images", "live.m3u8", "live.mpd"]
+    assert sorted(os.listdir(m.path("cam-av"))) == ["clips", "fragments", "images", "ingest", "live.m3u8", "live.mpd"]
     m2 = mount(kvs, streams="cam-av:other-1")
     assert sorted(os.listdir(m2.dir)) == ["cam-av", "other-1"]
     m3 = mount(kvs, stream_prefix="cam-")
