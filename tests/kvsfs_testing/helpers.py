@@ -1,8 +1,11 @@
 """Small helpers of the suites that run kvsfs programs (the daemon, kvsfs-fs): their
 environment, the check of their logs, and what tests ask of a mounted tree."""
+import datetime as dt
 import hashlib
+import json
 import os
 import re
+import subprocess
 
 # a report of AddressSanitizer, LeakSanitizer or UBSan in a log fails the test that ran the program
 SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
@@ -52,3 +55,17 @@ def md5(path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def clip_stamp(ts) -> str:
+    """The whole-second UTC stamp of clip names (clips/START-END.*): 20261203T130000Z."""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def ffprobe_json(path, *args) -> dict:
+    """ffprobe's JSON answer for path (args: -show_streams, -count_frames, ...); fails the test
+    when ffprobe does."""
+    r = subprocess.run(["ffprobe", "-v", "error", *args, "-of", "json", path], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)

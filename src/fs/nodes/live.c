@@ -69,6 +69,19 @@ static int live_getattr(struct vfs *v, const struct node_ref *n, enum attr_use u
 	return 0;
 }
 
+/* The document an open of n reads: the stream's live session (live.m3u8/.mpd) or a session
+ * made for the range (clips/START-END.m3u8/.mpd). */
+static int doc_of(struct vfs *v, const struct node_ref *n, struct live_doc **doc)
+{
+	if (n->val.ops == &node_clip_m3u8_ops || n->val.ops == &node_clip_mpd_ops) {
+		struct kvs_range r = { (enum kvs_ts_type)v->c.ts, n->val.t0, n->val.t1 };
+		return live_range_open(v->live, n->val.stream->name,
+				       n->val.ops == &node_clip_mpd_ops, &r, doc);
+	}
+	struct live_session *ls = session_of(v, n);
+	return ls ? live_open(ls, doc) : -ENOMEM;
+}
+
 static int live_file_open(struct vfs *v, const struct node_ref *n, int flags,
 			  struct vfs_file **out, int *direct_io, int *keep_cache)
 {
@@ -80,8 +93,7 @@ static int live_file_open(struct vfs *v, const struct node_ref *n, int flags,
 	if (!f)
 		return -ENOMEM;
 	f->f.ops = n->val.ops;
-	struct live_session *ls = session_of(v, n);
-	rc = ls ? live_open(ls, &f->doc) : -ENOMEM;
+	rc = doc_of(v, n, &f->doc);
 	if (rc) {
 		free(f);
 		return rc;
@@ -125,29 +137,6 @@ static int range_getattr(struct vfs *v, const struct node_ref *n, enum attr_use 
 	return 0;
 }
 
-static int range_open(struct vfs *v, const struct node_ref *n, int flags, struct vfs_file **out,
-		      int *direct_io, int *keep_cache)
-{
-	int rc = vfs_open_flags_ro(flags);
-	(void)keep_cache;
-	if (rc)
-		return rc;
-	struct live_file *f = calloc(1, sizeof(*f));
-	if (!f)
-		return -ENOMEM;
-	f->f.ops = n->val.ops;
-	struct kvs_range r = { (enum kvs_ts_type)v->c.ts, n->val.t0, n->val.t1 };
-	rc = live_range_open(v->live, n->val.stream->name, n->val.ops == &node_clip_mpd_ops, &r,
-			     &f->doc);
-	if (rc) {
-		free(f);
-		return rc;
-	}
-	*direct_io = 1;
-	*out = &f->f;
-	return 0;
-}
-
 /* The live kinds differ only by name (and by which session of the stream they use); the range
  * playlists by how they stat and open. */
 #define PLAYLIST_OPS(name, getattr_fn, open_fn) {       \
@@ -161,5 +150,5 @@ static int range_open(struct vfs *v, const struct node_ref *n, int flags, struct
 }
 const struct node_ops node_live_hls_ops = PLAYLIST_OPS("live.m3u8", live_getattr, live_file_open);
 const struct node_ops node_live_dash_ops = PLAYLIST_OPS("live.mpd", live_getattr, live_file_open);
-const struct node_ops node_clip_m3u8_ops = PLAYLIST_OPS("clip-m3u8", range_getattr, range_open);
-const struct node_ops node_clip_mpd_ops = PLAYLIST_OPS("clip-mpd", range_getattr, range_open);
+const struct node_ops node_clip_m3u8_ops = PLAYLIST_OPS("clip-m3u8", range_getattr, live_file_open);
+const struct node_ops node_clip_mpd_ops = PLAYLIST_OPS("clip-mpd", range_getattr, live_file_open);

@@ -9,20 +9,11 @@ import time
 
 import pytest
 
+from kvsfs_testing import clip_stamp as stamp, ffprobe_json as probe
+
 
 UTC = dt.timezone.utc
 FPS = 25  # kvs-local's testsrc: 25 fps, 2-second fragments
-
-
-def stamp(ts):
-    return dt.datetime.fromtimestamp(ts, UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def probe(path, *args):
-    r = subprocess.run(["ffprobe", "-v", "error", *args, "-of", "json", path], capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 def api_total(srv, api):

@@ -13,13 +13,10 @@ import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from kvsfs_testing import clip_stamp as stamp
 
 
 UTC = dt.timezone.utc
-
-
-def stamp(ts):
-    return dt.datetime.fromtimestamp(ts, UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def read(path):
