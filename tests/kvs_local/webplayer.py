@@ -82,8 +82,10 @@ class _PageHandler(BaseHTTPRequestHandler):
 
 
 def play(session_url: str, mode: str = "live", seek: float = 4.0, wait_ms: int = 15000,
-         timeout: float = 60.0) -> dict:
-    """Open the player page in headless Chromium; return the page's JSON report."""
+         timeout: float = 60.0, goal: float = 0.0) -> dict:
+    """Open the player page in headless Chromium; return the page's JSON report. goal (live
+    mode): the page reports as soon as playback advanced goal seconds over 3 fragments, so a
+    long wait_ms costs nothing on a fast machine and leaves a loaded one time to get there."""
     chrome = chromium_path()
     if not chrome:
         raise RuntimeError("chromium is not installed (apt-get install -y chromium)")
@@ -95,7 +97,8 @@ def play(session_url: str, mode: str = "live", seek: float = 4.0, wait_ms: int =
     profile = tempfile.mkdtemp(prefix="kvs-chromium-")
     proc = None
     try:
-        q = urllib.parse.urlencode({"src": session_url, "mode": mode, "seek": str(seek), "wait": str(wait_ms)})
+        q = urllib.parse.urlencode({"src": session_url, "mode": mode, "seek": str(seek), "wait": str(wait_ms),
+                                   "goal": str(goal)})
         page = f"http://127.0.0.1:{srv.server_address[1]}/player.html?{q}"
         cmd = [chrome, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -155,7 +155,7 @@ def test_live_playlist_opens_in_ffprobe_and_reuses_the_session(kvs, mount):
         assert webplayer.chromium_path(), "chromium is not installed (scripts/test installs it)"
         assert webplayer.ensure_hlsjs(), "hls.js could not be installed with npm"
         url = [l for l in text.splitlines() if l.startswith("http")][0]
-        rep = webplayer.play(url, mode="live", wait_ms=15000)
+        rep = webplayer.play(url, mode="live", wait_ms=60000, timeout=120, goal=4.0)
         assert webplayer.advance(rep) >= 3, rep
     finally:
         cam.stop()

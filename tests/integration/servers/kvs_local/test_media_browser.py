@@ -34,7 +34,8 @@ def test_hlsjs_plays_live_session(srv):
         am = archived_media(srv, "browser-live", "GET_HLS_STREAMING_SESSION_URL")
         url = am.get_hls_streaming_session_url(StreamName="browser-live", PlaybackMode="LIVE")[
             "HLSStreamingSessionURL"]
-        rep = webplayer.play(url, mode="live", wait_ms=15000)
+        # up to 60 s of play for a loaded machine; the page ends once 4 s have played
+        rep = webplayer.play(url, mode="live", wait_ms=60000, timeout=120, goal=4.0)
         assert rep.get("supported"), rep
         assert not _fatal(rep), rep["errors"]
         adv = webplayer.advance(rep)
@@ -56,7 +57,7 @@ def test_hlsjs_seeks_in_on_demand_session(srv):
         HLSFragmentSelector={"FragmentSelectorType": "PRODUCER_TIMESTAMP",
                              "TimestampRange": {"StartTimestamp": start - 1, "EndTimestamp": start + 19}},
     )["HLSStreamingSessionURL"]
-    rep = webplayer.play(url, mode="seek", seek=12.0, wait_ms=25000)
+    rep = webplayer.play(url, mode="seek", seek=12.0, wait_ms=60000, timeout=120)
     assert not _fatal(rep), rep["errors"]
     seeks = [e for e in rep["events"] if e["ev"] == "seek"]
     seeked = [e for e in rep["events"] if e["ev"] == "seeked" and e["currentTime"] >= 11.9]
