@@ -11,11 +11,15 @@
  *   DIR/lock                         flock(LOCK_EX) held while open: one user per cache dir
  *   DIR/objects/<xx>/<h>             the entry's bytes, exactly (h = sha256 hex of the key,
  *                                    xx = its first two hex digits)
- *   DIR/objects/<xx>/<h>.key         sidecar: "kvsfs-fcache-key 1 <size>\n" then the raw key
+ *   DIR/objects/<xx>/<h>.key         sidecar: "kvsfs-fcache-key 1 <size>\n" then the raw key;
+ *                                    where the file system keeps user xattrs, that text is the
+ *                                    data file's xattr user.kvsfs.key instead (one file, one
+ *                                    inode and one rename per entry); the open accepts both
  *   DIR/tmp/                         writers' temp files and files being deleted
  * Anything else in DIR (for example sizeidx's sizes.log) is left alone.
  *
- * Crash safety: a commit renames the sidecar into place first and the data file second; a remove
+ * Crash safety: a commit sets the key xattr before the data file's rename (or renames the sidecar
+ * into place first and the data file second); a remove
  * or eviction renames the data file away first and unlinks the sidecar second. So a data file
  * exists only with a valid sidecar, and fcache_open() rebuilds the index from the pairs it finds:
  * a data file without a valid sidecar (missing, bad magic, key not hashing to the file name), a

@@ -5,8 +5,9 @@
  *
  * Readers: fcache_get finds the entry, opens its file and pins it under c->lock (so the index
  * and the disk agree), and refreshes the file's mtime after unlocking, at most once a minute.
- * Writers: data goes to tmp/w.<seq> and a sidecar to tmp/k.<seq> without the lock (fdatasync
- * too, when asked); the commit renames sidecar then data into objects/ under the lock, replaces
+ * Writers: data goes to tmp/w.<seq>, its key to the xattr user.kvsfs.key of that file or, where
+ * the file system has none, to a sidecar tmp/k.<seq>, without the lock (fsync too, when asked);
+ * the commit renames (sidecar then) data into objects/ under the lock, replaces
  * any older entry of the key and evicts; files evicted or replaced are unlinked after unlocking.
  */
 #include "fcache_int.h"
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 struct fcache_writer {
@@ -196,18 +198,31 @@ void fcache_abort(struct fcache_writer *w)
 	free(w);
 }
 
-/* Writes the sidecar temp file k.<seq>. Returns 0 or -errno. */
-static int write_sidecar(struct fcache *c, const struct fcache_writer *w)
+/* The sidecar's text of w into data (SIDECAR_MAX + 1 bytes). Returns its length. */
+static size_t sidecar_text(const struct fcache_writer *w, char *data)
+{
+	int n = snprintf(data, SIDECAR_MAX + 1, "%s%" PRIu64 "\n", KEY_MAGIC, w->size);
+	memcpy(data + n, w->key, w->keylen);
+	return (size_t)n + w->keylen;
+}
+
+/* Stores w's key with its data: as the extended attribute KEY_XATTR of the data file (w->fd,
+ * still open: no second file to create, one rename), else, where the file system has no user
+ * xattrs, in the sidecar temp file k.<seq> (*in_file = 1). Returns 0 or -errno. */
+static int write_sidecar(struct fcache *c, const struct fcache_writer *w, int *in_file)
 {
 	char name[32];
 	char data[SIDECAR_MAX + 1];
+	size_t len = sidecar_text(w, data);
+	*in_file = 0;
+	if (fsetxattr(w->fd, KEY_XATTR, data, len, 0) == 0)
+		return 0;
+	*in_file = 1;
 	writer_tmp_name(w->seq, true, name);
-	int n = snprintf(data, sizeof(data), "%s%" PRIu64 "\n", KEY_MAGIC, w->size);
-	memcpy(data + n, w->key, w->keylen);
 	int fd = openat(c->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	int r = fsutil_write_all(fd, data, (size_t)n + w->keylen);
+	int r = fsutil_write_all(fd, data, len);
 	if (r == 0 && c->fsync && fdatasync(fd) != 0)
 		r = -errno;
 	if (close(fd) != 0 && r == 0)
@@ -241,14 +256,15 @@ static int commit_common(struct fcache_writer *w, int *fd_out, uint64_t *size_ou
 {
 	struct fcache *c = w->c;
 	char wname[32], kname[32], rel[REL_MAX], krel[REL_MAX], sub[3];
-	int r = w->err;
-	if (r == 0 && c->fsync && fdatasync(w->fd) != 0)
+	int r = w->err, key_file = 0;
+	if (r == 0)
+		r = write_sidecar(c, w, &key_file);
+	/* fsync, not fdatasync: the key may be an xattr (inode metadata) */
+	if (r == 0 && c->fsync && fsync(w->fd) != 0)
 		r = -errno;
 	if (close(w->fd) != 0 && r == 0)
 		r = -errno;
 	w->fd = -1;
-	if (r == 0)
-		r = write_sidecar(c, w);
 	struct fcache_pin *e = NULL;
 	if (r == 0) {
 		e = fc_entry_new(w->key, w->keylen, w->md, w->size, fc_now_sec());
@@ -270,11 +286,18 @@ static int commit_common(struct fcache_writer *w, int *fd_out, uint64_t *size_ou
 
 	pthread_mutex_lock(&c->lock);
 	struct fcache_pin *old = fc_find_locked(c, w->md);
-	r = publish_locked(c, kname, krel, sub);
-	if (r == 0) {
-		r = publish_locked(c, wname, rel, sub);
-		if (r && !old)
+	if (key_file) {
+		r = publish_locked(c, kname, krel, sub);
+		if (r == 0) {
+			r = publish_locked(c, wname, rel, sub);
+			if (r && !old)
+				unlinkat(c->objfd, krel, 0);
+		}
+	} else {
+		/* an older entry's sidecar file would pair with the new data file: gone first */
+		if (old)
 			unlinkat(c->objfd, krel, 0);
+		r = publish_locked(c, wname, rel, sub);
 	}
 	if (r) {
 		pthread_mutex_unlock(&c->lock);

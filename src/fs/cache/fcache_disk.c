@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -133,17 +134,39 @@ static int parse_hex(const char *s, size_t n, uint8_t *out)
 	return 0;
 }
 
-/* Reads and validates the sidecar of data file hexname in subfd. Returns a new entry or NULL
- * (invalid or out of memory: *bad says which). */
+/* Validates sidecar text data[0, len) for data file hexname of stat st. Returns a new entry or
+ * NULL (invalid or out of memory: *bad says which). */
+static struct fcache_pin *load_key(struct fcache *c, const char *hexname, const struct stat *st,
+		const char *data, size_t len, bool *bad)
+{
+	uint8_t want[32], got[32];
+	const char *key;
+	size_t keylen;
+	uint64_t size;
+	*bad = true;
+	if (parse_hex(hexname, 64, want) != 0)
+		return NULL;
+	if (fcache_parse_sidecar(data, len, &size, &key, &keylen) != 0)
+		return NULL;
+	if (size != (uint64_t)st->st_size) {
+		LOG_WARN(c->log, MOD, "cache file of %.*s has %" PRIu64 " bytes instead of %" PRIu64
+				" (cut by a crash?); dropping it", (int)keylen, key, (uint64_t)st->st_size,
+				size);
+		return NULL;
+	}
+	if (fc_key_digest(key, keylen, got) != 0 || memcmp(got, want, 32) != 0)
+		return NULL;
+	*bad = false;
+	return fc_entry_new(key, keylen, want, (uint64_t)st->st_size, (int64_t)st->st_mtime);
+}
+
+/* Reads and validates the sidecar file of data file hexname in subfd. As load_key. */
 static struct fcache_pin *load_pair(struct fcache *c, int subfd, const char *hexname,
 		const struct stat *st, bool *bad)
 {
 	char kname[300];
 	char data[SIDECAR_MAX + 1];
-	uint8_t want[32], got[32];
 	*bad = true;
-	if (parse_hex(hexname, 64, want) != 0)
-		return NULL;
 	snprintf(kname, sizeof(kname), "%s.key", hexname);
 	int fd = openat(subfd, kname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
@@ -160,21 +183,23 @@ static struct fcache_pin *load_pair(struct fcache *c, int subfd, const char *hex
 			break; /* a short read of a regular file is its end */
 	}
 	close(fd);
-	const char *key;
-	size_t keylen;
-	uint64_t size;
-	if (fcache_parse_sidecar(data, len, &size, &key, &keylen) != 0)
+	return load_key(c, hexname, st, data, len, bad);
+}
+
+/* A data file without a sidecar file: its key in the xattr KEY_XATTR (fcache.c). As load_key. */
+static struct fcache_pin *load_xattr(struct fcache *c, int subfd, const char *hexname,
+		const struct stat *st, bool *bad)
+{
+	char data[SIDECAR_MAX + 1];
+	*bad = true;
+	int fd = openat(subfd, hexname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
 		return NULL;
-	if (size != (uint64_t)st->st_size) {
-		LOG_WARN(c->log, MOD, "cache file of %.*s has %" PRIu64 " bytes instead of %" PRIu64
-				" (cut by a crash?); dropping it", (int)keylen, key, (uint64_t)st->st_size,
-				size);
+	ssize_t n = fgetxattr(fd, KEY_XATTR, data, sizeof(data));
+	close(fd);
+	if (n < 0)
 		return NULL;
-	}
-	if (fc_key_digest(key, keylen, got) != 0 || memcmp(got, want, 32) != 0)
-		return NULL;
-	*bad = false;
-	return fc_entry_new(key, keylen, want, (uint64_t)st->st_size, (int64_t)st->st_mtime);
+	return load_key(c, hexname, st, data, (size_t)n, bad);
 }
 
 static bool is_hex_name(const char *s, size_t n)
@@ -299,8 +324,9 @@ static int scan_subdir(struct fcache *c, const char *sub, struct scan *s)
 		}
 		if (is_key && paired)
 			continue; /* handled with its data file */
-		if (!paired) {
-			/* data without sidecar, sidecar without data, or a stray name */
+		bool keyed = paired || (hexed && len == 64); /* the key may be the data's xattr */
+		if (!keyed) {
+			/* a sidecar without data, or a stray name */
 			remove_broken(c, subfd, sub, name, s);
 			continue;
 		}
@@ -308,14 +334,17 @@ static int scan_subdir(struct fcache *c, const char *sub, struct scan *s)
 		if (fstatat(subfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 			continue;
 		bool bad = true;
-		struct fcache_pin *e = S_ISREG(st.st_mode) ? load_pair(c, subfd, name, &st, &bad) : NULL;
+		struct fcache_pin *e = !S_ISREG(st.st_mode) ? NULL :
+				paired ? load_pair(c, subfd, name, &st, &bad) :
+				load_xattr(c, subfd, name, &st, &bad);
 		if (e) {
 			r = scan_push(s, e);
 			if (r)
 				free(e);
 		} else if (bad) {
 			remove_broken(c, subfd, sub, name, s);
-			remove_broken(c, subfd, sub, other, s);
+			if (paired)
+				remove_broken(c, subfd, sub, other, s);
 		} else {
 			r = -ENOMEM;
 		}

@@ -17,8 +17,9 @@
  * pin goes (its file is already gone; readers' fds keep the inode alive).
  *
  * Invariants under c->lock: bytes == sum of sizes of indexed entries + detached entries;
- * pinned == entries (indexed or detached) with pins > 0; an indexed entry's files
- * objects/<xx>/<h> and <h>.key exist (unless deleted behind our back, noticed by fcache_get).
+ * pinned == entries (indexed or detached) with pins > 0; an indexed entry's data file
+ * objects/<xx>/<h> exists with its key: xattr user.kvsfs.key, or the sidecar <h>.key (unless
+ * deleted behind our back, noticed by fcache_get).
  * Files are deleted by renaming them into tmp/ under the lock (cheap, and a later commit of the
  * same key cannot be hit) and unlinking them after the lock is released (struct trash).
  * Functions named *_locked are called with c->lock held.
@@ -40,6 +41,7 @@
 #define SIDECAR_MAX (KEY_MAGIC_LEN + 21 + FCACHE_KEY_MAX) /* magic, size + '\n', key */
 #define TOUCH_INTERVAL 60 /* seconds between mtime refreshes of one entry */
 #define REL_MAX 80        /* "xx/" + 64 hex + ".key" + NUL, with room */
+#define KEY_XATTR "user.kvsfs.key" /* the sidecar's text on the data file itself */
 
 /* One cache entry; the pin handles given to readers point at it. */
 struct fcache_pin {

@@ -241,9 +241,11 @@ static int on_fragment_end(void *opaque, const struct mkv_fragment *fr)
 			rc = 0;
 		} else {
 			b->committed[idx] = 1;
+			/* wake the readers first: recording the size may wait on a disk sync, and the
+			 * fragment's opener compares the true size itself (fragment.c) */
+			batch_finish(b, (size_t)idx, 0);
 			if (f->o.learned)
 				f->o.learned(f->o.learned_arg, b->stream, b->numbers[idx], size);
-			batch_finish(b, (size_t)idx, 0);
 		}
 	}
 	/* drop the fragment's bytes */

@@ -237,6 +237,8 @@ static int fragment_open(struct vfs *v, const struct node_ref *n, int flags,
 		return rc;
 	}
 	if (f->size != reported) {
+		/* the fetcher records true sizes after waking readers: record it before stat sees it */
+		sizes_record(v->c.sizes, n->val.stream->name, n->val.frag.number, f->size);
 		size_mismatch(v, n, reported, f->size);
 		*direct_io = 1;
 	} else {

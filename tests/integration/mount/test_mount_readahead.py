@@ -6,7 +6,9 @@ fast").
   GetMediaForFragmentList per 1,000 fragments of the hour;
 - a reader that opens one fragment without listing its folder gets one small batch;
 - 8 parallel cp -r of 8 hours of one stream are never throttled;
-- opening a fragment sends no FLUSH (FOPEN_NOFLUSH), counted in libfuse's debug log.
+- opening a fragment sends no FLUSH (FOPEN_NOFLUSH), counted in libfuse's debug log;
+- a window streams: its first fragments are served while its call is still sending, and the
+  next window is asked for at once (pipelined), both seen in kvs-local's counters.
 Assertions are on kvs-local's counters (its "batches": the fragment count of each call) and on
 log lines, never on timing.
 """
@@ -15,6 +17,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -22,7 +25,7 @@ from conftest import gmffl, xattr
 
 UTC = dt.timezone.utc
 PER_HOUR = 1800          # 2-second fragments
-HOURS = 3
+HOURS = 4
 PARALLEL = 8             # readers, one hour each, of PER_SHORT fragments
 PER_SHORT = 200
 
@@ -114,6 +117,33 @@ def test_random_reader_gets_one_small_batch(kvs, hours, mount):
     # the batch may still be on the way)
     g = media(kvs.counters())
     assert len(g["batches"]) == 1 and 1 <= g["batches"][0] <= 8, g["batches"]
+
+
+def test_a_window_serves_its_first_fragments_while_its_call_sends(kvs, hours, mount, tmp_path):
+    m = mount(kvs)
+    src = m.path(*hours[3])
+    names = sorted(os.listdir(src))  # listed by readdir: a reader from the start gets 1,000
+    # slow responses (5 MB/s: a window of 1,000 fragments takes seconds) so that the counts
+    # below are read while both calls are still sending
+    kvs.config(media_bandwidth=5_000_000)
+    try:
+        kvs.reset_counters()
+        got = []
+        for name in names[:2]:
+            with open(os.path.join(src, name), "rb") as f:
+                got.append(f.read())
+        g = media(kvs.counters())
+        deadline = time.monotonic() + 30
+        while len(g["batches"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)   # the next window's call is started just after the first open
+            g = media(kvs.counters())
+        # "batches" counts calls started, "total" calls whose body has ended
+        assert g["batches"] == [1000, PER_HOUR - 1000], g["batches"]
+        assert g["total"] == 0, g
+    finally:
+        kvs.config(media_bandwidth=25_000_000)
+    for name, data in zip(names, got):
+        assert data == gmffl(kvs, "ra", [xattr(os.path.join(src, name), "user.kvs.fragment_number")])
 
 
 def test_eight_parallel_cp_are_never_throttled(kvs, short_hours, mount, tmp_path):
