@@ -3,10 +3,11 @@
  * from the fragments themselves with the media layer's Matroska writer (mkv_write.h).
  *
  *   1. cl_list_range: the fragments whose start lies in [START, END], sorted.
- *   2. One pass (write_pass), in order, while the later fragments download: the list is cut into
- *      MAX_PARALLEL windows (at most 1,000 fragments each) and the fetcher runs one
- *      GetMediaForFragmentList per window at once (read_ahead; fragments already cached or on
- *      the way are skipped); each fragment is read from the fragments/ disk cache as soon as it
+ *   2. One pass (write_pass), in order, while the later fragments download: rounds of up to
+ *      5,000 fragments are dealt in turns of CHUNK to MAX_PARALLEL GetMediaForFragmentList calls
+ *      that the fetcher runs at once (start_round; fragments already cached or on the way are
+ *      left out), so they arrive in about the order they are written; the next round queues
+ *      behind. Each fragment is read from the fragments/ disk cache as soon as it
  *      is there, parsed with the MKV reader's block and element events, checked (its Tracks
  *      must equal the first fragment's, mkv_tracks_same; else -EMEDIUMTYPE), and its blocks are
  *      written at once as SimpleBlocks in Clusters (cut_clusters) into an fcache writer. The
@@ -42,7 +43,9 @@
 #include "kvsfs/mkv_write.h"
 
 #define MAX_PARALLEL 5            /* GetMediaForFragmentList connections per stream (KVS) */
-#define MIN_WINDOW 64             /* fragments per read-ahead window, at least */
+#define MIN_WINDOW 64             /* fragments per GetMediaForFragmentList call, at least */
+#define ROUND (MAX_PARALLEL * 1000) /* fragments of one round of calls (1,000 a call at most) */
+#define CHUNK 4                   /* consecutive fragments per turn of a call */
 #define FLUSH_AT (1u << 20)       /* write buffer flushed past this */
 #define MAX_FRAGMENT (64u << 20)  /* a KVS fragment is at most 50 MB */
 #define ID_TRACKENTRY 0xAEu
@@ -79,7 +82,6 @@ struct mkgen {
 	char key[FCACHE_KEY_MAX + 1];
 	struct kvs_fragment_list fl;
 	struct fetch_item *items;
-	size_t per;               /* fragments per read-ahead window */
 	struct buf tracks;        /* the first fragment's Tracks */
 	struct buf chap;          /* the Chapters, until the head is written */
 	uint64_t cue_track;
@@ -191,7 +193,7 @@ static void frag_clear(struct frag *fr)
 static int frag_load(struct mkgen *g, size_t i, struct frag *fr)
 {
 	struct clips *c = g->c;
-	size_t n = g->fl.n, ahead = n - i - 1 < g->per ? n - i - 1 : g->per;
+	size_t n = g->fl.n, ahead = n - i - 1 < MIN_WINDOW ? n - i - 1 : MIN_WINDOW;
 	int fd = -1;
 	uint64_t size = 0;
 	struct fcache_pin *pin = NULL;
@@ -418,16 +420,32 @@ static int first_fragment(struct mkgen *g, struct frag *fr)
 	return rc;
 }
 
-/* Starts the downloads of windows w = 1..MAX_PARALLEL-1 after i (each one GetMediaForFragmentList
- * of the fragments in it that are neither cached nor on the way), so that with fragment i's own
- * window MAX_PARALLEL calls run at once. */
-static void read_ahead(struct mkgen *g, size_t i)
+/* Starts round r of downloads: fragments [r * ROUND, (r + 1) * ROUND) dealt in turns of CHUNK
+ * consecutive fragments to up to MAX_PARALLEL GetMediaForFragmentList calls (at least MIN_WINDOW
+ * fragments each, at most 1,000), so that the calls, running at once, bring the fragments in
+ * about the order they are written. Fragments cached or on the way are left out (the fetcher's
+ * rule). Never blocks on a download; out of memory only means the reads fetch for themselves. */
+static void start_round(struct mkgen *g, size_t r)
 {
-	size_t n = g->fl.n;
-	for (size_t w = 1; w < MAX_PARALLEL && i + w * g->per < n; w++) {
-		size_t k = i + w * g->per, m = n - k < g->per ? n - k : g->per;
-		fetch_prefetch(g->f, g->stream, &g->items[k], m, 1);
+	size_t n = g->fl.n, a = r * ROUND;
+	if (a >= n)
+		return;
+	size_t m = n - a < ROUND ? n - a : ROUND;
+	size_t calls = (m + MIN_WINDOW - 1) / MIN_WINDOW;
+	if (calls > MAX_PARALLEL)
+		calls = MAX_PARALLEL;
+	struct fetch_item *v = malloc(m * sizeof(*v));
+	if (!v)
+		return;
+	for (size_t k = 0; k < calls; k++) {
+		size_t nv = 0;
+		for (size_t c = k * CHUNK; c < m; c += calls * CHUNK)
+			for (size_t j = c; j < c + CHUNK && j < m; j++)
+				v[nv++] = g->items[a + j];
+		if (nv)
+			fetch_prefetch(g->f, g->stream, v, nv, 1);
 	}
+	free(v);
 }
 
 /* Every fragment fetched, checked and written, in order, while the later ones download. */
@@ -437,8 +455,12 @@ static int write_pass(struct mkgen *g)
 	size_t n = g->fl.n;
 	int rc = fcache_begin(c->o.cache, g->key, &g->w), logged = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
-		if (i % g->per == 0)
-			read_ahead(g, i);
+		if (i % ROUND == 0) {
+			/* the next round queues behind this one in the fetcher's slots */
+			if (i == 0)
+				start_round(g, 0);
+			start_round(g, i / ROUND + 1);
+		}
 		struct frag fr;
 		rc = frag_load(g, i, &fr);
 		logged = rc != 0;
@@ -481,9 +503,6 @@ int cl_make_mkv(struct clips *c, struct fetcher *f, const char *stream, const ch
 		rc = -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < g.fl.n; i++)
 		g.items[i] = (struct fetch_item){ g.fl.v[i].number, g.fl.v[i].size };
-	/* one window per connection KVS allows, at most 1,000 fragments (one call) each */
-	g.per = (g.fl.n + MAX_PARALLEL - 1) / MAX_PARALLEL;
-	g.per = g.per > 1000 ? 1000 : g.per < MIN_WINDOW ? MIN_WINDOW : g.per;
 	if (rc == 0) {
 		rc = write_pass(&g);
 		if (rc == 0)
