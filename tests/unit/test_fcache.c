@@ -287,6 +287,18 @@ static void test_basic(void)
 	close(fd);
 	fcache_unpin(c, pin);
 
+	/* pwrite: a head rewritten inside what was written; nothing past it */
+	CHECK_INT(fcache_begin(c, "clip/s/3-4", &w), 0, "begin patched");
+	fcache_write(w, "0000world", 9);
+	CHECK_INT(fcache_pwrite(w, "hey", 3, 7), -EINVAL, "pwrite past the end refused");
+	CHECK_INT(fcache_pwrite(w, "hello", 5, 0), 0, "pwrite at 0");
+	CHECK_INT(fcache_pwrite(w, "", 0, 9), 0, "empty pwrite at the end");
+	CHECK_INT(fcache_commit_get(w, &fd, &size, &pin), 0, "commit patched");
+	CHECK(size == 9 && pread(fd, buf, 20, 0) == 9 && memcmp(buf, "helloorld", 9) == 0,
+	      "patched bytes, size unchanged");
+	close(fd);
+	fcache_unpin(c, pin);
+
 	int nfiles;
 	fcache_stats(c, &s);
 	CHECK_INT(disk_bytes(dir, &nfiles), s.bytes, "stats bytes == data file sizes on disk");

@@ -101,6 +101,10 @@ int fcache_begin(struct fcache *c, const char *key, struct fcache_writer **w);
 /* Appends len bytes. Returns 0 or a negative errno (then the writer is failed: commit returns the
  * same error; the caller still calls commit or abort to free it). */
 int fcache_write(struct fcache_writer *w, const void *data, size_t len);
+/* Overwrites len bytes at offset off of what was already written (off + len at most the size
+ * written so far; else -EINVAL): for a header whose values are known only at the end. 0 or a
+ * negative errno (then the writer is failed, as for fcache_write). */
+int fcache_pwrite(struct fcache_writer *w, const void *data, size_t len, uint64_t off);
 /* Publishes the entry atomically (readers see the old entry or the new one, never partial data)
  * and frees w in every case. If the key already exists the later commit replaces it (readers that
  * hold fds keep the bytes they opened). Evicts LRU unpinned entries to stay within max_bytes (see

@@ -184,6 +184,30 @@ int fcache_write(struct fcache_writer *w, const void *data, size_t len)
 	return 0;
 }
 
+int fcache_pwrite(struct fcache_writer *w, const void *data, size_t len, uint64_t off)
+{
+	if (w->err)
+		return w->err;
+	if (off > w->size || len > w->size - off)
+		return -EINVAL;
+	const uint8_t *p = data;
+	while (len) {
+		ssize_t r = pwrite(w->fd, p, len, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			w->err = r < 0 ? -errno : -EIO;
+			LOG_WARN(w->c->log, MOD, "cannot write cache entry %s: %s", w->key,
+				 strerror(-w->err));
+			return w->err;
+		}
+		p += r;
+		off += (uint64_t)r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
 void fcache_abort(struct fcache_writer *w)
 {
 	if (!w)

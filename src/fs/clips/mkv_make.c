@@ -3,27 +3,27 @@
  * from the fragments themselves with the media layer's Matroska writer (mkv_write.h).
  *
  *   1. cl_list_range: the fragments whose start lies in [START, END], sorted.
- *   2. Pass A (plan_pass): every fragment through the fetcher (GetMediaForFragmentList batches of
- *      up to 256 into the fragments/ disk cache, read-ahead kept two batches ahead), parsed with
- *      the MKV reader's block and element events. Its Tracks element must describe the first
- *      fragment's tracks (mkv_tracks_same: equal but for TrackUID; else -EMEDIUMTYPE: codec
- *      settings changed in the range). Its
- *      blocks are placed on the output time line and cut into Clusters (cut_clusters); only the
- *      Clusters' timecodes and sizes and the Cues are kept, never the blocks.
- *   3. Layout (layout): EBML header, Segment of known size: SeekHead, Info (Duration, DateUTC =
- *      the first fragment's start), Tracks (copied), Chapters (one per fragment: its KVS number
- *      and timestamps), Cues (every key frame of the first video track), Clusters. Positions are
- *      8-byte integers, so all sizes are known before the positions.
- *   4. Pass B (write_pass): each fragment read again (a cache hit; fetched again if evicted),
- *      cut the same way and written as SimpleBlocks into an fcache writer; every Cluster must
- *      have the size pass A computed and the file the size the layout computed (else -EIO).
+ *   2. One pass (write_pass), in order, while the later fragments download: rounds of up to
+ *      5,000 fragments are dealt in turns of CHUNK to MAX_PARALLEL GetMediaForFragmentList calls
+ *      that the fetcher runs at once (start_round; fragments already cached or on the way are
+ *      left out), so they arrive in about the order they are written; the next round queues
+ *      behind. Each fragment is read from the fragments/ disk cache as soon as it
+ *      is there, parsed with the MKV reader's block and element events, checked (its Tracks
+ *      must equal the first fragment's, mkv_tracks_same; else -EMEDIUMTYPE), and its blocks are
+ *      written at once as SimpleBlocks in Clusters (cut_clusters) into an fcache writer. The
+ *      Cues (every key frame of the first video track) are kept, never the blocks.
+ *   3. Layout: EBML header, Segment of known size: SeekHead, Info (Duration, DateUTC = the first
+ *      fragment's start), Tracks (copied), Chapters (one per fragment: its KVS number and
+ *      timestamps, known from the listing), the Clusters, then the Cues. Sizes and positions are
+ *      fixed-width (8-byte), so the head is written first with zeros and rewritten at the end
+ *      (finish, fcache_pwrite) with the Segment's size, the Duration and the Cues' position.
  *
  * Time line: a block of fragment i is at (start_i - start_0) + (its timecode - the fragment's
  * first Cluster timecode) * the fragment's TimecodeScale, in ms (TimecodeScale 1 ms out), where
  * start_i is the fragment's start on the mount's basis: continuous, and gaps stay gaps.
  *
- * Memory: one fragment's bytes and blocks at a time, plus per fragment one or two Clusters, its
- * Cues and its chapter (a 24-hour clip of 2-second fragments: a few MB).
+ * Memory: one fragment's bytes and blocks at a time, 1 MiB of output buffer, plus the Cues and,
+ * until the head is written, the Chapters (a 24-hour clip of 2-second fragments: a few MB).
  */
 #include "clips_int.h"
 
@@ -42,7 +42,10 @@
 #include "kvsfs/mkv.h"
 #include "kvsfs/mkv_write.h"
 
-#define AHEAD 256                 /* fragments per read-ahead window */
+#define MAX_PARALLEL 5            /* GetMediaForFragmentList connections per stream (KVS) */
+#define MIN_WINDOW 64             /* fragments per GetMediaForFragmentList call, at least */
+#define ROUND (MAX_PARALLEL * 1000) /* fragments of one round of calls (1,000 a call at most) */
+#define CHUNK 4                   /* consecutive fragments per turn of a call */
 #define FLUSH_AT (1u << 20)       /* write buffer flushed past this */
 #define MAX_FRAGMENT (64u << 20)  /* a KVS fragment is at most 50 MB */
 #define ID_TRACKENTRY 0xAEu
@@ -53,10 +56,6 @@ struct blk {
 	unsigned head_len;
 	uint8_t flags;
 	int key;
-};
-
-struct cluster {
-	uint64_t tc, blocks_bytes;
 };
 
 /* One fragment parsed (valid during one pass step). */
@@ -84,15 +83,17 @@ struct mkgen {
 	struct kvs_fragment_list fl;
 	struct fetch_item *items;
 	struct buf tracks;        /* the first fragment's Tracks */
+	struct buf chap;          /* the Chapters, until the head is written */
 	uint64_t cue_track;
 	int cue_video;
-	struct cluster *cl;
-	size_t ncl, capcl;
-	size_t *frag_cl;          /* first Cluster of each fragment, n + 1 entries */
-	struct mkvw_cue *cues;    /* cluster_position holds the Cluster's index until layout */
+	size_t ncl;               /* Clusters written */
+	struct mkvw_cue *cues;
 	size_t ncues, capcues;
 	int64_t max_out;
-	struct buf head;          /* everything before the first Cluster */
+	struct fcache_writer *w;
+	struct buf out;           /* bytes not yet handed to w */
+	uint64_t flushed;         /* bytes handed to w */
+	uint64_t head_len, seg0;  /* the head's size but Chapters; where the Segment's body starts */
 	uint64_t total;
 };
 
@@ -192,7 +193,7 @@ static void frag_clear(struct frag *fr)
 static int frag_load(struct mkgen *g, size_t i, struct frag *fr)
 {
 	struct clips *c = g->c;
-	size_t n = g->fl.n, ahead = n - i - 1 < AHEAD ? n - i - 1 : AHEAD;
+	size_t n = g->fl.n, ahead = n - i - 1 < MIN_WINDOW ? n - i - 1 : MIN_WINDOW;
 	int fd = -1;
 	uint64_t size = 0;
 	struct fcache_pin *pin = NULL;
@@ -243,9 +244,9 @@ static int frag_load(struct mkgen *g, size_t i, struct frag *fr)
 
 /* ------------------------------------------------------------------ clusters */
 
-/* The rule both passes apply: a fragment's blocks in stream order; a new Cluster at its first
- * block and whenever a block's time does not fit the 16-bit relative timecode. Calls fn for each
- * Cluster with its blocks [a, b). */
+/* The rule: a fragment's blocks in stream order; a new Cluster at its first block and whenever a
+ * block's time does not fit the 16-bit relative timecode. Calls fn for each Cluster with its
+ * blocks [a, b). */
 static int cut_clusters(struct frag *fr, int (*fn)(void *arg, struct frag *fr, size_t a, size_t b,
 						   uint64_t tc), void *arg)
 {
@@ -271,13 +272,22 @@ static uint64_t blocks_bytes(const struct frag *fr, size_t a, size_t b)
 	return sum;
 }
 
-/* Pass A, for one Cluster: its size, its Cues, the time line's end. */
-static int plan_cluster(void *arg, struct frag *fr, size_t a, size_t b, uint64_t tc)
+/* Hands the buffered bytes to the cache writer once there are FLUSH_AT of them (all: force). */
+static int flush(struct mkgen *g, int force)
+{
+	if (g->out.len == 0 || (!force && g->out.len < FLUSH_AT))
+		return 0;
+	int rc = fcache_write(g->w, g->out.data, g->out.len);
+	g->flushed += g->out.len;
+	buf_reset(&g->out);
+	return rc;
+}
+
+/* One Cluster: its Cues (at its position, now known), the time line's end, its bytes. */
+static int write_cluster(void *arg, struct frag *fr, size_t a, size_t b, uint64_t tc)
 {
 	struct mkgen *g = arg;
-	if (grow(&g->cl, g->ncl, &g->capcl, sizeof(*g->cl)))
-		return -ENOMEM;
-	g->cl[g->ncl] = (struct cluster){ tc, blocks_bytes(fr, a, b) };
+	uint64_t pos = g->flushed + g->out.len - g->seg0, bytes = blocks_bytes(fr, a, b);
 	int cued = 0;
 	for (size_t k = a; k < b; k++) {
 		const struct blk *x = &fr->b[k];
@@ -289,54 +299,27 @@ static int plan_cluster(void *arg, struct frag *fr, size_t a, size_t b, uint64_t
 			continue; /* Cues in time order, one per time */
 		if (grow(&g->cues, g->ncues, &g->capcues, sizeof(*g->cues)))
 			return -ENOMEM;
-		g->cues[g->ncues++] = (struct mkvw_cue){ (uint64_t)x->out, x->track, g->ncl };
+		g->cues[g->ncues++] = (struct mkvw_cue){ (uint64_t)x->out, x->track, pos };
 		cued = 1;
 	}
 	g->ncl++;
-	return 0;
-}
-
-/* Pass A: every fragment fetched, checked and planned. */
-static int plan_pass(struct mkgen *g)
-{
-	struct clips *c = g->c;
-	size_t n = g->fl.n;
-	g->frag_cl = calloc(n + 1, sizeof(*g->frag_cl));
-	if (!g->frag_cl)
+	if (mkvw_put_cluster_head(&g->out, tc, bytes))
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		/* keep two batches in flight ahead of the one being waited for */
-		if (i % AHEAD == 0)
-			for (size_t w = 1; w <= 2 && i + w * AHEAD < n; w++) {
-				size_t k = i + w * AHEAD, m = n - k < AHEAD ? n - k : AHEAD;
-				fetch_prefetch(g->f, g->stream, &g->items[k], m, 1);
-			}
-		struct frag fr;
-		int rc = frag_load(g, i, &fr);
-		if (rc == 0 && i == 0) {
-			rc = buf_append(&g->tracks, fr.tracks.data, fr.tracks.len) ? -ENOMEM : 0;
-			g->cue_video = fr.video != 0;
-			g->cue_track = fr.video ? fr.video : fr.first_track;
-		}
-		if (rc == 0 && mkv_tracks_same(fr.tracks.data, fr.tracks.len, g->tracks.data,
-					       g->tracks.len) != 1) {
-			LOG_ERROR(c->o.log, "clips", "%s/%s: fragment %s has %s tracks than fragment %s: "
-				  "codec settings change inside the range", g->stream, g->name,
-				  g->fl.v[i].number, fr.tracks.len ? "other" : "no", g->fl.v[0].number);
-			rc = -EMEDIUMTYPE;
-		}
-		g->frag_cl[i] = g->ncl;
-		if (rc == 0)
-			rc = cut_clusters(&fr, plan_cluster, g);
-		frag_clear(&fr);
+	for (size_t k = a; k < b; k++) {
+		const struct blk *y = &fr->b[k];
+		uint64_t len = y->size - y->head_len;
+		if (mkvw_put_simpleblock_head(&g->out, y->track, (int16_t)(y->out - (int64_t)tc),
+					      y->flags, len) ||
+		    buf_append(&g->out, fr->data + y->off + y->head_len, len))
+			return -ENOMEM;
+		int rc = flush(g, 0);
 		if (rc)
 			return rc;
 	}
-	g->frag_cl[n] = g->ncl;
 	return 0;
 }
 
-/* ------------------------------------------------------------------ layout */
+/* ------------------------------------------------------------------ head and tail */
 
 /* The chapters: one per fragment, titled with its KVS number and timestamps. */
 static int put_chapters(struct mkgen *g, struct buf *b)
@@ -362,135 +345,146 @@ static int put_chapters(struct mkgen *g, struct buf *b)
 	return 0;
 }
 
-/* Everything before the first Cluster into g->head, the Cues' positions, g->total. */
-static int layout(struct mkgen *g)
+/* Everything before the first Cluster into b: EBML header, Segment head (body size seg), SeekHead
+ * (the Cues at cues_pos), Info (Duration end ms), Tracks, and when chapters the Chapters (the
+ * same at the end as at the start, so not written again); g->seg0 set. Every value is written with a
+ * fixed width, so the size does not depend on seg, end or cues_pos: the head written first with
+ * zeros is overwritten at the end with the same size. 0 or -ENOMEM. */
+static int put_head(struct mkgen *g, struct buf *b, uint64_t seg, int64_t end, uint64_t cues_pos,
+		    int chapters)
 {
-	struct clips *c = g->c;
-	struct buf info = { 0 }, chap = { 0 }, cues = { 0 }, seek = { 0 };
-	const struct kvs_fragment *last = &g->fl.v[g->fl.n - 1];
-	int64_t t0 = cl_frag_start(&g->fl.v[0], c->o.ts);
-	int64_t end = cl_frag_start(last, c->o.ts) - t0 + (last->duration_ms > 0 ? last->duration_ms : 0);
-	if (end < g->max_out + 1)
-		end = g->max_out + 1;
+	struct buf info = { 0 };
 	char title[160];
 	snprintf(title, sizeof(title), "%s %s", g->stream, g->name);
 	struct mkvw_info in = { .timecode_scale = 1000000, .duration = (double)end, .has_date = 1,
-				.date_utc_ms = t0, .title = title, .app = "kvsfs" };
-	int rc = mkvw_put_info(&info, &in) || put_chapters(g, &chap) ? -ENOMEM : 0;
-	uint64_t cues_size = mkvw_cues_size(g->cues, g->ncues);
-	uint64_t off_info = mkvw_seekhead_size(4), off_tracks = off_info + info.len;
-	uint64_t off_chap = off_tracks + g->tracks.len, off_cues = off_chap + chap.len;
-	uint64_t pos = off_cues + cues_size, first = pos;
-	/* the Cues point at the Clusters: their index becomes their position */
-	uint64_t *cpos = rc ? NULL : malloc((g->ncl + 1) * sizeof(*cpos));
-	if (!cpos)
-		rc = -ENOMEM;
-	for (size_t k = 0; cpos && k < g->ncl; k++) {
-		cpos[k] = pos;
-		pos += mkvw_cluster_size(g->cl[k].tc, g->cl[k].blocks_bytes);
-	}
-	for (size_t k = 0; cpos && k < g->ncues; k++)
-		g->cues[k].cluster_position = cpos[g->cues[k].cluster_position];
-	free(cpos);
+				.date_utc_ms = cl_frag_start(&g->fl.v[0], g->c->o.ts), .title = title,
+				.app = "kvsfs" };
+	uint64_t off_info = mkvw_seekhead_size(4);
+	int rc = mkvw_put_info(&info, &in) ? -ENOMEM : 0;
+	uint64_t off_tracks = off_info + info.len, off_chap = off_tracks + g->tracks.len;
 	struct mkvw_seek sk[4] = { { MKVW_ID_INFO, off_info }, { MKVW_ID_TRACKS, off_tracks },
-				   { MKVW_ID_CHAPTERS, off_chap }, { MKVW_ID_CUES, off_cues } };
-	if (rc == 0 && (mkvw_put_seekhead(&seek, sk, 4) || mkvw_put_cues(&cues, g->cues, g->ncues) ||
-			mkvw_put_ebml_header(&g->head) || mkvw_put_segment_head(&g->head, pos) ||
-			buf_append(&g->head, seek.data, seek.len) ||
-			buf_append(&g->head, info.data, info.len) ||
-			buf_append(&g->head, g->tracks.data, g->tracks.len) ||
-			buf_append(&g->head, chap.data, chap.len) ||
-			buf_append(&g->head, cues.data, cues.len)))
+				   { MKVW_ID_CHAPTERS, off_chap }, { MKVW_ID_CUES, cues_pos } };
+	if (rc == 0 && (mkvw_put_ebml_header(b) || mkvw_put_segment_head(b, seg)))
 		rc = -ENOMEM;
-	if (rc == 0 && (seek.len != off_info || cues.len != cues_size))
-		rc = -EIO; /* the writer's sizes disagree with its bytes: a bug */
-	uint64_t seg_head = g->head.len - first; /* EBML header + Segment head */
-	g->total = seg_head + pos;
+	g->seg0 = b->len;
+	if (rc == 0 && (mkvw_put_seekhead(b, sk, 4) || buf_append(b, info.data, info.len) ||
+			buf_append(b, g->tracks.data, g->tracks.len) ||
+			(chapters && buf_append(b, g->chap.data, g->chap.len))))
+		rc = -ENOMEM;
 	buf_free(&info);
-	buf_free(&chap);
-	buf_free(&cues);
-	buf_free(&seek);
-	if (rc)
-		LOG_ERROR(c->o.log, "clips", "%s/%s: cannot lay the file out: %s", g->stream, g->name,
-			  strerror(-rc));
 	return rc;
 }
 
-/* ------------------------------------------------------------------ pass B */
-
-struct wctx {
-	struct mkgen *g;
-	struct fcache_writer *w;
-	struct buf out;
-	size_t k;          /* next Cluster */
-	uint64_t written;
-};
-
-static int flush(struct wctx *x, int force)
+/* After the last Cluster: the Cues, then the head again with the Segment's size, the Duration
+ * and the Cues' position, over the first one. 0 or a negative errno. */
+static int finish(struct mkgen *g)
 {
-	if (x->out.len == 0 || (!force && x->out.len < FLUSH_AT))
-		return 0;
-	int rc = fcache_write(x->w, x->out.data, x->out.len);
-	x->written += x->out.len;
-	buf_reset(&x->out);
+	struct buf head = { 0 };
+	const struct kvs_fragment *last = &g->fl.v[g->fl.n - 1];
+	int64_t end = cl_frag_start(last, g->c->o.ts) - cl_frag_start(&g->fl.v[0], g->c->o.ts) +
+		      (last->duration_ms > 0 ? last->duration_ms : 0);
+	if (end < g->max_out + 1)
+		end = g->max_out + 1;
+	uint64_t cues_pos = g->flushed + g->out.len - g->seg0;
+	int rc = mkvw_put_cues(&g->out, g->cues, g->ncues) ? -ENOMEM : 0;
+	uint64_t seg = g->flushed + g->out.len - g->seg0;
+	if (rc == 0)
+		rc = flush(g, 1);
+	if (rc == 0)
+		rc = put_head(g, &head, seg, end, cues_pos, 0);
+	if (rc == 0 && head.len != g->head_len)
+		rc = -EIO; /* the writer's sizes depend on the values: a bug */
+	if (rc == 0)
+		rc = fcache_pwrite(g->w, head.data, head.len, 0);
+	g->total = g->seg0 + seg;
+	buf_free(&head);
 	return rc;
 }
 
-static int write_cluster(void *arg, struct frag *fr, size_t a, size_t b, uint64_t tc)
+/* ------------------------------------------------------------------ the pass */
+
+/* Fragment 0 fixes the tracks, the Cue track and the head (written with placeholder values). */
+static int first_fragment(struct mkgen *g, struct frag *fr)
 {
-	struct wctx *x = arg;
-	const struct cluster *want = &x->g->cl[x->k++];
-	uint64_t bytes = blocks_bytes(fr, a, b);
-	if (want->tc != tc || want->blocks_bytes != bytes)
-		return -EIO; /* the fragment changed between the passes */
-	if (mkvw_put_cluster_head(&x->out, tc, bytes))
+	g->cue_video = fr->video != 0;
+	g->cue_track = fr->video ? fr->video : fr->first_track;
+	if (buf_append(&g->tracks, fr->tracks.data, fr->tracks.len) || put_chapters(g, &g->chap))
 		return -ENOMEM;
-	for (size_t k = a; k < b; k++) {
-		const struct blk *y = &fr->b[k];
-		uint64_t len = y->size - y->head_len;
-		if (mkvw_put_simpleblock_head(&x->out, y->track, (int16_t)(y->out - (int64_t)tc),
-					      y->flags, len) ||
-		    buf_append(&x->out, fr->data + y->off + y->head_len, len))
-			return -ENOMEM;
-		int rc = flush(x, 0);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	struct buf head = { 0 };
+	int rc = put_head(g, &head, 0, 0, 0, 1);
+	if (rc == 0 && buf_append(&g->out, head.data, head.len))
+		rc = -ENOMEM;
+	g->head_len = head.len - g->chap.len;
+	buf_free(&head);
+	buf_free(&g->chap);
+	return rc;
 }
 
-static int write_pass(struct mkgen *g, uint64_t *size, int *fd, struct fcache_pin **pin)
+/* Starts round r of downloads: fragments [r * ROUND, (r + 1) * ROUND) dealt in turns of CHUNK
+ * consecutive fragments to up to MAX_PARALLEL GetMediaForFragmentList calls (at least MIN_WINDOW
+ * fragments each, at most 1,000), so that the calls, running at once, bring the fragments in
+ * about the order they are written. Fragments cached or on the way are left out (the fetcher's
+ * rule). Never blocks on a download; out of memory only means the reads fetch for themselves. */
+static void start_round(struct mkgen *g, size_t r)
+{
+	size_t n = g->fl.n, a = r * ROUND;
+	if (a >= n)
+		return;
+	size_t m = n - a < ROUND ? n - a : ROUND;
+	size_t calls = (m + MIN_WINDOW - 1) / MIN_WINDOW;
+	if (calls > MAX_PARALLEL)
+		calls = MAX_PARALLEL;
+	struct fetch_item *v = malloc(m * sizeof(*v));
+	if (!v)
+		return;
+	for (size_t k = 0; k < calls; k++) {
+		size_t nv = 0;
+		for (size_t c = k * CHUNK; c < m; c += calls * CHUNK)
+			for (size_t j = c; j < c + CHUNK && j < m; j++)
+				v[nv++] = g->items[a + j];
+		if (nv)
+			fetch_prefetch(g->f, g->stream, v, nv, 1);
+	}
+	free(v);
+}
+
+/* Every fragment fetched, checked and written, in order, while the later ones download. */
+static int write_pass(struct mkgen *g)
 {
 	struct clips *c = g->c;
-	struct wctx x = { .g = g };
-	int rc = fcache_begin(c->o.cache, g->key, &x.w);
-	if (rc == 0 && buf_append(&x.out, g->head.data, g->head.len))
-		rc = -ENOMEM;
-	for (size_t i = 0; rc == 0 && i < g->fl.n; i++) {
+	size_t n = g->fl.n;
+	int rc = fcache_begin(c->o.cache, g->key, &g->w), logged = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (i % ROUND == 0) {
+			/* the next round queues behind this one in the fetcher's slots */
+			if (i == 0)
+				start_round(g, 0);
+			start_round(g, i / ROUND + 1);
+		}
 		struct frag fr;
 		rc = frag_load(g, i, &fr);
+		logged = rc != 0;
+		if (rc == 0 && i == 0)
+			rc = first_fragment(g, &fr);
+		if (rc == 0 && mkv_tracks_same(fr.tracks.data, fr.tracks.len, g->tracks.data,
+					       g->tracks.len) != 1) {
+			LOG_ERROR(c->o.log, "clips", "%s/%s: fragment %s has %s tracks than fragment %s: "
+				  "codec settings change inside the range", g->stream, g->name,
+				  g->fl.v[i].number, fr.tracks.len ? "other" : "no", g->fl.v[0].number);
+			rc = -EMEDIUMTYPE;
+			logged = 1;
+		}
 		if (rc == 0)
-			rc = cut_clusters(&fr, write_cluster, &x);
-		if (rc == 0 && x.k != g->frag_cl[i + 1])
-			rc = -EIO;
+			rc = cut_clusters(&fr, write_cluster, g);
 		frag_clear(&fr);
 	}
 	if (rc == 0)
-		rc = flush(&x, 1);
-	buf_free(&x.out);
-	if (rc) {
-		fcache_abort(x.w);
+		rc = finish(g);
+	if (rc && !logged)
 		LOG_ERROR(c->o.log, "clips", "%s/%s: cannot write the clip: %s", g->stream, g->name,
 			  strerror(-rc));
-		return rc;
-	}
-	rc = cl_commit(c, g->stream, g->name, g->key, x.w, g->total, fd, pin);
-	if (rc == 0)
-		*size = g->total;
 	return rc;
 }
-
-/* ------------------------------------------------------------------ one generation */
 
 int cl_make_mkv(struct clips *c, struct fetcher *f, const char *stream, const char *name,
 		int64_t start_ms, int64_t end_ms, uint64_t *size, int *fd, struct fcache_pin **pin)
@@ -509,20 +503,23 @@ int cl_make_mkv(struct clips *c, struct fetcher *f, const char *stream, const ch
 		rc = -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < g.fl.n; i++)
 		g.items[i] = (struct fetch_item){ g.fl.v[i].number, g.fl.v[i].size };
-	if (rc == 0)
-		rc = plan_pass(&g);
-	if (rc == 0)
-		rc = layout(&g);
-	if (rc == 0)
-		rc = write_pass(&g, size, fd, pin);
-	if (rc == 0)
+	if (rc == 0) {
+		rc = write_pass(&g);
+		if (rc == 0)
+			rc = cl_commit(c, stream, name, g.key, g.w, g.total, fd, pin);
+		else
+			fcache_abort(g.w);
+		g.w = NULL;
+	}
+	if (rc == 0) {
+		*size = g.total;
 		LOG_DEBUG(c->o.log, "clips", "%s/%s: made, %" PRIu64 " bytes, %zu fragments, %zu "
 			  "clusters, %zu cues", stream, name, *size, g.fl.n, g.ncl, g.ncues);
+	}
 	buf_free(&g.tracks);
-	buf_free(&g.head);
-	free(g.cl);
+	buf_free(&g.chap);
+	buf_free(&g.out);
 	free(g.cues);
-	free(g.frag_cl);
 	free(g.items);
 	kvs_fragment_list_free(&g.fl);
 	return rc;

@@ -521,6 +521,7 @@ static int parts_new(struct vfs *v)
 		.kvs = c->kvs, .cache = c->cache, .log = c->log, .metrics = c->metrics,
 		.batch_max = VFS_READAHEAD_MAX,
 		.batch_bytes = 256ull << 20,
+		.max_parallel = 5, /* KVS: 5 GetMediaForFragmentList connections per stream */
 		.learned = on_learned, .learned_arg = v,
 	};
 	struct live_opts lo = { .kvs = c->kvs, .log = c->log, .expires_s = c->hls_expires_s };

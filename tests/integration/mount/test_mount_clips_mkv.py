@@ -4,6 +4,7 @@ import datetime as dt
 import errno
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -32,7 +33,9 @@ def check_tools(path):
     ident = json.loads(r.stdout)
     assert ident["container"]["recognized"] and ident["container"]["supported"]
     assert not ident.get("errors"), ident.get("errors")
-    r = subprocess.run(["mkvinfo", path], capture_output=True, text=True, timeout=300)
+    # -v: every level-1 element, also the Cues after the Clusters (plain mkvinfo stops at the
+    # first Cluster)
+    r = subprocess.run(["mkvinfo", "-v", path], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Cues" in r.stdout and "Chapters" in r.stdout and "Seek head" in r.stdout
     return ident
@@ -71,7 +74,8 @@ def test_mkv_of_300_fragments_is_whole_seekable_and_from_fragment_batches(mkvsrv
     size = os.stat(path).st_size  # the first stat makes it
     assert api_total(srv, "GetClip") == clip_calls
     batches = api_total(srv, "GetMediaForFragmentList") - gm
-    assert 1 <= batches <= 4, batches  # batches of up to 256 fragments, not one call per fragment
+    # one call per connection KVS allows (5), not one call per fragment
+    assert 1 <= batches <= 5, batches
     copy = tmp_path / "c.mkv"
     subprocess.run(["cp", path, str(copy)], check=True)
     assert os.path.getsize(copy) == size
@@ -157,9 +161,38 @@ def test_mkv_bad_ranges_get_the_mp4_errnos(mkvsrv, mount):
 # ---------------------------------------------------------------- START-END.m3u8 and .mpd
 
 WHITELIST = "file,http,https,tcp,tls,crypto,data"
+# mpv script: once playback has started and the demuxer cache holds seek_to, seeks there and
+# quits after 10 frames at or past it, printing where it played
+SEEK_LUA = r"""
+local target = tonumber(mp.get_opt("seek_to") or "0")
+local seeked, frames = false, 0
+local function try_seek()
+    if seeked or not mp.get_property_number("time-pos") then return end
+    local st = mp.get_property_native("demuxer-cache-state")
+    for _, r in ipairs((st and st["seekable-ranges"]) or {}) do
+        if r["start"] <= target and r["end"] >= target + 1 then
+            seeked = true
+            print(string.format("SEEK from %.3f to %.3f", mp.get_property_number("time-pos"), target))
+            mp.commandv("seek", tostring(target), "absolute", "exact")
+            return
+        end
+    end
+end
+mp.observe_property("demuxer-cache-state", "native", try_seek)
+mp.observe_property("time-pos", "number", function(_, t)
+    try_seek()
+    if seeked and t and t >= target then
+        frames = frames + 1
+        if frames >= 10 then
+            print(string.format("PLAYED time-pos=%.3f", t))
+            mp.command("quit 0")
+        end
+    end
+end)
+"""
 
 
-def test_m3u8_plays_the_range_and_seeks_to_its_end(mkvsrv, mount):
+def test_m3u8_plays_the_range_and_seeks_to_its_end(mkvsrv, mount, tmp_path):
     srv, start, t0 = mkvsrv
     m = mount(srv)
     clips = m.path("hlscam", "clips")
@@ -184,19 +217,31 @@ def test_m3u8_plays_the_range_and_seeks_to_its_end(mkvsrv, mount):
     info = json.loads(r.stdout)
     assert {"h264", "aac"} <= {s["codec_name"] for s in info["streams"]}
     assert abs(float(info["format"]["duration"]) - 30.0) <= 2.5
-    # mpv's ffmpeg keeps the same rule: the whitelist is passed to its demuxer. (A seek inside
-    # kvs-local's fMP4 segments gives ffmpeg "Invalid NAL unit size" errors, with ffmpeg -ss too:
-    # left to kvs-local; hls.js seeks below.)
-    r = subprocess.run(["mpv", "--no-config", "--vo=null", "--ao=null", "--frames=30",
-                        f"--demuxer-lavf-o=protocol_whitelist=[{WHITELIST}]", pl],
-                       capture_output=True, text=True, timeout=120)
+    # mpv's ffmpeg keeps the same rule: the whitelist is passed to its demuxer.
+    mpv = ["mpv", "--no-config", "--vo=null", "--ao=null",
+           f"--demuxer-lavf-o=protocol_whitelist=[{WHITELIST}]"]
+    r = subprocess.run(mpv + ["--frames=30", pl], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+    # mpv seeks to the range's end (its last 5 s) and plays 10 frames there. The seek is made
+    # once mpv's cache holds that time: FFmpeg before 7.1 (Debian 12 has 5.1) cannot seek an HLS
+    # fMP4 playlist past what it has read ("Invalid NAL unit size", also with FFmpeg's own HLS
+    # fMP4 of the same frames; fixed upstream by FFmpeg commit 380a518c, mpv issue 15184).
+    script = tmp_path / "seek.lua"
+    script.write_text(SEEK_LUA)
+    r = subprocess.run(mpv + ["--cache=yes", "--demuxer-readahead-secs=120", f"--script={script}",
+                              "--script-opts=seek_to=25", pl],
+                       capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    played = re.search(r"PLAYED time-pos=([0-9.]+)", out)
+    assert played and 25.0 <= float(played.group(1)) <= 30.5, out
+    assert "SEEK from" in out and "Invalid NAL" not in out, out
     mpd = open(m.path("hlscam", "clips", f"{stamp(t0)}-{stamp(t0 + 29)}.mpd")).read()
     assert "<MPD" in mpd and "<BaseURL>" in mpd
     from kvs_local import webplayer
     if not (webplayer.chromium_path() and webplayer.ensure_hlsjs()):
         pytest.skip("chromium or hls.js missing")
-    rep = webplayer.play(url, mode="seek", seek=24.0, wait_ms=20000)
+    rep = webplayer.play(url, mode="seek", seek=24.0, wait_ms=60000, timeout=120)
     assert any(e.get("ev") == "seeked" and e.get("currentTime", 0) >= 23 for e in rep["events"]), rep
     assert not rep.get("errors"), rep["errors"]
 
