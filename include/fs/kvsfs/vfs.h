@@ -168,6 +168,10 @@ ssize_t vfs_write(struct vfs *v, struct vfs_file *f, const char *buf, size_t siz
 int vfs_flush(struct vfs *v, struct vfs_file *f);
 /* fsync(2): same guarantee. */
 int vfs_fsync(struct vfs *v, struct vfs_file *f);
+/* fsync(2) of a directory: every export/ upload not stored yet (write-back: every journaled
+ * one) is tried; 0 or the first error. (The kernel sends syncfs, `sync -f`, only to virtiofs
+ * servers, so this is how `sync -f` is spelled for a FUSE mount.) */
+int vfs_fsyncdir(struct vfs *v, uint64_t ino);
 
 /* Extended attributes: value of name into buf (size 0: just the length); returns the length or
  * a negative errno (ENODATA when absent, ERANGE when buf is too small). */

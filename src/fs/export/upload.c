@@ -477,9 +477,19 @@ int ex_finalize(struct export *ex, struct xnode *n)
 		     ex_meta_replace(ex, key, mode, mt, 0);
 		pthread_mutex_lock(&ex->mu);
 	}
+	if (!rc && n->journaled && n->st) {
+		char *sp = strdup(n->st->path);  /* stored: the journal entry goes */
+		pthread_mutex_unlock(&ex->mu);
+		if (sp)
+			ex_journal_remove(sp);
+		free(sp);
+		pthread_mutex_lock(&ex->mu);
+		n->journaled = 0;
+	}
 	if (!rc) {
 		n->dirty = 0;
 		n->meta_dirty = 0;
+		n->fresh = 0;
 		n->last_err = 0;
 		n->seq_ok = 1;
 		/* stat, rsync's utimens/chmod and rename of it need no request for a second */
