@@ -465,6 +465,7 @@ int ex_finalize(struct export *ex, struct xnode *n)
 	int rc = -ENOMEM;
 	int data = key && n->dirty;
 	if (data) {
+		n->fresh = 0;  /* even a failed store may have acted: a rename deletes the key */
 		rc = finalize_data(ex, n, key);
 	} else if (key) {
 		/* only metadata changed on a stored object */
@@ -489,7 +490,6 @@ int ex_finalize(struct export *ex, struct xnode *n)
 	if (!rc) {
 		n->dirty = 0;
 		n->meta_dirty = 0;
-		n->fresh = 0;
 		n->last_err = 0;
 		n->seq_ok = 1;
 		/* stat, rsync's utimens/chmod and rename of it need no request for a second */
