@@ -9,6 +9,7 @@ import collections
 import glob
 import hashlib
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -251,3 +252,43 @@ def test_staging_full_makes_writers_wait_for_uploads(stack, proxy, xmount):
     assert stores(proxy, "wbfull/") == {"wbfull/" + k: 1 for k in files}
     for name, data in files.items():
         assert s3.get_object(Bucket=BUCKET, Key="wbfull/" + name)["Body"].read() == data
+
+
+def test_sigterm_drains_the_pending_uploads(stack, proxy, xmount):
+    rgw, _ = stack
+    s3 = rgw.s3()
+    m = xmount("wbterm", export_writeback=True)
+    files = {f"t-{i:02d}.bin": blob(i, 7000 + 501 * i, b"term") for i in range(20)}
+    for name, data in files.items():
+        write(m.path("export", name), data)
+    m.signal(signal.SIGTERM)                      # within the hold: nothing uploaded yet
+    assert m.wait(timeout=120) in (0, None)
+    assert stores(proxy, "wbterm/") == {"wbterm/" + k: 1 for k in files}
+    for name, data in files.items():
+        assert s3.get_object(Bucket=BUCKET, Key="wbterm/" + name)["Body"].read() == data
+    assert journals(m) == []
+
+
+def test_unmount_with_the_gateway_down_keeps_the_rest_journaled(stack, proxy, xmount):
+    rgw, _ = stack
+    s3 = rgw.s3()
+    m = xmount("wbkeep", export_writeback=True, max_retry_time=1)
+    m.expect_log(r"storing wbkeep/.* failed")
+    m.expect_log(r"s3: PutObject s3://exports/wbkeep/.* failed")
+    m.expect_log(r"http: PUT \S+/exports/wbkeep/\S+: giving up")
+    m.expect_log(r"stay journaled in")
+    refuse = proxy.fail(kind="PutObject", path="/wbkeep/", times=None)
+    files = {f"k-{i:02d}.bin": blob(i, 4000 + 77 * i, b"keep") for i in range(6)}
+    for name, data in files.items():
+        write(m.path("export", name), data)
+    m.stop()                                      # drains for max_retry_time, then gives up
+    kept = [ln for ln in m.log().splitlines() if "stay journaled in" in ln]
+    assert len(kept) == 1 and "6 file(s)" in kept[0], m.log()
+    assert len(journals(m)) == 6
+    proxy.remove(refuse)
+    m.start()
+    sync_dir(m.path("export"))
+    assert stores(proxy, "wbkeep/") == {"wbkeep/" + k: 1 for k in files}
+    for name, data in files.items():
+        assert s3.get_object(Bucket=BUCKET, Key="wbkeep/" + name)["Body"].read() == data
+    assert journals(m) == []
