@@ -306,10 +306,12 @@ int ex_known_load_dir(struct export *ex, const char *path, int again);
 void ex_known_free(struct export *ex);
 
 /* ---- journal.c: journal entries STAGING/kvsfs-XXXXXX.stage.wb (docs/EXPORT.md) ---- */
-/* Writes the entry of stage_path atomically (temp file, fsync, rename, fsync of the folder;
- * mutex NOT held). 0 or -errno (logged). */
+/* Writes the entry of stage_path (mutex NOT held). At close (data_fd: the staging file) the
+ * data, the entry and the folder are flushed before it returns; a rewrite (data_fd -1, after
+ * a rename/chmod/utimens) replaces the entry atomically (complete temp file renamed over it)
+ * without flushing the folder, so a crash keeps the old or the new entry. 0 or -errno (logged). */
 int ex_journal_write(struct export *ex, const char *stage_path, const char *path, uint64_t size,
-		     mode_t mode, int64_t mtime_ms, const char *sha);
+		     mode_t mode, int64_t mtime_ms, const char *sha, int data_fd);
 /* Removes the entry of stage_path (mutex NOT held). */
 void ex_journal_remove(const char *stage_path);
 /* At open, before any thread: a node for each entry whose staged data matches its size and
@@ -333,6 +335,8 @@ void ex_wb_drain(struct export *ex);
  * may try again, 0 when nothing pending can free space or the wait timed out. */
 int ex_wb_wait_space(struct export *ex, const char *path);
 int ex_wb_pending(const struct export *ex);
+/* pthread_cond_timedwait for ms milliseconds from now (CLOCK_REALTIME deadline). */
+void ex_timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms);
 
 /* ---- namespace.c ---- */
 /* HeadObject KEY, KEY/, then a one-key listing (mutex NOT held). */

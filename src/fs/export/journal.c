@@ -11,9 +11,11 @@
  *     sha256 <64 lowercase hex digits>
  *     path cam1/2024/frag-0001.mkv
  *
- * (mode in decimal; path is the rest of the file, so any byte but NUL may be in it). An entry
- * is written to a temp file, fsync'd, renamed over the old one and the folder fsync'd, so it is
- * either the old or the new entry after a crash, never a mix. At open, an entry is resumed only
+ * (mode in decimal; path is the rest of the file, so any byte but NUL may be in it). At close
+ * the entry is written in place and flushed with the data and the folder; a rewrite (rename,
+ * chmod, utimens) is a flushed temp file renamed over it, so a crash leaves the old or the new
+ * entry, never a mix (the folder is not flushed: like a rename on a local filesystem, the change
+ * is durable once fsync'd). At open, an entry is resumed only
  * when its staging file has exactly `size` bytes with that SHA-256; otherwise the file was
  * written again after it was journaled (or damaged), so it is reported like any leftover and
  * never uploaded.
@@ -41,7 +43,7 @@
 #define JOURNAL_MAX 8192
 
 int ex_journal_write(struct export *ex, const char *stage_path, const char *path, uint64_t size,
-		     mode_t mode, int64_t mtime_ms, const char *sha)
+		     mode_t mode, int64_t mtime_ms, const char *sha, int data_fd)
 {
 	char fin[4096], tmp[4104];
 	snprintf(fin, sizeof(fin), "%s" JOURNAL_SUFFIX, stage_path);
@@ -49,22 +51,28 @@ int ex_journal_write(struct export *ex, const char *stage_path, const char *path
 	struct buf b = BUF_INIT;
 	buf_printf(&b, "kvsfs-writeback 1\nsize %" PRIu64 "\nmode %u\nmtime_ms %" PRId64
 		   "\nsha256 %s\npath %s", size, (unsigned)(mode & 07777), mtime_ms, sha, path);
+	/* at close (data_fd >= 0): the entry in place, then the data, the entry and the folder
+	 * flushed (a crash before they are is a file still open: not resumed); a rewrite: a
+	 * complete temp file renamed over the entry (old or new after a crash) */
+	const char *target = data_fd >= 0 ? fin : tmp;
 	int rc = 0;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		rc = -errno;
 	if (!rc)
 		rc = fsutil_write_all(fd, buf_str(&b), b.len);
-	if (!rc && fsync(fd))
+	if (!rc && data_fd >= 0 && fdatasync(data_fd))
+		rc = -errno;
+	if (!rc && fdatasync(fd))
 		rc = -errno;
 	if (fd >= 0 && close(fd) && !rc)
 		rc = -errno;
-	if (!rc && rename(tmp, fin))
+	if (!rc && data_fd < 0 && rename(tmp, fin))
 		rc = -errno;
-	if (!rc && fsync(ex->dfd))
+	if (!rc && data_fd >= 0 && fsync(ex->dfd))
 		rc = -errno;
 	if (rc) {
-		unlink(tmp);
+		unlink(target);
 		LOG_ERROR(ex->log, MOD, "cannot write the journal entry of %s in %s: %s", path,
 			  ex->staging_dir, strerror(-rc));
 	}

@@ -181,16 +181,7 @@ static void *worker_main(void *arg)
 				pthread_mutex_lock(&ex->mu);
 				continue;
 			}
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			int64_t left = due - ex_mono_ms();
-			ts.tv_sec += left / 1000;
-			ts.tv_nsec += (left % 1000) * 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
-			pthread_cond_timedwait(&ex->job_cv, &ex->mu, &ts);
+			ex_timed_wait(&ex->job_cv, &ex->mu, due - ex_mono_ms());
 		}
 		if (!ex->jobs)
 			break;

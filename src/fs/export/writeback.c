@@ -45,12 +45,10 @@ int ex_wb_stage(struct export *ex, struct xnode *n)
 		char sha[65] = "";
 		pthread_mutex_unlock(&ex->mu);  /* owned: path, data and metadata do not change */
 		rc = fd < 0 || !sp ? -EIO : 0;
-		if (!rc && fdatasync(fd))
-			rc = -errno;
 		if (!rc)
 			rc = sigv4_sha256_fd(fd, 0, (off_t)size, sha);
 		if (!rc)
-			rc = ex_journal_write(ex, sp, n->path, size, mode, mt, sha);
+			rc = ex_journal_write(ex, sp, n->path, size, mode, mt, sha, fd);
 		else
 			LOG_ERROR(ex->log, MOD, "staging %s durably failed: %s", n->path,
 				  strerror(-rc));
@@ -80,7 +78,7 @@ void ex_wb_rejournal(struct export *ex, struct xnode *n)
 	memcpy(sha, n->sha, sizeof(sha));
 	n->wb_due = ex_mono_ms() + WB_HOLD_MS;
 	pthread_mutex_unlock(&ex->mu);
-	int rc = sp && path ? ex_journal_write(ex, sp, path, size, mode, mt, sha) : -ENOMEM;
+	int rc = sp && path ? ex_journal_write(ex, sp, path, size, mode, mt, sha, -1) : -ENOMEM;
 	free(sp);
 	free(path);
 	pthread_mutex_lock(&ex->mu);
@@ -142,7 +140,7 @@ static void wb_upload(struct export *ex, struct xnode *n)
 	pthread_cond_broadcast(&ex->done_cv);
 }
 
-static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
+void ex_timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -166,7 +164,7 @@ static void *uploader_main(void *arg)
 			if (next == INT64_MAX)
 				pthread_cond_wait(&ex->wb_cv, &ex->mu);
 			else
-				timed_wait(&ex->wb_cv, &ex->mu, next - ex_mono_ms());
+				ex_timed_wait(&ex->wb_cv, &ex->mu, next - ex_mono_ms());
 			continue;
 		}
 		n->refs++;
@@ -218,7 +216,7 @@ static int wb_pass(struct export *ex, int64_t deadline)
 		int64_t now = ex_mono_ms();
 		if (now >= deadline)
 			return -ETIMEDOUT;
-		timed_wait(&ex->done_cv, &ex->mu, deadline - now < 1000 ? deadline - now : 1000);
+		ex_timed_wait(&ex->done_cv, &ex->mu, deadline - now < 1000 ? deadline - now : 1000);
 	}
 }
 
@@ -240,7 +238,7 @@ void ex_wb_drain(struct export *ex)
 	int64_t deadline = ex_mono_ms() + ex->drain_ms;
 	while (ex->n_uploaders && ex_wb_pending(ex) && ex_mono_ms() < deadline) {
 		if (wb_pass(ex, deadline) && ex_wb_pending(ex) && ex_mono_ms() < deadline)
-			timed_wait(&ex->done_cv, &ex->mu, 1000);  /* failures: a moment, then again */
+			ex_timed_wait(&ex->done_cv, &ex->mu, 1000);  /* failures: a moment, then again */
 	}
 	ex->wb_stop = 1;
 	pthread_cond_broadcast(&ex->wb_cv);
@@ -272,7 +270,7 @@ int ex_wb_wait_space(struct export *ex, const char *path)
 	uint64_t before = ex->staged_bytes;
 	int64_t deadline = ex_mono_ms() + ex->drain_ms;
 	while (ex->staged_bytes >= before && ex_wb_pending(ex) && ex_mono_ms() < deadline)
-		timed_wait(&ex->done_cv, &ex->mu, 1000);
+		ex_timed_wait(&ex->done_cv, &ex->mu, 1000);
 	ex->space_waiters--;
 	return ex->staged_bytes < before;
 }

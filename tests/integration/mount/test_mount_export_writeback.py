@@ -57,7 +57,8 @@ def stores(proxy, prefix):
 def stored_keys(s3, prefix):
     out = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
-        out.update({o["Key"]: o["Size"] for o in page.get("Contents", []) if not o["Key"].endswith("/")})
+        out.update({o["Key"]: o["Size"] for o in page.get("Contents", [])
+                    if not o["Key"].endswith("/")})
     return out
 
 
@@ -168,18 +169,25 @@ def test_kill_with_a_backlog_then_remount_stores_each_closed_file_once(stack, pr
     assert len(leftover) == 1 and "open.bin" in leftover[0], m.log()
 
 
+def refused_backlog(xmount, proxy, prefix, n, max_retry_time):
+    """A write-back mount whose uploads under prefix are refused (503, logged: expected), with
+    n files written and closed there. Returns (mount, refusal rule, {name: data})."""
+    m = xmount(prefix, export_writeback=True, max_retry_time=max_retry_time)
+    m.expect_log(rf"storing {prefix}/.* failed")
+    m.expect_log(rf"s3: \w+ s3://exports/{prefix}/.* failed")
+    m.expect_log(rf"http: PUT \S+/exports/{prefix}/\S+: giving up")
+    refuse = proxy.fail(kind="PutObject", path=f"/{prefix}/", times=None)
+    files = {f"{prefix}-{i:02d}.bin": blob(i, 4000 + 999 * i, prefix.encode()) for i in range(n)}
+    for name, data in files.items():
+        write(m.path("export", name), data)
+    return m, refuse, files
+
+
 def test_gateway_down_30s_during_a_backlog(stack, proxy, xmount):
     rgw, _ = stack
     s3 = rgw.s3()
-    m = xmount("wbdown", export_writeback=True, max_retry_time=2)
-    m.expect_log(r"storing wbdown/.* failed")
-    m.expect_log(r"s3: \w+ s3://exports/wbdown/.* failed")
-    m.expect_log(r"http: PUT \S+/exports/wbdown/\S+: giving up")
     # uploads refused from the start, so the backlog is the whole set
-    refuse_puts = proxy.fail(kind="PutObject", path="/wbdown/", times=None)
-    files = {f"d-{i:02d}.bin": blob(i, 5000 + 999 * i, b"down") for i in range(16)}
-    for name, data in files.items():
-        write(m.path("export", name), data)
+    m, refuse_puts, files = refused_backlog(xmount, proxy, "wbdown", 16, 2)
     # then the gateway refuses everything for 30 s
     refuse_all = proxy.fail(times=None)
     time.sleep(30)
@@ -272,15 +280,8 @@ def test_sigterm_drains_the_pending_uploads(stack, proxy, xmount):
 def test_unmount_with_the_gateway_down_keeps_the_rest_journaled(stack, proxy, xmount):
     rgw, _ = stack
     s3 = rgw.s3()
-    m = xmount("wbkeep", export_writeback=True, max_retry_time=1)
-    m.expect_log(r"storing wbkeep/.* failed")
-    m.expect_log(r"s3: PutObject s3://exports/wbkeep/.* failed")
-    m.expect_log(r"http: PUT \S+/exports/wbkeep/\S+: giving up")
+    m, refuse, files = refused_backlog(xmount, proxy, "wbkeep", 6, 1)
     m.expect_log(r"stay journaled in")
-    refuse = proxy.fail(kind="PutObject", path="/wbkeep/", times=None)
-    files = {f"k-{i:02d}.bin": blob(i, 4000 + 77 * i, b"keep") for i in range(6)}
-    for name, data in files.items():
-        write(m.path("export", name), data)
     m.stop()                                      # drains for max_retry_time, then gives up
     kept = [ln for ln in m.log().splitlines() if "stay journaled in" in ln]
     assert len(kept) == 1 and "6 file(s)" in kept[0], m.log()
