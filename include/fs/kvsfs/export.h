@@ -17,6 +17,9 @@
  * write; other writers get the whole file uploaded at flush/fsync/release. flush, fsync and
  * release return 0 only when the object is stored; on failure the staged data stays (a later
  * flush/fsync/release, an open + release of the same path, or export_sync_all retries).
+ * With opts.writeback, flush/release return once the file is durably staged (data flushed,
+ * journal entry written) and upload threads store it about a second later; export_fsync uploads
+ * the file now and export_sync_all waits for every pending upload (both return its error).
  *
  * Errors: every function returns 0 (or a byte count) or a negative errno: -ENOENT (S3 said the
  * key does not exist), -EEXIST, -ENOTDIR, -EISDIR, -ENOTEMPTY, -EINVAL (bad path), -EXDEV (rename
