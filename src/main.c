@@ -261,6 +261,9 @@ static int app_export(struct app *a)
 		.umask = o->umask >= 0 ? (mode_t)o->umask : 022,
 		.cache_ttl_ms = o->export_cache_ttl < 0 ? 0 :
 				o->export_cache_ttl ? o->export_cache_ttl * 1000 : -1,
+		.writeback = o->export_writeback,
+		.parallel_uploads = o->parallel_uploads,
+		.drain_ms = o->max_retry_time > 0 ? (int64_t)o->max_retry_time * 1000 : 60000,
 		.log = &a->lg,
 		.metrics = &a->metrics,
 	};

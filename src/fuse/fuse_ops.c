@@ -472,6 +472,14 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	readdir_common(req, ino, size, off, fi, 1);
 }
 
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, -vfs_fsyncdir(CTX(req)->vfs, ino));
+}
+
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
@@ -558,6 +566,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.write = op_write,
 	.flush = op_flush,
 	.fsync = op_fsync,
+	.fsyncdir = op_fsyncdir,
 	.release = op_release,
 	.opendir = op_opendir,
 	.readdir = op_readdir,

@@ -33,6 +33,7 @@ enum {
 	KEY_LOG_FILE, KEY_IMAGE_INTERVAL, KEY_IMAGE_WIDTH,
 	KEY_META_CACHE,
 	KEY_MANAGE_STREAMS, KEY_DEFAULT_RETENTION,
+	KEY_EXPORT_WRITEBACK, KEY_PARALLEL_UPLOADS,
 };
 
 static const struct fuse_opt option_table[] = {
@@ -68,6 +69,8 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_KEY("export=%s", KEY_EXPORT),
 	FUSE_OPT_KEY("export_dir=%s", KEY_EXPORT_DIR),
 	FUSE_OPT_KEY("export_cache_ttl=%s", KEY_EXPORT_CACHE_TTL),
+	FUSE_OPT_KEY("export_writeback", KEY_EXPORT_WRITEBACK),
+	FUSE_OPT_KEY("parallel_uploads=%s", KEY_PARALLEL_UPLOADS),
 	FUSE_OPT_KEY("s3_endpoint=%s", KEY_S3_ENDPOINT),
 	FUSE_OPT_KEY("s3_path_style", KEY_S3_PATH_STYLE),
 	FUSE_OPT_KEY("log_file=%s", KEY_LOG_FILE),
@@ -386,6 +389,14 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 			return -1;
 		o->export_cache_ttl = (int)x;
 		return 0;
+	case KEY_EXPORT_WRITEBACK:
+		o->export_writeback = 1;
+		return 0;
+	case KEY_PARALLEL_UPLOADS:
+		if (parse_long(st, arg, 1, 32, 10, &x))
+			return -1;
+		o->parallel_uploads = (int)x;
+		return 0;
 	case KEY_EXPORT:
 	case KEY_EXPORT_DIR:
 	case KEY_S3_ENDPOINT:
@@ -546,6 +557,9 @@ void options_print_help(const char *prog)
 	       "    -o export_dir=NAME     its name in the mount (default export)\n"
 	       "    -o export_cache_ttl=SECONDS  reuse of names seen in S3 and delay of mode/mtime\n"
 	       "                           changes of stored files (default 1; 0: off)\n"
+	       "    -o export_writeback    close() returns once the file is durably staged;\n"
+	       "                           uploads run in the background (see kvsfs(1))\n"
+	       "    -o parallel_uploads=N  write-back uploads at once, 1..32 (default 8)\n"
 	       "    -o s3_endpoint=URL     S3 endpoint (for a local S3 server; http:// only here)\n"
 	       "    -o s3_path_style       path-style S3 addressing\n"
 	       "\n"

@@ -5,6 +5,8 @@
  * with export_path_valid. The whole input (NULs included) is also parsed as an upload record of
  * the staging folder: a parsed record has a non-empty bucket, upload id and key, and every prefix
  * of the input (a record cut short by a crash) that is shorter than a parsed one is rejected.
+ * The whole input is also parsed as a write-back journal entry: a parsed one has a valid path,
+ * 64 hex digits of checksum and permission bits only.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,9 +34,19 @@ static void check_record(const uint8_t *data, size_t size)
 	}
 }
 
+static void check_journal(const uint8_t *data, size_t size)
+{
+	struct export_journal j;
+	if (export_parse_journal((const char *)data, size, &j))
+		return;
+	if (export_path_valid(j.path) || strlen(j.sha) != 64 || (j.mode & ~07777u))
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	check_record(data, size);
+	check_journal(data, size);
 	char *s = malloc(size + 1);
 	if (!s)
 		return 0;

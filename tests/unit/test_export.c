@@ -119,6 +119,33 @@ static void test_upload_record(void)
 	CHECK_INT(parse_rec(NULL, 0, &b, &i, &k), -EINVAL, "NULL data");
 }
 
+static void test_journal(void)
+{
+	static const char good[] = "kvsfs-writeback 1\nsize 35840\nmode 420\nmtime_ms 1700000000123\n"
+		"sha256 2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881\n"
+		"path cam1/a b.mkv";
+	struct export_journal j;
+	CHECK(!export_parse_journal(good, sizeof(good) - 1, &j) && j.size == 35840 &&
+	      j.mode == 0644 && j.mtime_ms == 1700000000123 && !strcmp(j.path, "cam1/a b.mkv") &&
+	      !strncmp(j.sha, "2d7116", 6), "journal entry");
+	int cut_ok = 1;
+	for (size_t l = 0; l < sizeof(good) - 14; l++)  /* cut before the path: rejected */
+		if (export_parse_journal(good, l, &j) != -EINVAL)
+			cut_ok = 0;
+	CHECK(cut_ok, "a journal entry cut before its path is -EINVAL");
+	static const char *bad[] = {
+		"kvsfs-writeback 2\nsize 1\nmode 420\nmtime_ms 1\nsha256 "
+		"2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881\npath a",
+		"kvsfs-writeback 1\nsize 1\nmode 420\nmtime_ms 1\nsha256 2d71\npath a",
+		"kvsfs-writeback 1\nsize 1\nmode 420\nmtime_ms 1\nsha256 "
+		"2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881\npath a/../b",
+		"kvsfs-writeback 1\nsize 1\nmode 420\nmtime_ms 1\nsha256 "
+		"2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881\npath ",
+	};
+	for (size_t t = 0; t < sizeof(bad) / sizeof(bad[0]); t++)
+		CHECK_INT(export_parse_journal(bad[t], strlen(bad[t]), &j), -EINVAL, "bad journal %zu", t);
+}
+
 int main(void)
 {
 	test_mtime();
@@ -126,5 +153,6 @@ int main(void)
 	test_plan();
 	test_paths();
 	test_upload_record();
+	test_journal();
 	return check_done();
 }

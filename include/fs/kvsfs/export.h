@@ -17,6 +17,9 @@
  * write; other writers get the whole file uploaded at flush/fsync/release. flush, fsync and
  * release return 0 only when the object is stored; on failure the staged data stays (a later
  * flush/fsync/release, an open + release of the same path, or export_sync_all retries).
+ * With opts.writeback, flush/release return once the file is durably staged (data flushed,
+ * journal entry written) and upload threads store it about a second later; export_fsync uploads
+ * the file now and export_sync_all waits for every pending upload (both return its error).
  *
  * Errors: every function returns 0 (or a byte count) or a negative errno: -ENOENT (S3 said the
  * key does not exist), -EEXIST, -ENOTDIR, -EISDIR, -ENOTEMPTY, -EINVAL (bad path), -EXDEV (rename
@@ -45,6 +48,7 @@ struct metrics;
 #define EXPORT_DEFAULT_PART_SIZE (8u << 20)
 #define EXPORT_DEFAULT_PARALLEL 4
 #define EXPORT_MAX_PARALLEL 32
+#define EXPORT_DEFAULT_PARALLEL_UPLOADS 8
 
 struct export_opts {
 	struct s3_client *s3;          /* borrowed; must outlive the export */
@@ -55,6 +59,10 @@ struct export_opts {
 	int parallel_parts;            /* worker threads uploading parts (0: 4; max 32) */
 	int cache_ttl_ms;              /* how long names/attributes seen are reused and mode/mtime
 	                                * changes of stored files kept pending (0: 1000; <0: never) */
+	int writeback;                 /* 1: close returns once durably staged; uploads in the
+	                                * background (docs/EXPORT.md "Write-back mode") */
+	int parallel_uploads;          /* write-back upload threads (0: 8; max 32) */
+	int64_t drain_ms;              /* write-back: unmount drain budget (0: 60 s) */
 	uid_t uid;                     /* the mount's owner (chown policy) */
 	gid_t gid;
 	mode_t umask;                  /* applied to the default modes */
@@ -158,5 +166,16 @@ int export_path_valid(const char *path);
  * record) or -ENOMEM. */
 int export_parse_upload_record(const char *data, size_t len, char **bucket, char **upload_id,
 			       char **key);
+
+/* A write-back journal entry (format in docs/EXPORT.md "Write-back mode"). */
+struct export_journal {
+	uint64_t size;
+	mode_t mode;                   /* permission bits */
+	int64_t mtime_ms;
+	char sha[65];                  /* SHA-256 hex of the staged data */
+	char path[1024];               /* export path */
+};
+/* Parses a journal entry (not NUL-terminated, at most 8192 bytes). 0 or -EINVAL. */
+int export_parse_journal(const char *data, size_t len, struct export_journal *j);
 
 #endif

@@ -174,6 +174,10 @@ ssize_t vfs_write(struct vfs *v, struct vfs_file *f, const char *buf, size_t siz
 int vfs_flush(struct vfs *v, struct vfs_file *f);
 /* fsync(2): same guarantee. */
 int vfs_fsync(struct vfs *v, struct vfs_file *f);
+/* fsync(2) of a directory: every export/ upload not stored yet (write-back: every journaled
+ * one) is tried; 0 or the first error. (The kernel sends syncfs, `sync -f`, only to virtiofs
+ * servers, so this is how `sync -f` is spelled for a FUSE mount.) */
+int vfs_fsyncdir(struct vfs *v, uint64_t ino);
 
 /* The status page of MNT/.kvsfs/status (work in progress, last errors, options) as a malloc'd
  * string the caller frees; NULL when out of memory. For SIGUSR1. */

@@ -41,6 +41,8 @@ struct kvsfs_options {
 	char *export_prefix;   /* ... and key prefix without leading/trailing '/' ("" for none) */
 	char *export_dir;      /* export_dir=NAME (default "export") */
 	int export_cache_ttl;  /* export_cache_ttl=SECONDS (-1: default 1 s; 0: off) */
+	int export_writeback;  /* export_writeback: close returns once durably staged */
+	int parallel_uploads;  /* parallel_uploads=N write-back uploads at once (0: 8) */
 	char *s3_endpoint;     /* s3_endpoint=URL */
 	int s3_path_style;     /* s3_path_style */
 	int manage_streams;    /* manage_streams: mkdir/rmdir streams, retention xattr */

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "kvsfs/clk.h"
+#include "kvsfs/export.h"
 #include "hours.h"
 #include "kvsfs/imgcache.h"
 #include "inodes.h"
@@ -342,6 +343,12 @@ int vfs_flush(struct vfs *v, struct vfs_file *f)
 int vfs_fsync(struct vfs *v, struct vfs_file *f)
 {
 	return f->ops->fsync ? f->ops->fsync(v, f) : 0;
+}
+
+int vfs_fsyncdir(struct vfs *v, uint64_t ino)
+{
+	(void)ino;
+	return v->c.export ? export_sync_all(v->c.export) : 0;
 }
 
 /* ---------------------------------------------------------------- namespace writes */

@@ -104,6 +104,13 @@ static struct export *export_new(const struct export_opts *o)
 	ex->log = o->log;
 	ex->ttl_ms = o->cache_ttl_ms < 0 ? 0 : o->cache_ttl_ms ? o->cache_ttl_ms : 1000;
 	ex->metrics = o->metrics;
+	ex->wb = !!o->writeback;
+	ex->wb_parallel = o->parallel_uploads > 0 ? o->parallel_uploads :
+			  EXPORT_DEFAULT_PARALLEL_UPLOADS;
+	if (ex->wb_parallel > EXPORT_MAX_PARALLEL)
+		ex->wb_parallel = EXPORT_MAX_PARALLEL;
+	ex->drain_ms = o->drain_ms > 0 ? o->drain_ms : 60000;
+	pthread_cond_init(&ex->wb_cv, NULL);
 	ex->start_ms = ex_now_ms();
 	ex->dfd = ex->lockfd = -1;
 	pthread_mutex_init(&ex->mu, NULL);
@@ -138,9 +145,13 @@ int export_open(const struct export_opts *o, struct export **out, char *err, siz
 		export_close(ex);
 		return rc;
 	}
+	if (ex->wb)
+		ex_journal_resume(ex);
 	ex_staging_report_leftovers(ex);
 	ex_recover_uploads(ex);
 	rc = ex_workers_start(ex);
+	if (!rc)
+		rc = ex_wb_start(ex);
 	if (rc) {
 		export_close(ex);
 		if (rc == -EAGAIN)
@@ -161,7 +172,9 @@ static void close_node(struct export *ex, struct xnode *n)
 		if (!rc || rc == -ENOENT)
 			ex_record_remove(ex, n->mpu_record);  /* else the next mount aborts it */
 	}
-	if (n->dirty && n->path) {
+	if (n->dirty && n->path && n->journaled) {
+		ex_stage_keep(ex, n);  /* journaled: uploaded by the next mount (one line above) */
+	} else if (n->dirty && n->path) {
 		LOG_WARN(ex->log, MOD, "%s was not stored in S3; its data stays in %s", n->path,
 			 n->st ? n->st->path : "?");
 		ex_stage_keep(ex, n);
@@ -175,6 +188,7 @@ void export_close(struct export *ex)
 {
 	if (!ex)
 		return;
+	ex_wb_drain(ex);
 	ex_workers_stop(ex);
 	ex_known_flush(ex, 1);
 	ex_known_free(ex);
@@ -191,6 +205,7 @@ void export_close(struct export *ex)
 	ex_orphans_report(ex);
 	pthread_cond_destroy(&ex->job_cv);
 	pthread_cond_destroy(&ex->done_cv);
+	pthread_cond_destroy(&ex->wb_cv);
 	pthread_mutex_destroy(&ex->mu);
 	pthread_cond_destroy(&ex->kcv);
 	pthread_mutex_destroy(&ex->kmu);
@@ -205,13 +220,13 @@ void export_close(struct export *ex)
 
 int export_sync_all(struct export *ex)
 {
-	int first = 0;
+	int first = ex_wb_sync(ex);  /* write-back: every journaled upload tried once */
 	pthread_mutex_lock(&ex->mu);
 	ex_abort_orphans(ex);
 	for (;;) {
 		struct xnode *todo = NULL;
 		for (struct xnode *n = ex->nodes; n; n = n->next)
-			if (n->dirty && !n->opens && !n->busy && n->last_err != 1) {
+			if (n->dirty && !n->opens && !n->busy && n->last_err != 1 && !n->journaled) {
 				todo = n;
 				break;
 			}

@@ -15,6 +15,8 @@
  *                fsync/flush/release
  *   known.c      what the mount learnt in the last second (attributes, directory names) and
  *                mode/mtime changes of files it stored, kept pending until a rename or due
+ *   writeback.c  -o export_writeback: journal entries, upload threads, drain, resume at open
+ *   journal.c    the write-back journal entry format (write, parse) and the resume scan
  *
  * Locking. One mutex, ex->mu, guards the node table, every field of every node, the part-job
  * queue, the orphan list, ex->staged_bytes and ex->trash. Condition variables: ex->job_cv
@@ -91,6 +93,15 @@ struct xnode {
 	uint64_t queued_end;
 	int inflight;               /* part jobs queued or running */
 	int mpu_err;
+	/* write-back (writeback.c) */
+	int writers;                /* writable open handles */
+	int journaled;              /* a journal entry matches the staged data and metadata */
+	int uploading;              /* picked by an upload thread */
+	int fresh;                  /* nothing stored under path by anyone as far as known */
+	char sha[65];               /* SHA-256 hex of the staged data when journaled */
+	int64_t wb_due;             /* monotonic ms: upload not before (hold, backoff) */
+	unsigned wb_tried;          /* the sync pass of the last upload attempt */
+	int wb_fails;               /* failed attempts in a row */
 	struct xnode *next;
 };
 
@@ -141,6 +152,17 @@ struct export {
 	unsigned kgen;              /* bumped whenever a name is added */
 	unsigned kpass;             /* the current ex_known_flush pass (never 0) */
 	int ttl_ms;                 /* export_opts.cache_ttl_ms; 0: known.c is off */
+	/* write-back (writeback.c), guarded by mu */
+	int wb;                     /* export_opts.writeback */
+	int wb_parallel;            /* upload threads */
+	int64_t drain_ms;           /* unmount drain budget, and the longest backpressure wait */
+	pthread_cond_t wb_cv;       /* upload threads wait here for due uploads */
+	pthread_t *uploaders;
+	int n_uploaders;
+	int wb_stop;
+	unsigned wb_pass;           /* sync passes started */
+	unsigned wb_urgent;         /* nodes with wb_tried below it are due now */
+	int space_waiters;          /* writers waiting for staging space */
 };
 
 struct export_file {
@@ -283,6 +305,39 @@ int ex_known_settle(struct export *ex, const char *path);
 int ex_known_load_dir(struct export *ex, const char *path, int again);
 /* At close, single-threaded: one warning per change still pending, frees everything. */
 void ex_known_free(struct export *ex);
+
+/* ---- journal.c: journal entries STAGING/kvsfs-XXXXXX.stage.wb (docs/EXPORT.md) ---- */
+/* Writes the entry of stage_path (mutex NOT held). At close (data_fd: the staging file) the
+ * data, the entry and the folder are flushed before it returns; a rewrite (data_fd -1, after
+ * a rename/chmod/utimens) replaces the entry atomically (complete temp file renamed over it)
+ * without flushing the folder, so a crash keeps the old or the new entry. 0 or -errno (logged). */
+int ex_journal_write(struct export *ex, const char *stage_path, const char *path, uint64_t size,
+		     mode_t mode, int64_t mtime_ms, const char *sha, int data_fd);
+/* Removes the entry of stage_path (mutex NOT held). */
+void ex_journal_remove(const char *stage_path);
+/* At open, before any thread: a node for each entry whose staged data matches its size and
+ * checksum (queued for upload); one warning for each that does not (the staging file is then
+ * reported as a leftover, never uploaded). */
+void ex_journal_resume(struct export *ex);
+
+/* ---- writeback.c: -o export_writeback ---- */
+/* Stages n durably (fsync of the data, journal entry) unless already journaled, then queues
+ * its upload. Mutex held, caller holds a reference; owns n meanwhile. 0 or -errno. */
+int ex_wb_stage(struct export *ex, struct xnode *n);
+/* Rewrites n's journal entry after a rename or a mode/mtime change (mutex held, n owned by the
+ * caller; released meanwhile) and pushes its upload back by the hold time. */
+void ex_wb_rejournal(struct export *ex, struct xnode *n);
+int ex_wb_start(struct export *ex);
+/* Waits until every journaled upload was tried once (0 or the first error; mutex NOT held). */
+int ex_wb_sync(struct export *ex);
+/* Uploads what it can within ex->drain_ms, stops the threads; one line for what stays. */
+void ex_wb_drain(struct export *ex);
+/* A write short of staging space waits for pending uploads (mutex held, n owned): 1 when it
+ * may try again, 0 when nothing pending can free space or the wait timed out. */
+int ex_wb_wait_space(struct export *ex, const char *path);
+int ex_wb_pending(const struct export *ex);
+/* pthread_cond_timedwait for ms milliseconds from now (CLOCK_REALTIME deadline). */
+void ex_timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms);
 
 /* ---- namespace.c ---- */
 /* HeadObject KEY, KEY/, then a one-key listing (mutex NOT held). */

@@ -47,6 +47,7 @@ static int file_new(struct export *ex, struct xnode *n, int writable, struct exp
 	x->writable = writable;
 	n->refs++;
 	n->opens++;
+	n->writers += !!writable;
 	*f = x;
 	return 0;
 }
@@ -190,6 +191,8 @@ static int node_staged(struct export *ex, const char *path, int trunc, int must_
 	rc = stage_fill(ex, n, path, exists && !trunc ? a.size : 0);
 	if (!rc && (trunc || !exists))
 		n->dirty = 1;
+	if (!rc && !exists)
+		n->fresh = 1;  /* nothing under path: a local rename needs no DeleteObject */
 	ex_node_disown(ex, n);
 	if (rc) {
 		if (!n->dirty)
@@ -428,6 +431,7 @@ static void write_done(struct export *ex, struct xnode *n, uint64_t off, size_t 
 		if (off + done > n->size)
 			n->size = off + done;
 		n->dirty = 1;
+		n->journaled = 0;
 		n->mtime_ms = ex_now_ms();
 		n->mtime_set = 0;
 	}
@@ -452,6 +456,8 @@ ssize_t export_write(struct export_file *f, const char *buf, size_t size, off_t 
 	uint64_t alloc0 = n->alloc;
 	/* (a path unlinked while open keeps its staging file: writes go there) */
 	int rc = !n->st ? -EIO : end > ex->max_file ? -EFBIG : ex_stage_reserve(ex, n, end, &used);
+	while (rc == -ENOSPC && ex_wb_wait_space(ex, n->path))  /* write-back: uploads free space */
+		rc = ex_stage_reserve(ex, n, end, &used);
 	int fd = n->st ? n->st->fd : -1;
 	pthread_mutex_unlock(&ex->mu);
 	size_t done = 0;
@@ -494,11 +500,17 @@ int export_truncate(struct export *ex, const char *path, uint64_t size)
 		ex_node_wait_idle(ex, n);
 		rc = ex_stage_truncate(ex, n, size);
 		if (!rc && !n->opens)
-			rc = ex_finalize(ex, n);
+			rc = ex->wb ? ex_wb_stage(ex, n) : ex_finalize(ex, n);
 		ex_node_put(ex, n);
 	}
 	ex_unlock(ex);
 	return rc;
+}
+
+/* Write-back: close stages durably and queues the upload (mutex held). */
+static int wb_close(struct export_file *f)
+{
+	return f->writable ? ex_wb_stage(f->ex, f->n) : 0;
 }
 
 int export_fsync(struct export_file *f)
@@ -506,7 +518,17 @@ int export_fsync(struct export_file *f)
 	struct export *ex = f->ex;
 	if (!f->n)
 		return ex_known_flush(ex, 1);  /* a read-only handle: pending mode/mtime changes */
-	int rc = export_flush(f);
+	int rc = 0;
+	if (ex->wb) {
+		/* write-back: this file's upload, now, in this thread; its error is fsync's */
+		pthread_mutex_lock(&ex->mu);
+		rc = wb_close(f);
+		if (!rc)
+			rc = ex_finalize(ex, f->n);
+		ex_unlock(ex);
+	} else {
+		rc = export_flush(f);
+	}
 	pthread_mutex_lock(&ex->mu);
 	char *path = f->n->path ? strdup(f->n->path) : NULL;
 	ex_unlock(ex);
@@ -522,7 +544,8 @@ int export_flush(struct export_file *f)
 	if (!f->n)
 		return 0;
 	pthread_mutex_lock(&ex->mu);
-	int rc = f->writable || f->n->opens == 1 ? ex_finalize(ex, f->n) : 0;
+	int rc = ex->wb ? wb_close(f) :
+		 f->writable || f->n->opens == 1 ? ex_finalize(ex, f->n) : 0;
 	ex_unlock(ex);
 	return rc;
 }
@@ -536,9 +559,14 @@ int export_release(struct export_file *f)
 	if (f->n) {
 		pthread_mutex_lock(&ex->mu);
 		struct xnode *n = f->n;
-		if (f->writable || n->opens == 1)
+		if (ex->wb)
+			rc = wb_close(f);
+		else if (f->writable || n->opens == 1)
 			rc = ex_finalize(ex, n);
 		n->opens--;
+		n->writers -= !!f->writable;
+		if (ex->wb && !n->writers)
+			pthread_cond_broadcast(&ex->wb_cv);  /* its upload may start */
 		if (!n->opens && !n->dirty && n->in_table && !n->busy) {
 			/* stored and no longer open: the staged copy goes */
 			ex_node_unlink(ex, n);
@@ -558,6 +586,7 @@ void export_abandon(struct export_file *f)
 	if (f->n) {
 		pthread_mutex_lock(&ex->mu);
 		f->n->opens--;
+		f->n->writers -= !!f->writable;
 		ex_node_put(ex, f->n); /* a dirty node stays: export_close reports it */
 		ex_unlock(ex);
 	}

@@ -247,15 +247,18 @@ int export_unlink(struct export *ex, const char *path)
  * A stored older version under `from` goes; the old target (if any) stays until the upload
  * replaces it.
  */
-static int rename_staged(struct export *ex, struct xnode *n, char *npath, const char *fkey)
+static int rename_staged(struct export *ex, struct xnode *n, char *npath, const char *fkey,
+			 int to_exists)
 {
 	if (n->upload_id && n->size > (uint64_t)S3_MAX_PUT_SIZE)
 		ex_abort_idle(ex, n);
+	int fresh = n->fresh && !n->upload_id;  /* nothing stored under fkey: no DeleteObject */
 	ex_stage_rename(ex, n, npath);
+	n->fresh = !to_exists;
 	ex_node_put(ex, n);
 	ex_unlock(ex);
 	struct awserr e;
-	int rc = s3_delete_object(ex->s3, fkey, &e);
+	int rc = fresh ? 0 : s3_delete_object(ex->s3, fkey, &e);
 	ex_known_forget(ex, fkey + strlen(ex->prefix));
 	return rc;
 }
@@ -325,7 +328,7 @@ static int rename_stored(struct export *ex, struct xnode *n, const char *from, u
 /* The checks of a rename: *a gets the source's attributes. 0, 1 (same name: nothing to do) or
  * a negative errno. */
 static int rename_check(struct export *ex, const char *from, const char *to,
-			struct export_attr *a)
+			struct export_attr *a, int *to_exists)
 {
 	int rc = ex_path_check(ex, from);
 	if (!rc)
@@ -346,6 +349,7 @@ static int rename_check(struct export *ex, const char *from, const char *to,
 		return -EXDEV;
 	}
 	rc = export_stat(ex, to, &b);
+	*to_exists = rc != -ENOENT;
 	if (!rc && b.is_dir)
 		return -EISDIR;
 	if (rc && rc != -ENOENT)
@@ -356,7 +360,8 @@ static int rename_check(struct export *ex, const char *from, const char *to,
 int export_rename(struct export *ex, const char *from, const char *to)
 {
 	struct export_attr a;
-	int rc = rename_check(ex, from, to, &a);
+	int to_exists = 1;
+	int rc = rename_check(ex, from, to, &a, &to_exists);
 	if (rc)
 		return rc > 0 ? 0 : rc;
 	ex_known_forget(ex, to);  /* a change pending on the replaced file must not follow */
@@ -380,7 +385,7 @@ int export_rename(struct export *ex, const char *from, const char *to)
 		ex_node_wait_idle(ex, n);
 	}
 	if (n && n->dirty)
-		rc = rename_staged(ex, n, npath, fkey);
+		rc = rename_staged(ex, n, npath, fkey, to_exists);
 	else
 		rc = rename_stored(ex, n, from, a.size, fkey, tkey, npath);
 	free(fkey);
@@ -401,6 +406,11 @@ static int set_meta_staged(struct export *ex, struct xnode *n, const char *path,
 	if (set_time) {
 		n->mtime_ms = mtime_ms;
 		n->mtime_set = 1;
+	}
+	if (n->dirty && n->journaled) {
+		ex_node_own(ex, n);
+		ex_wb_rejournal(ex, n);  /* write-back: the entry carries the new mode/mtime */
+		ex_node_disown(ex, n);
 	}
 	if (!n->dirty) {
 		n->meta_dirty = 1;

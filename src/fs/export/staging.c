@@ -127,6 +127,7 @@ int ex_stage_truncate(struct export *ex, struct xnode *n, uint64_t size)
 			n->seq_ok = 0;
 		n->size = size;
 		n->dirty = 1;
+		n->journaled = 0;
 		n->mtime_ms = ex_now_ms();
 	}
 	ex_node_disown(ex, n);
@@ -141,6 +142,8 @@ void ex_stage_drop(struct export *ex, struct xnode *n)
 		n->st = NULL;
 	}
 	ex->staged_bytes -= n->alloc;
+	if (n->alloc && ex->space_waiters)
+		pthread_cond_broadcast(&ex->done_cv);  /* writers waiting for space (writeback.c) */
 	n->alloc = 0;
 	n->size = 0;
 }
@@ -161,6 +164,7 @@ void ex_stage_dispose(struct export *ex, struct stage_file *list)
 		if (st->fd >= 0)
 			close(st->fd);
 		if (!st->keep && st->path) {
+			ex_journal_remove(st->path);  /* first: an entry never outlives its data */
 			unlink(st->path);
 			char side[4096];
 			snprintf(side, sizeof(side), "%s.path", st->path);
@@ -183,7 +187,19 @@ void ex_stage_rename(struct export *ex, struct xnode *n, char *npath)
 	free(sp);
 	free(p);
 	pthread_mutex_lock(&ex->mu);
+	ex_wb_rejournal(ex, n);  /* write-back: the entry names the new path */
 	ex_node_disown(ex, n);
+}
+
+/* 1 when a node (a resumed journaled upload) uses staging file `name` (single-threaded open). */
+static int stage_attached(const struct export *ex, const char *name)
+{
+	for (const struct xnode *n = ex->nodes; n; n = n->next) {
+		const char *s = n->st && n->st->path ? strrchr(n->st->path, '/') : NULL;
+		if (s && !strcmp(s + 1, name))
+			return 1;
+	}
+	return 0;
 }
 
 void ex_staging_report_leftovers(struct export *ex)
@@ -198,7 +214,7 @@ void ex_staging_report_leftovers(struct export *ex)
 	while ((de = readdir(d))) {
 		size_t l = strlen(de->d_name);
 		if (l < sl || strcmp(de->d_name + l - sl, STAGE_SUFFIX) ||
-		    strncmp(de->d_name, "kvsfs-", 6))
+		    strncmp(de->d_name, "kvsfs-", 6) || stage_attached(ex, de->d_name))
 			continue;
 		char side[4096], path[1024] = "";
 		snprintf(side, sizeof(side), "%s/%s.path", ex->staging_dir, de->d_name);

@@ -186,16 +186,7 @@ static void *worker_main(void *arg)
 				pthread_mutex_lock(&ex->mu);
 				continue;
 			}
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			int64_t left = due - ex_mono_ms();
-			ts.tv_sec += left / 1000;
-			ts.tv_nsec += (left % 1000) * 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
-			pthread_cond_timedwait(&ex->job_cv, &ex->mu, &ts);
+			ex_timed_wait(&ex->job_cv, &ex->mu, due - ex_mono_ms());
 		}
 		if (!ex->jobs)
 			break;
@@ -472,6 +463,7 @@ int ex_finalize(struct export *ex, struct xnode *n)
 	int rc = -ENOMEM;
 	int data = key && n->dirty;
 	if (data) {
+		n->fresh = 0;  /* even a failed store may have acted: a rename deletes the key */
 		rc = finalize_data(ex, n, key);
 	} else if (key) {
 		/* only metadata changed on a stored object */
@@ -483,6 +475,15 @@ int ex_finalize(struct export *ex, struct xnode *n)
 		rc = ex_known_defer_meta(ex, n->path, 1, mode, 1, mt) ? 0 :
 		     ex_meta_replace(ex, key, mode, mt, 0);
 		pthread_mutex_lock(&ex->mu);
+	}
+	if (!rc && n->journaled && n->st) {
+		char *sp = strdup(n->st->path);  /* stored: the journal entry goes */
+		pthread_mutex_unlock(&ex->mu);
+		if (sp)
+			ex_journal_remove(sp);
+		free(sp);
+		pthread_mutex_lock(&ex->mu);
+		n->journaled = 0;
 	}
 	if (!rc) {
 		n->dirty = 0;
