@@ -107,6 +107,13 @@ def build_dir() -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
+def sanitized(build_dir) -> bool:
+    """True when kvsfs is built with AddressSanitizer (scripts/test's build-asan): its shadow
+    memory and free quarantine make RSS say nothing about the daemon's own memory."""
+    return b"__asan_init" in (build_dir / "src" / "kvsfs").read_bytes()
+
+
+@pytest.fixture(scope="session")
 def shared_dir() -> pathlib.Path:
     d = pathlib.Path(os.environ.get("KVSFS_SHARED", REPO.parent / "shared")).resolve()
     if not d.is_dir():

@@ -37,6 +37,7 @@ class Mount:
         self.foreground = foreground
         self.proc = None      # the kvsfs -f child (foreground only)
         self.pid = None       # the daemon's pid, whichever mode
+        self.pid_stopped = None  # the pid it had, once stop() ran
         self.exit_status = None
         self.reaped = False
         self.outlived = False
@@ -106,7 +107,8 @@ class Mount:
         if self.outlived:
             bad.append(f"kvsfs (pid {self.pid}) outlived its unmount of {self.dir}")
         if self.exit_status not in (None, 0) and not self.killed:
-            bad.append(f"kvsfs (pid {self.pid}) exited with status {self.exit_status}")
+            bad.append(f"kvsfs (pid {self.pid or self.pid_stopped}) exited "
+                       f"with status {self.exit_status}")
         return bad
 
     def signal(self, sig):
@@ -141,10 +143,18 @@ class Mount:
             self.logf = None
         self.proc = None
 
+    def in_mount_table(self):
+        """True while the kernel still has this mount, also when its daemon died (a dead FUSE
+        mount fails stat with ENOTCONN, so os.path.ismount says False)."""
+        with open("/proc/self/mounts") as f:
+            return any(l.split()[1] == self.dir for l in f)
+
     def stop(self):
         if self.pid is None:
+            if self.in_mount_table():
+                subprocess.run(["fusermount3", "-uz", self.dir], capture_output=True)
             return
-        if os.path.ismount(self.dir):
+        if self.in_mount_table():
             r = subprocess.run(["fusermount3", "-u", self.dir], capture_output=True)
             if r.returncode != 0:
                 subprocess.run(["fusermount3", "-uz", self.dir], capture_output=True)

@@ -224,12 +224,12 @@ void ex_known_put(struct export *ex, const char *path, const struct export_attr 
 	int64_t now = ex_mono_ms();
 	pthread_mutex_lock(&ex->kmu);
 	add_name(ex, path);
+	kexpire(ex, now);  /* before the lookup: it may free the entry found */
 	struct known *k = kfind(ex, path);
 	if (k && (k->pending || k->flushing)) {
 		pthread_mutex_unlock(&ex->kmu);
 		return;  /* the pending change wins; it is stored soon */
 	}
-	kexpire(ex, now);
 	if (!k && ex->n_known < KNOWN_MAX && (k = calloc(1, sizeof(*k))) != NULL) {
 		if (!(k->path = strdup(path))) {
 			free(k);

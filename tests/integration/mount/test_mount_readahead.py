@@ -194,7 +194,8 @@ def vm_hwm_kib(pid):
         return int([l for l in f if l.startswith("VmHWM")][0].split()[1])
 
 
-def test_long_walk_keeps_memory_bounded_and_lists_each_hour_once(kvs, walk_days, mount):
+def test_long_walk_keeps_memory_bounded_and_lists_each_hour_once(kvs, walk_days, mount,
+                                                                  sanitized):
     m = mount(kvs, meta_cache=4)
     kvs.reset_counters()
     out = subprocess.run(["ls", "-lR"] + [m.path(*d) for d in walk_days], capture_output=True,
@@ -215,4 +216,5 @@ def test_long_walk_keeps_memory_bounded_and_lists_each_hour_once(kvs, walk_days,
     # without the bound the listings alone took about 19 MiB a day (102 MiB after 3 days), and
     # the nodes the kernel keeps looked up about 10 MiB a day: a dropped hour is also dropped
     # from the kernel (notify_inval_entry), which then forgets the nodes below it
-    assert hwm <= 64 * 1024, f"peak RSS {hwm} KiB"
+    # (under ASan the eviction count above is the bound: its quarantine alone keeps 256 MiB)
+    assert sanitized or hwm <= 64 * 1024, f"peak RSS {hwm} KiB"
