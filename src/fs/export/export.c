@@ -111,6 +111,7 @@ static struct export *export_new(const struct export_opts *o)
 		ex->wb_parallel = EXPORT_MAX_PARALLEL;
 	ex->drain_ms = o->drain_ms > 0 ? o->drain_ms : 60000;
 	pthread_cond_init(&ex->wb_cv, NULL);
+	ex->wb_timer_at = INT64_MAX;
 	ex->start_ms = ex_now_ms();
 	ex->dfd = ex->lockfd = -1;
 	pthread_mutex_init(&ex->mu, NULL);

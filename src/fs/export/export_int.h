@@ -162,6 +162,7 @@ struct export {
 	int wb_stop;
 	unsigned wb_pass;           /* sync passes started */
 	unsigned wb_urgent;         /* nodes with wb_tried below it are due now */
+	int64_t wb_timer_at;        /* due time an upload thread waits for (INT64_MAX: none) */
 	int space_waiters;          /* writers waiting for staging space */
 };
 
@@ -309,11 +310,11 @@ void ex_known_free(struct export *ex);
 /* ---- journal.c: journal entries STAGING/kvsfs-XXXXXX.stage.wb (docs/EXPORT.md) ---- */
 /* Writes the entry of stage_path (mutex NOT held). At close (data_fd: the staging file) the
  * data, the entry and the folder are flushed before it returns; a rewrite (data_fd -1, after
- * a rename/chmod/utimens) replaces the entry atomically (complete temp file renamed over it)
- * without flushing the folder, so a crash keeps the old or the new entry. 0 or -errno (logged). */
+ * a rename/chmod/utimens) writes the newer entry (.wbn) atomically (complete temp file renamed)
+ * without any flush, so a crash keeps the close-time or the new entry. 0 or -errno (logged). */
 int ex_journal_write(struct export *ex, const char *stage_path, const char *path, uint64_t size,
 		     mode_t mode, int64_t mtime_ms, const char *sha, int data_fd);
-/* Removes the entry of stage_path (mutex NOT held). */
+/* Removes the entries of stage_path, close-time first (mutex NOT held). */
 void ex_journal_remove(const char *stage_path);
 /* At open, before any thread: a node for each entry whose staged data matches its size and
  * checksum (queued for upload); one warning for each that does not (the staging file is then

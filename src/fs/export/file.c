@@ -566,7 +566,7 @@ int export_release(struct export_file *f)
 		n->opens--;
 		n->writers -= !!f->writable;
 		if (ex->wb && !n->writers)
-			pthread_cond_broadcast(&ex->wb_cv);  /* its upload may start */
+			pthread_cond_signal(&ex->wb_cv);  /* its upload may start */
 		if (!n->opens && !n->dirty && n->in_table && !n->busy) {
 			/* stored and no longer open: the staged copy goes */
 			ex_node_unlink(ex, n);

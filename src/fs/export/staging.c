@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "export_int.h"
@@ -39,10 +40,15 @@
 #include "kvsfs/log.h"
 
 #define STAGE_SUFFIX ".stage"
+#define PATH_XATTR "user.kvsfs.path"
 
 void ex_stage_sidecar(const char *stage_path, const char *path)
 {
 	if (!stage_path || !path)
+		return;
+	/* an extended attribute of the staging file where the file system has user xattrs (no
+	 * file to create), else the sidecar file STAGE.path */
+	if (setxattr(stage_path, PATH_XATTR, path, strlen(path), 0) == 0)
 		return;
 	char side[4096];
 	snprintf(side, sizeof(side), "%s.path", stage_path);
@@ -217,10 +223,13 @@ void ex_staging_report_leftovers(struct export *ex)
 		    strncmp(de->d_name, "kvsfs-", 6) || stage_attached(ex, de->d_name))
 			continue;
 		char side[4096], path[1024] = "";
+		snprintf(side, sizeof(side), "%s/%s", ex->staging_dir, de->d_name);
+		ssize_t r = getxattr(side, PATH_XATTR, path, sizeof(path) - 1);
+		path[r > 0 ? r : 0] = 0;
 		snprintf(side, sizeof(side), "%s/%s.path", ex->staging_dir, de->d_name);
-		int fd = open(side, O_RDONLY | O_CLOEXEC);
+		int fd = r > 0 ? -1 : open(side, O_RDONLY | O_CLOEXEC);
 		if (fd >= 0) {
-			ssize_t r = read(fd, path, sizeof(path) - 1);
+			r = read(fd, path, sizeof(path) - 1);
 			path[r > 0 ? r : 0] = 0;
 			close(fd);
 		}

@@ -14,6 +14,10 @@
  * when each was tried in it, and returns the first error. A writer short of staging space makes
  * fresh nodes due at once too (space_waiters).
  *
+ * Threads: one upload thread at a time waits for the earliest due time (wb_timer_at), the
+ * others until signalled; a thread that picks a node signals one more when another is due or
+ * no one keeps the timer, so a due time wakes one thread, not all of them.
+ *
  * Invariants: a node is picked only when it is journaled, dirty, in the table, not open for
  * writing, idle and not being uploaded; the picker holds a reference while it uploads; no
  * lock is held across the upload, the fsync or the journal write (the node is owned instead).
@@ -62,7 +66,7 @@ int ex_wb_stage(struct export *ex, struct xnode *n)
 		}
 	}
 	ex_node_disown(ex, n);
-	pthread_cond_broadcast(&ex->wb_cv);
+	pthread_cond_signal(&ex->wb_cv);  /* due in WB_HOLD_MS: one thread sets its timer */
 	return rc;
 }
 
@@ -101,11 +105,13 @@ static int pickable(const struct xnode *n)
 	       !n->busy && !n->inflight && !n->uploading;
 }
 
-/* The next node to upload, or NULL with *next_due the time the first one is due (mutex held). */
-static struct xnode *wb_pick(struct export *ex, int64_t now, int64_t *next_due)
+/* The next node to upload, or NULL with *next_due the time the first one is due; *more: another
+ * node is due now too (mutex held). */
+static struct xnode *wb_pick(struct export *ex, int64_t now, int64_t *next_due, int *more)
 {
 	struct xnode *best = NULL;
 	*next_due = INT64_MAX;
+	*more = 0;
 	for (struct xnode *n = ex->nodes; n; n = n->next) {
 		if (!pickable(n))
 			continue;
@@ -117,6 +123,7 @@ static struct xnode *wb_pick(struct export *ex, int64_t now, int64_t *next_due)
 				*next_due = due;
 			continue;
 		}
+		*more = best != NULL;
 		if (!best || n->wb_due < best->wb_due)
 			best = n;
 	}
@@ -159,14 +166,24 @@ static void *uploader_main(void *arg)
 	pthread_mutex_lock(&ex->mu);
 	while (!ex->wb_stop) {
 		int64_t next;
-		struct xnode *n = wb_pick(ex, ex_mono_ms(), &next);
+		int more;
+		struct xnode *n = wb_pick(ex, ex_mono_ms(), &next, &more);
 		if (!n) {
-			if (next == INT64_MAX)
+			/* one thread waits for the next due time, the others until they are woken:
+			 * a due time wakes one thread, not all of them */
+			if (next >= ex->wb_timer_at) {
 				pthread_cond_wait(&ex->wb_cv, &ex->mu);
-			else
+			} else {
+				ex->wb_timer_at = next;
 				ex_timed_wait(&ex->wb_cv, &ex->mu, next - ex_mono_ms());
+				if (ex->wb_timer_at == next)
+					ex->wb_timer_at = INT64_MAX;
+			}
 			continue;
 		}
+		/* the others: one more thread for another due node, or to keep the timer */
+		if (more || ex->wb_timer_at == INT64_MAX)
+			pthread_cond_signal(&ex->wb_cv);
 		n->refs++;
 		wb_upload(ex, n);
 		ex_node_put(ex, n);

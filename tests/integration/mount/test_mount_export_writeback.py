@@ -135,6 +135,8 @@ def test_kill_with_a_backlog_then_remount_stores_each_closed_file_once(stack, pr
     files["f-1x.bin"] = files.pop("f-10.bin")
     os.chmod(m.path("export", "f-11.bin"), 0o600)
     os.utime(m.path("export", "f-12.bin"), (1600000000, 1600000000.25))
+    # a rename whose (unflushed) newer entry the crash damages: the close-time entry holds
+    os.rename(m.path("export", "f-13.bin"), m.path("export", "f-1y.bin"))
     # a file still open at the crash: never uploaded, reported at the next mount
     held = open(m.path("export", "open.bin"), "wb")
     held.write(b"partial" * 1000)
@@ -150,10 +152,30 @@ def test_kill_with_a_backlog_then_remount_stores_each_closed_file_once(stack, pr
     except OSError:
         pass
     proxy.remove(fail)
+    # the changes after close are the newer entries, attributes of the close-time entries
+    staging = os.path.join(m.cache, "staging")
+    newer = {}
+    for p in journals(m):
+        try:
+            text = os.getxattr(p, "user.kvsfs.newer").decode()
+        except OSError:
+            continue
+        newer[text.rsplit("path ", 1)[1].rsplit("/", 1)[-1]] = (p, text)
+    assert {"f-1x.bin", "f-11.bin", "f-12.bin", "f-1y.bin"} <= set(newer), newer
+    # one damaged (as a file system without atomic attributes could leave it): the
+    # close-time entry holds, f-13.bin keeps its name
+    os.setxattr(newer["f-1y.bin"][0], "user.kvsfs.newer", newer["f-1y.bin"][1][:20].encode())
+    # a newer entry in a file (file systems without user xattrs) without its close-time
+    # entry is never resumed: deleted
+    orphan = os.path.join(staging, "kvsfs-orphan.stage.wbn")
+    with open(orphan, "w") as f:
+        f.write(newer["f-11.bin"][1].replace("f-11.bin", "f-orphan.bin"))
     m.expect_log(r"staging file\(s\) of an earlier run")
     m.start()
     sync_dir(m.path("export"))
     assert "resuming 10 journaled upload(s)" in m.log()
+    assert not os.path.exists(orphan)
+    assert glob.glob(os.path.join(staging, "*.wbn")) == []
     counts = stores(proxy, "wbkill/")
     assert counts == {"wbkill/" + k: 1 for k in files}, counts    # each exactly once
     assert set(stored_keys(s3, "wbkill/")) == {"wbkill/" + k for k in files}
