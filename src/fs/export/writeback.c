@@ -63,6 +63,9 @@ int ex_wb_stage(struct export *ex, struct xnode *n)
 			memcpy(n->sha, sha, sizeof(n->sha));
 			n->wb_due = ex_mono_ms() + WB_HOLD_MS;
 			n->wb_fails = 0;
+			/* not part of a sync pass that started before: wb_urgent stays at the last
+			 * pass, so an older wb_tried would make it due at once, before the rename */
+			n->wb_tried = ex->wb_pass;
 		}
 	}
 	ex_node_disown(ex, n);

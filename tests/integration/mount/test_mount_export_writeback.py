@@ -115,6 +115,15 @@ def test_pending_files_listed_then_stored_once_under_final_names(stack, proxy, x
     assert r.returncode == 0, r.stderr
     assert "Number of regular files transferred: 0" in r.stdout, r.stdout
     assert proxy.count("PutObject") == proxy.count("CopyObject") == 0
+    # after that folder fsync (a finished sync pass) new files still wait for their rename:
+    # each stored once under its final name
+    r = subprocess.run(["rsync", "-a", str(src) + "/", m.path("export", "again") + "/"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    sync_dir(m.path("export"))
+    counts = stores(proxy, "wbls/again/")
+    assert counts == {f"wbls/again/frag-{i:03d}.mkv": 1 for i in range(n)}, counts
+    assert proxy.count("CopyObject") == proxy.count("DeleteObject") == 0
 
 
 def test_kill_with_a_backlog_then_remount_stores_each_closed_file_once(stack, proxy, xmount,
