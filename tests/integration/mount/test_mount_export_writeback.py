@@ -121,9 +121,11 @@ def test_pending_files_listed_then_stored_once_under_final_names(stack, proxy, x
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     sync_dir(m.path("export"))
+    # (stores counts PutObject and CopyObject of every file key, temp names included; rsync's
+    # utimens of the folder itself may update its marker with a CopyObject)
     counts = stores(proxy, "wbls/again/")
     assert counts == {f"wbls/again/frag-{i:03d}.mkv": 1 for i in range(n)}, counts
-    assert proxy.count("CopyObject") == proxy.count("DeleteObject") == 0
+    assert proxy.count("DeleteObject") == 0
 
 
 def test_kill_with_a_backlog_then_remount_stores_each_closed_file_once(stack, proxy, xmount,
