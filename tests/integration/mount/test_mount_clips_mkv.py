@@ -236,8 +236,15 @@ def test_m3u8_plays_the_range_and_seeks_to_its_end(mkvsrv, mount, tmp_path):
     played = re.search(r"PLAYED time-pos=([0-9.]+)", out)
     assert played and 25.0 <= float(played.group(1)) <= 30.5, out
     assert "SEEK from" in out and "Invalid NAL" not in out, out
-    mpd = open(m.path("hlscam", "clips", f"{stamp(t0)}-{stamp(t0 + 29)}.mpd")).read()
+    mpd_path = m.path("hlscam", "clips", f"{stamp(t0)}-{stamp(t0 + 29)}.mpd")
+    mpd = open(mpd_path).read()
     assert "<MPD" in mpd and "<BaseURL>" in mpd
+    # ffmpeg's DASH client reads the range's streams through the .mpd
+    r = subprocess.run(["ffprobe", "-v", "error", "-protocol_whitelist", WHITELIST, "-show_entries",
+                        "stream=codec_name", "-of", "json", mpd_path],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert {"h264", "aac"} <= {s["codec_name"] for s in json.loads(r.stdout)["streams"]}, r.stdout
     from kvs_local import webplayer
     if not (webplayer.chromium_path() and webplayer.ensure_hlsjs()):
         pytest.skip("chromium or hls.js missing")
