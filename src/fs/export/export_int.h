@@ -310,8 +310,9 @@ void ex_known_free(struct export *ex);
 /* ---- journal.c: journal entries STAGING/kvsfs-XXXXXX.stage.wb (docs/EXPORT.md) ---- */
 /* Writes the entry of stage_path (mutex NOT held). At close (data_fd: the staging file) the
  * data, the entry and the folder are flushed before it returns; a rewrite (data_fd -1, after
- * a rename/chmod/utimens) writes the newer entry (.wbn) atomically (complete temp file renamed)
- * without any flush, so a crash keeps the close-time or the new entry. 0 or -errno (logged). */
+ * a rename/chmod/utimens) writes the newer entry atomically and without any flush (the xattr
+ * user.kvsfs.newer of the entry, else a complete temp file renamed to .wbn), so a crash keeps
+ * the close-time or the new entry. 0 or -errno (logged). */
 int ex_journal_write(struct export *ex, const char *stage_path, const char *path, uint64_t size,
 		     mode_t mode, int64_t mtime_ms, const char *sha, int data_fd);
 /* Removes the entries of stage_path, close-time first (mutex NOT held). */

@@ -68,9 +68,19 @@ int ex_journal_write(struct export *ex, const char *stage_path, const char *path
 	 * nothing flushed (after a crash the newer entry is whole or absent) */
 	const char *target = data_fd >= 0 ? fin : tmp;
 	int rc = 0;
-	if (data_fd < 0 && setxattr(fin, NEWER_XATTR, buf_str(&b), b.len, 0) == 0) {
-		buf_free(&b);  /* the newer entry as an attribute of the entry: replaced atomically */
-		return 0;
+	if (data_fd < 0) {
+		if (setxattr(fin, NEWER_XATTR, buf_str(&b), b.len, 0) == 0) {
+			buf_free(&b);  /* the newer entry as an attribute: replaced atomically */
+			return 0;
+		}
+		/* no room or no xattrs: the file; an older attribute would win over it at open */
+		if (removexattr(fin, NEWER_XATTR) && errno != ENODATA && errno != ENOTSUP) {
+			rc = -errno;
+			LOG_ERROR(ex->log, MOD, "cannot write the journal entry of %s in %s: %s", path,
+				  ex->staging_dir, strerror(-rc));
+			buf_free(&b);
+			return rc;
+		}
 	}
 	if (data_fd >= 0)
 		unlink(newer);

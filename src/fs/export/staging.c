@@ -50,6 +50,7 @@ void ex_stage_sidecar(const char *stage_path, const char *path)
 	 * file to create), else the sidecar file STAGE.path */
 	if (setxattr(stage_path, PATH_XATTR, path, strlen(path), 0) == 0)
 		return;
+	(void)removexattr(stage_path, PATH_XATTR);  /* an older one would win over the file */
 	char side[4096];
 	snprintf(side, sizeof(side), "%s.path", stage_path);
 	int fd = open(side, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
